@@ -1,0 +1,133 @@
+//! Builds shopd from its settings and serves it until a shutdown future
+//! resolves: stop accepting, finish in-flight requests, close chats with
+//! 1001, flush storage.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use warp::Filter;
+
+use crate::chat::Rooms;
+use crate::config::Settings;
+use crate::http::server::{self, Limits};
+use crate::http::{self as api, State};
+use crate::metrics::Telemetry;
+use crate::store::{OpenError, SledStore, Store, StoreError};
+
+/// Why shopd could not start or stop cleanly; messages name the culprit.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory is unusable or taken.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The listen address is busy, invalid or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The final flush failed.
+    #[error("flushing storage at shutdown failed: {0}")]
+    Close(#[source] StoreError),
+}
+
+/// A shopd ready to serve: storage open, chat and metrics set up.
+pub struct App<S = SledStore> {
+    store: S,
+    settings: Settings,
+    rooms: Rooms,
+    telemetry: Telemetry,
+}
+
+impl App<SledStore> {
+    /// Opens (and locks) the data directory of `settings`.
+    pub fn open(settings: Settings) -> Result<Self, AppError> {
+        let store = SledStore::open(
+            &settings.data_dir,
+            settings.durability,
+            settings.flush_every_ms,
+        )?;
+        Ok(App::with_store(store, settings))
+    }
+}
+
+impl<S: Store> App<S> {
+    /// shopd over any store.
+    pub fn with_store(store: S, settings: Settings) -> Self {
+        let rooms = Rooms::new(settings.chat_max_message_bytes, settings.chat_queue_len);
+        App {
+            store,
+            settings,
+            rooms,
+            telemetry: Telemetry::new(),
+        }
+    }
+
+    /// The store, for callers that seed or inspect data.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains and
+    /// flushes. Returns once storage is closed.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let state = State {
+            store: self.store.clone(),
+            max_body_bytes: self.settings.max_body_bytes,
+            telemetry: self.telemetry.clone(),
+            rooms: self.rooms.clone(),
+        };
+        let filter = crate::chat::route(self.rooms.clone())
+            .or(api::api(state))
+            .unify()
+            .boxed();
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs),
+            max_connections: self.settings.max_connections,
+            shutdown_grace: Duration::from_secs(self.settings.shutdown_grace_secs),
+        };
+        let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
+        let rooms = self.rooms.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Chats are upgraded connections the HTTP drain does not see.
+            rooms.shutdown().await;
+        };
+        server::serve(listener, filter, limits, shutdown).await;
+        upkeep.abort();
+        self.store.close().await.map_err(AppError::Close)?;
+        tracing::info!("storage flushed; bye");
+        Ok(())
+    }
+}
+
+/// Folds metric samples into buckets now and then, as the exporter needs.
+async fn upkeep(telemetry: Telemetry) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        telemetry.run_upkeep();
+    }
+}
+
+/// Binds `addr` (`ADDR:PORT`, port 0 for any free one).
+pub async fn bind(addr: &str) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// The address a listener ended up on.
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

@@ -1,0 +1,122 @@
+//! Carts: lines of items with quantities, priced from the items' current state.
+
+use serde::Serialize;
+
+use super::{Id, Page, PriceRange};
+
+/// One line of a cart as clients see it: the item's current name and state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CartLine {
+    /// The item's id.
+    pub id: Id,
+    /// The item's current name.
+    pub name: String,
+    /// How many of the item the cart holds.
+    pub quantity: u64,
+    /// Whether the item is still on sale (not deleted).
+    pub available: bool,
+}
+
+/// A cart as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cart {
+    /// The cart's id.
+    pub id: Id,
+    /// Its lines, in the order their items were first added.
+    pub items: Vec<CartLine>,
+    /// Sum of current price x quantity over the available lines.
+    pub price: f64,
+}
+
+impl Cart {
+    /// Builds a cart from its lines, each with its item's current price.
+    pub fn priced(id: Id, lines: impl IntoIterator<Item = (CartLine, f64)>) -> Cart {
+        let mut price = 0.0;
+        let items = lines
+            .into_iter()
+            .map(|(line, item_price)| {
+                if line.available {
+                    price += item_price * line.quantity as f64;
+                }
+                line
+            })
+            .collect();
+        Cart { id, items, price }
+    }
+
+    /// The cart's quantity: the sum of all its lines' quantities.
+    pub fn quantity(&self) -> u64 {
+        self.items.iter().map(|line| line.quantity).sum()
+    }
+}
+
+/// The filters of `GET /cart`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CartFilter {
+    /// Which part of the matching carts to return.
+    pub page: Page,
+    /// The cart prices accepted.
+    pub price: PriceRange,
+    /// Lowest cart quantity accepted.
+    pub min_quantity: Option<u64>,
+    /// Highest cart quantity accepted.
+    pub max_quantity: Option<u64>,
+}
+
+impl Default for CartFilter {
+    fn default() -> Self {
+        CartFilter {
+            page: Page::default(),
+            price: PriceRange::default(),
+            min_quantity: None,
+            max_quantity: None,
+        }
+    }
+}
+
+impl CartFilter {
+    /// Whether a cart passes the filter.
+    pub fn accepts(&self, cart: &Cart) -> bool {
+        let quantity = cart.quantity();
+        self.price.contains(cart.price)
+            && self.min_quantity.is_none_or(|min| quantity >= min)
+            && self.max_quantity.is_none_or(|max| quantity <= max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: Id, quantity: u64, available: bool) -> CartLine {
+        CartLine {
+            id,
+            name: format!("item {id}"),
+            quantity,
+            available,
+        }
+    }
+
+    #[test]
+    fn price_leaves_out_unavailable_lines() {
+        let cart = Cart::priced(1, [(line(1, 2, true), 1.5), (line(2, 3, false), 100.0)]);
+        assert_eq!(cart.price, 3.0);
+        assert_eq!(cart.quantity(), 5);
+    }
+
+    #[test]
+    fn quantity_filter_is_inclusive() {
+        let cart = Cart::priced(1, [(line(1, 2, true), 1.0)]);
+        let filter = CartFilter {
+            min_quantity: Some(2),
+            max_quantity: Some(2),
+            ..CartFilter::default()
+        };
+        assert!(filter.accepts(&cart));
+        let filter = CartFilter {
+            min_quantity: Some(3),
+            ..CartFilter::default()
+        };
+        assert!(!filter.accepts(&cart));
+    }
+}

@@ -1,0 +1,47 @@
+//! The shop's values and rules: items, carts, list filters and the validation
+//! of what clients send. Pure code: no HTTP, no storage.
+
+mod cart;
+mod item;
+mod validate;
+
+pub use cart::{Cart, CartFilter, CartLine};
+pub use item::{Item, ItemFilter, ItemPatch, NewItem};
+pub use validate::{Issue, Location, parse_id, parse_integer, parse_item_body, parse_item_patch};
+
+/// Identifier of an item or a cart: a positive integer, never reused.
+pub type Id = u64;
+
+/// The page of a list: how many matching entries to skip, then how many to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Matching entries skipped before the first one returned.
+    pub offset: usize,
+    /// The most entries returned.
+    pub limit: usize,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            offset: 0,
+            limit: 10,
+        }
+    }
+}
+
+/// An inclusive range of prices; `None` leaves that side open.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PriceRange {
+    /// Lowest price accepted.
+    pub min: Option<f64>,
+    /// Highest price accepted.
+    pub max: Option<f64>,
+}
+
+impl PriceRange {
+    /// Whether `price` lies inside the range.
+    pub fn contains(&self, price: f64) -> bool {
+        self.min.is_none_or(|min| price >= min) && self.max.is_none_or(|max| price <= max)
+    }
+}

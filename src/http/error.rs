@@ -1,0 +1,118 @@
+//! The one place where failures become HTTP statuses, with FastAPI's body
+//! shapes: `{"detail": "a sentence"}`, or for 422 a list of issues.
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::reply::json;
+use crate::domain::Issue;
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No such resource (or no such route): 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource is in a state that forbids the change: 304, no body.
+    #[error("not modified")]
+    NotModified,
+    /// The request is malformed: 422 with one issue per problem.
+    #[error("invalid request")]
+    Invalid(Vec<Issue>),
+    /// The body is over the configured limit: 413.
+    #[error("Request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    /// A known route asked with another method: 405.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    /// The request is not even HTTP we understand (e.g. a bad header): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failed: 500, logged with its cause.
+    #[error("storage failure")]
+    Storage(#[source] StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::ItemNotFound(_)
+            | StoreError::CartNotFound(_)
+            | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
+            StoreError::ItemDeleted(_) => ApiError::NotModified,
+            StoreError::Backend(_) => ApiError::Storage(err),
+        }
+    }
+}
+
+impl From<Vec<Issue>> for ApiError {
+    fn from(issues: Vec<Issue>) -> Self {
+        ApiError::Invalid(issues)
+    }
+}
+
+#[derive(Serialize)]
+struct Detail<T> {
+    detail: T,
+}
+
+impl ApiError {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotModified => StatusCode::NOT_MODIFIED,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The reply: status and `detail` body.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        match self {
+            ApiError::NotModified => {
+                let mut response = Response::default();
+                *response.status_mut() = status;
+                response
+            }
+            ApiError::Invalid(issues) => json(status, &Detail { detail: issues }),
+            ApiError::Storage(err) => {
+                tracing::error!(error = %err, cause = ?std::error::Error::source(&err), "request failed in storage");
+                json(
+                    status,
+                    &Detail {
+                        detail: "Internal Server Error",
+                    },
+                )
+            }
+            other => json(
+                status,
+                &Detail {
+                    detail: other.to_string(),
+                },
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_the_contract_statuses() {
+        let status = |err| ApiError::from(err).status();
+        assert_eq!(status(StoreError::ItemNotFound(1)), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(StoreError::ItemUnavailable(1)),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(status(StoreError::ItemDeleted(1)), StatusCode::NOT_MODIFIED);
+    }
+}

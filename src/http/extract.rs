@@ -1,0 +1,122 @@
+//! Reading requests: the size-capped body, the raw query and path ids.
+//! Problems come back as values (not warp rejections), so that the route
+//! that matched answers them with the right status and label.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use warp::Filter;
+
+use super::error::ApiError;
+use crate::domain::{Id, Issue, parse_id};
+
+/// The request body, read whatever its Content-Type, at most `limit` bytes.
+/// A declared or actual size over the limit is [`ApiError::PayloadTooLarge`].
+pub fn body(
+    limit: u64,
+) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |declared, stream| collect(declared, stream, limit))
+}
+
+async fn collect<B: Buf>(
+    declared: Option<u64>,
+    stream: impl Stream<Item = Result<B, warp::Error>>,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk
+            .map_err(|err| ApiError::BadRequest(format!("Cannot read the request body: {err}")))?;
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let len = part.len();
+            body.extend_from_slice(part);
+            chunk.advance(len);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// The raw query string, empty when there is none.
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// A path id: 422 when it is not an integer, 404 when no resource can have it.
+pub fn path_id(text: &str, name: &str, kind: &str) -> Result<Id, PathIdError> {
+    match parse_id(&percent_decoded(text), vec!["path".into(), name.into()]) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(PathIdError::Missing(ApiError::NotFound(format!(
+            "{kind} {} not found",
+            percent_decoded(text).trim()
+        )))),
+        Err(issue) => Err(PathIdError::Invalid(issue)),
+    }
+}
+
+/// Why a path id names nothing.
+#[derive(Debug)]
+pub enum PathIdError {
+    /// Not an integer: a 422 issue, reported with any others of the request.
+    Invalid(Issue),
+    /// An integer no resource has: 404 once the request is otherwise valid.
+    Missing(ApiError),
+}
+
+/// Checks path ids together, so a 422 lists every bad one before any 404.
+pub fn path_ids<const N: usize>(
+    results: [Result<Id, PathIdError>; N],
+    mut issues: Vec<Issue>,
+) -> Result<[Id; N], ApiError> {
+    let mut missing = None;
+    let mut ids = [0; N];
+    for (slot, result) in ids.iter_mut().zip(results) {
+        match result {
+            Ok(id) => *slot = id,
+            Err(PathIdError::Invalid(issue)) => issues.push(issue),
+            Err(PathIdError::Missing(err)) => {
+                missing.get_or_insert(err);
+            }
+        }
+    }
+    if !issues.is_empty() {
+        // Path problems come first, as FastAPI lists them.
+        issues.sort_by_key(|issue| !matches!(issue.loc.first(), Some(l) if *l == "path".into()));
+        return Err(ApiError::Invalid(issues));
+    }
+    match missing {
+        Some(err) => Err(err),
+        None => Ok(ids),
+    }
+}
+
+/// The percent-decoded text of a path segment (invalid UTF-8 replaced).
+pub fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Checks path ids and a parsed body together: every 422 issue of both
+/// first, then a 404 for an id no resource can have.
+pub fn with_body<T, const N: usize>(
+    ids: [Result<Id, PathIdError>; N],
+    body: Result<T, Vec<Issue>>,
+) -> Result<([Id; N], T), ApiError> {
+    match body {
+        Ok(value) => Ok((path_ids(ids, Vec::new())?, value)),
+        Err(issues) => Err(match path_ids(ids, issues) {
+            Err(err) => err,
+            // Not reached: the body's issues alone make this a 422.
+            Ok(_) => ApiError::Invalid(Vec::new()),
+        }),
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP API: routes per resource, the one error mapping, request
+//! extraction, and the outer layer that labels, measures and logs every
+//! request by its route template.
+
+mod carts;
+pub mod error;
+mod extract;
+mod items;
+mod query;
+mod reply;
+pub mod server;
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::Method;
+use warp::reply::Response;
+
+pub use error::ApiError;
+
+use crate::chat::Rooms;
+use crate::metrics::Telemetry;
+use crate::store::Store;
+
+/// A response with the template of the route that produced it
+/// (`/item/{id}`), or `none` when no route matched.
+pub struct Routed {
+    /// The route template, the `handler` label of the metrics.
+    pub handler: &'static str,
+    /// The reply.
+    pub response: Response,
+}
+
+/// What handlers share: the store and the request limits.
+#[derive(Clone)]
+pub struct State<S> {
+    /// Items and carts.
+    pub store: S,
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+    /// Metrics, for `/metrics`.
+    pub telemetry: Telemetry,
+    /// Chat rooms, for their figures in `/metrics`.
+    pub rooms: Rooms,
+}
+
+/// Gives each request a clone of the state.
+fn with_state<T: Clone + Send>(
+    state: T,
+) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Turns a handler's result into a labelled reply.
+fn answer(handler: &'static str) -> impl Fn(Result<Response, ApiError>) -> Routed + Clone {
+    move |result| Routed {
+        handler,
+        response: result.unwrap_or_else(ApiError::into_response),
+    }
+}
+
+/// The whole HTTP API (chat excluded), measured and logged.
+pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
+    let telemetry = state.telemetry.clone();
+    let routes = items::routes(state.clone())
+        .or(carts::routes(state.clone()))
+        .unify()
+        .or(crate::metrics::route(state))
+        .unify()
+        .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
+        .unify();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(
+            warp::header::optional::<u64>("content-length")
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .and(routes)
+        .map(
+            move |start: Instant,
+                  method: Method,
+                  path: warp::path::FullPath,
+                  request_bytes: Option<u64>,
+                  routed: Routed| {
+                let elapsed = start.elapsed();
+                let status = routed.response.status();
+                let response_bytes = http_body::Body::size_hint(routed.response.body())
+                    .exact()
+                    .unwrap_or(0);
+                telemetry.record_request(
+                    routed.handler,
+                    &method,
+                    status,
+                    elapsed,
+                    request_bytes.unwrap_or(0),
+                    response_bytes,
+                );
+                tracing::info!(
+                    target: "shopd::access",
+                    %method,
+                    path = path.as_str(),
+                    status = status.as_u16(),
+                    micros = elapsed.as_micros() as u64,
+                );
+                routed.response
+            },
+        )
+        .boxed()
+}
+
+/// Answers a request no route took: 404, or 405 for a known path, labelled `none`.
+fn unmatched(rejection: warp::Rejection) -> Routed {
+    let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.is_not_found() {
+        ApiError::NotFound("Not Found".into())
+    } else {
+        ApiError::BadRequest("Bad Request".into())
+    };
+    Routed {
+        handler: "none",
+        response: error.into_response(),
+    }
+}

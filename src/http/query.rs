@@ -1,0 +1,170 @@
+//! The query parameters of the list routes, checked like FastAPI does:
+//! unknown parameters are ignored, the last of repeated ones wins, and every
+//! bad value is one 422 issue.
+
+use crate::domain::{CartFilter, Issue, ItemFilter, Location, Page, PriceRange, parse_integer};
+
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: &str) -> Params {
+        Params(serde_urlencoded::from_str(raw).unwrap_or_default())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn loc(name: &str) -> Vec<Location> {
+    vec!["query".into(), name.into()]
+}
+
+/// An integer at least `min`; values past 64 bits saturate.
+fn integer(params: &Params, name: &str, min: u64, issues: &mut Vec<Issue>) -> Option<u64> {
+    let text = params.get(name)?;
+    let Some(value) = parse_integer(text) else {
+        issues.push(Issue::not_an_integer(loc(name)));
+        return None;
+    };
+    if value < i128::from(min) {
+        issues.push(Issue::below(loc(name), min));
+        return None;
+    }
+    Some(u64::try_from(value).unwrap_or(u64::MAX))
+}
+
+fn price(params: &Params, name: &str, issues: &mut Vec<Issue>) -> Option<f64> {
+    let text = params.get(name)?;
+    match text.trim().parse::<f64>() {
+        Err(_) => {
+            issues.push(Issue::new(
+                loc(name),
+                "float_parsing",
+                "Input should be a valid number, unable to parse string as a number",
+            ));
+            None
+        }
+        // NaN fails `>= 0` as it does in Python.
+        Ok(value) if value.is_nan() || value < 0.0 => {
+            issues.push(Issue::below(loc(name), 0));
+            None
+        }
+        Ok(value) => Some(value),
+    }
+}
+
+fn boolean(params: &Params, name: &str, issues: &mut Vec<Issue>) -> Option<bool> {
+    let text = params.get(name)?;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => {
+            issues.push(Issue::new(
+                loc(name),
+                "bool_parsing",
+                "Input should be a valid boolean, unable to interpret input",
+            ));
+            None
+        }
+    }
+}
+
+fn page_and_price(params: &Params, issues: &mut Vec<Issue>) -> (Page, PriceRange) {
+    let defaults = Page::default();
+    let to_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+    let page = Page {
+        offset: integer(params, "offset", 0, issues).map_or(defaults.offset, to_usize),
+        limit: integer(params, "limit", 1, issues).map_or(defaults.limit, to_usize),
+    };
+    let range = PriceRange {
+        min: price(params, "min_price", issues),
+        max: price(params, "max_price", issues),
+    };
+    (page, range)
+}
+
+/// The filters of `GET /item`.
+pub fn item_filter(raw: &str) -> Result<ItemFilter, Vec<Issue>> {
+    let params = Params::parse(raw);
+    let mut issues = Vec::new();
+    let (page, price) = page_and_price(&params, &mut issues);
+    let show_deleted = boolean(&params, "show_deleted", &mut issues).unwrap_or(false);
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    Ok(ItemFilter {
+        page,
+        price,
+        show_deleted,
+    })
+}
+
+/// The filters of `GET /cart`.
+pub fn cart_filter(raw: &str) -> Result<CartFilter, Vec<Issue>> {
+    let params = Params::parse(raw);
+    let mut issues = Vec::new();
+    let (page, price) = page_and_price(&params, &mut issues);
+    let min_quantity = integer(&params, "min_quantity", 0, &mut issues);
+    let max_quantity = integer(&params, "max_quantity", 0, &mut issues);
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    Ok(CartFilter {
+        page,
+        price,
+        min_quantity,
+        max_quantity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(raw: &str) -> Vec<&'static str> {
+        item_filter(raw)
+            .unwrap_err()
+            .iter()
+            .map(|i| i.kind)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_absent() {
+        let filter = item_filter("").unwrap();
+        assert_eq!(filter.page, Page::default());
+        assert!(!filter.show_deleted);
+    }
+
+    #[test]
+    fn bounds_and_types_are_checked() {
+        assert_eq!(kinds("offset=-1"), ["greater_than_equal"]);
+        assert_eq!(kinds("limit=0"), ["greater_than_equal"]);
+        assert_eq!(
+            kinds("limit=x&min_price=-1"),
+            ["int_parsing", "greater_than_equal"]
+        );
+        assert_eq!(kinds("max_price=abc"), ["float_parsing"]);
+        assert_eq!(kinds("show_deleted=maybe"), ["bool_parsing"]);
+        assert_eq!(kinds("limit="), ["int_parsing"]);
+    }
+
+    #[test]
+    fn python_style_booleans_and_huge_numbers_are_accepted() {
+        assert!(item_filter("show_deleted=True").unwrap().show_deleted);
+        assert!(!item_filter("show_deleted=OFF").unwrap().show_deleted);
+        let filter = item_filter("offset=99999999999999999999999&limit=5").unwrap();
+        assert_eq!(filter.page.offset, usize::MAX);
+        assert_eq!(filter.page.limit, 5);
+        let filter = cart_filter("min_quantity=0&max_quantity=3&limit=1").unwrap();
+        assert_eq!(
+            (filter.min_quantity, filter.max_quantity),
+            (Some(0), Some(3))
+        );
+    }
+}

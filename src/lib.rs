@@ -1,0 +1,30 @@
+//! shopd: a small online shop's backend in one binary — items and carts
+//! over HTTP (persisted in sled), chat rooms over WebSocket, and Prometheus
+//! metrics under the names of prometheus-fastapi-instrumentator.
+//!
+//! # Layout
+//!
+//! A request flows `http` (route, extract, validate) -> `store` (sled trees,
+//! transactions) -> `domain` value -> JSON reply; any failure becomes an
+//! [`http::ApiError`], which alone maps to statuses.
+//!
+//! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults.
+//! - [`app`]: builds shopd from settings and serves it until shutdown.
+//! - [`domain`]: items, carts, filters, validation; pure.
+//! - [`store`]: the [`store::Store`] trait and its sled backend.
+//! - [`http`]: routes per resource, errors, extraction, the connection loop.
+//! - [`chat`]: rooms and one session task per socket.
+//! - [`metrics`]: the recorder and the `/metrics` route.
+//! - [`shutdown`]: the stop signal.
+
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;
+
+pub use app::{App, AppError, bind};
+pub use config::{Cli, Settings};

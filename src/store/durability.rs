@@ -1,0 +1,156 @@
+//! When a write counts as done. In `sync` mode every write waits until it is
+//! on stable storage, and concurrent writers share that wait: one flusher
+//! thread takes all writers waiting at once, flushes sled, fsyncs its files
+//! and answers them all (group commit), so a burst of N writes costs about
+//! one or two fsyncs, not N.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, mpsc};
+
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::{StoreError, StoreResult};
+
+/// How durable an acknowledged write is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledge after sled's flush and an fsync: survives `kill -9`,
+    /// OS crashes and power loss. Concurrent writes share one flush.
+    #[default]
+    Sync,
+    /// Acknowledge at once; sled writes to disk every `flush_every_ms`.
+    /// A crash can lose the writes of that last interval.
+    Periodic,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "sync" => Ok(Durability::Sync),
+            "periodic" => Ok(Durability::Periodic),
+            other => Err(format!(
+                "unknown durability {other:?}: expected \"sync\" or \"periodic\""
+            )),
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Flushes sled and fsyncs the files it wrote.
+pub(super) struct DiskSync {
+    db: sled::Db,
+    /// sled's log file; its flush uses `sync_file_range`, which keeps neither
+    /// the file's size nor the disk's cache safe from power loss.
+    log: File,
+    blobs: PathBuf,
+    /// The highest blob file already fsynced (blob files are named by a
+    /// growing log sequence number, and sled does not fsync them).
+    synced_blob: Mutex<u64>,
+}
+
+impl DiskSync {
+    pub(super) fn new(db: sled::Db, sled_dir: &Path) -> io::Result<DiskSync> {
+        Ok(DiskSync {
+            db,
+            log: File::open(sled_dir.join("db"))?,
+            blobs: sled_dir.join("blobs"),
+            synced_blob: Mutex::new(0),
+        })
+    }
+
+    /// Makes every write made so far durable.
+    pub(super) fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(io::Error::other)?;
+        self.log.sync_data()?;
+        self.sync_new_blobs()
+    }
+
+    fn sync_new_blobs(&self) -> io::Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.blobs) else {
+            return Ok(());
+        };
+        let mut synced = self
+            .synced_blob
+            .lock()
+            .map_err(|_| io::Error::other("blob sync lock poisoned"))?;
+        let mut newest = *synced;
+        for entry in entries {
+            let entry = entry?;
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if lsn > *synced {
+                File::open(entry.path())?.sync_all()?;
+                newest = newest.max(lsn);
+            }
+        }
+        if newest > *synced {
+            File::open(&self.blobs)?.sync_all()?;
+            *synced = newest;
+        }
+        Ok(())
+    }
+}
+
+/// The handle writers wait on; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Committer {
+    waiters: Option<mpsc::Sender<Waiter>>,
+}
+
+impl Committer {
+    /// Starts the flusher thread for `sync` mode; in `periodic` mode writers
+    /// never wait.
+    pub(super) fn start(mode: Durability, disk: std::sync::Arc<DiskSync>) -> io::Result<Committer> {
+        if mode == Durability::Periodic {
+            return Ok(Committer { waiters: None });
+        }
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        std::thread::Builder::new()
+            .name("shopd-flusher".into())
+            .spawn(move || flusher(&rx, &disk))?;
+        Ok(Committer { waiters: Some(tx) })
+    }
+
+    /// Resolves once every write made before the call is durable.
+    pub(super) async fn durable(&self) -> StoreResult<()> {
+        let Some(waiters) = &self.waiters else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        let gone = || StoreError::backend(io::Error::other("the flusher thread stopped"));
+        waiters.send(tx).map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| gone())?
+            .map_err(|msg| StoreError::backend(io::Error::other(msg)))
+    }
+}
+
+/// Takes every waiting writer, syncs once, answers them all; until every
+/// sender is gone.
+fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = disk.sync().map_err(|err| {
+            tracing::error!(error = %err, "flushing storage failed");
+            err.to_string()
+        });
+        for waiter in batch {
+            // A writer that went away (client hung up) needs no answer.
+            let _ = waiter.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Id allocation: dense, per resource kind, never reused.
+//!
+//! In `sync` mode every created record is on disk before its id is given
+//! out, so after any restart the next id is one past the highest stored key.
+//! In `periodic` mode a crash can lose records whose ids were already given
+//! out, so ids are reserved in blocks: the end of the block is written and
+//! flushed before an id beyond it is handed out, and a restart continues from
+//! there (a crash skips at most one block; a clean shutdown skips nothing).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::durability::DiskSync;
+use super::{StoreError, StoreResult, codec};
+use crate::domain::Id;
+
+/// Ids reserved at a time in `periodic` mode.
+const BLOCK: u64 = 1024;
+
+pub(super) struct IdGen {
+    next: AtomicU64,
+    /// Set in `periodic` mode: ids below it are covered by a durable reservation.
+    reserved: Option<Mutex<u64>>,
+    meta: sled::Tree,
+    meta_key: &'static str,
+    disk: Arc<DiskSync>,
+}
+
+impl IdGen {
+    /// Continues after the highest id in `tree` and any stored reservation.
+    pub(super) fn open(
+        tree: &sled::Tree,
+        meta: &sled::Tree,
+        meta_key: &'static str,
+        disk: Arc<DiskSync>,
+        reserve_blocks: bool,
+    ) -> StoreResult<IdGen> {
+        let after_last = match tree.last().map_err(StoreError::backend)? {
+            Some((key, _)) => codec::id_of(&key).map_err(StoreError::backend)? + 1,
+            None => 1,
+        };
+        let reserved_before = match meta.get(meta_key).map_err(StoreError::backend)? {
+            Some(bytes) => codec::id_of(&bytes).map_err(StoreError::backend)?,
+            None => 1,
+        };
+        let next = after_last.max(reserved_before);
+        Ok(IdGen {
+            next: AtomicU64::new(next),
+            reserved: reserve_blocks.then(|| Mutex::new(next)),
+            meta: meta.clone(),
+            meta_key,
+            disk,
+        })
+    }
+
+    /// A fresh id.
+    pub(super) fn next(&self) -> StoreResult<Id> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(reserved) = &self.reserved {
+            let mut reserved = reserved
+                .lock()
+                .map_err(|_| StoreError::backend(std::io::Error::other("id lock poisoned")))?;
+            if id >= *reserved {
+                self.persist(id + BLOCK)?;
+                *reserved = id + BLOCK;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Records that no id below the next one is free, so a clean restart
+    /// continues without a gap.
+    pub(super) fn close(&self) -> StoreResult<()> {
+        if self.reserved.is_some() {
+            self.persist(self.next.load(Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+
+    fn persist(&self, reserved_until: Id) -> StoreResult<()> {
+        self.meta
+            .insert(self.meta_key, &codec::key(reserved_until))
+            .map_err(StoreError::backend)?;
+        self.disk.sync().map_err(StoreError::backend)
+    }
+}

@@ -1,0 +1,431 @@
+//! The embedded backend: sled trees `items` and `carts` keyed by big-endian
+//! id, plus `meta` for id reservations; the data directory is locked by one
+//! process at a time.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::codec::{self, CartRecord, ItemRecord, LineRecord};
+use super::durability::{Committer, DiskSync, Durability};
+use super::ids::IdGen;
+use super::{Store, StoreError, StoreResult, StoreStats};
+use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem};
+
+/// Why the store could not be opened; each message names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path}: {source}")]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {path} is in use by another shopd process (lock file {lock}); stop it or choose another --data-dir"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    /// sled refused to open or read its files.
+    #[error("data directory {path}: cannot open the database: {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Items and carts in sled. A cheap handle: clones share one database.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    items: sled::Tree,
+    carts: sled::Tree,
+    item_ids: IdGen,
+    cart_ids: IdGen,
+    disk: Arc<DiskSync>,
+    committer: Committer,
+    live_items: AtomicU64,
+    cart_count: AtomicU64,
+    /// Held open for its lock for as long as the store lives.
+    _lock: File,
+}
+
+fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(err)
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`, locking it.
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        flush_every_ms: u64,
+    ) -> Result<Self, OpenError> {
+        let unusable = |source| OpenError::Unusable {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(unusable)?;
+        let lock = lock_dir(dir)?;
+        let sled_dir = dir.join("sled");
+        let database = |source| OpenError::Database {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .flush_every_ms(match durability {
+                Durability::Sync => None,
+                Durability::Periodic => Some(flush_every_ms.max(1)),
+            })
+            .open()
+            .map_err(|e| database(backend(e)))?;
+        let open_tree = |name: &str| db.open_tree(name).map_err(|e| database(backend(e)));
+        let (items, carts, meta) = (open_tree("items")?, open_tree("carts")?, open_tree("meta")?);
+        let disk = Arc::new(DiskSync::new(db.clone(), &sled_dir).map_err(unusable)?);
+        let reserve = durability == Durability::Periodic;
+        let ids =
+            |tree, key| IdGen::open(tree, &meta, key, disk.clone(), reserve).map_err(database);
+        let (item_ids, cart_ids) = (ids(&items, "next_item_id")?, ids(&carts, "next_cart_id")?);
+        let committer = Committer::start(durability, disk.clone()).map_err(unusable)?;
+        let live_items = count_live_items(&items).map_err(database)?;
+        let cart_count = carts.len() as u64;
+        Ok(SledStore {
+            inner: Arc::new(Inner {
+                db,
+                items,
+                carts,
+                item_ids,
+                cart_ids,
+                disk,
+                committer,
+                live_items: AtomicU64::new(live_items),
+                cart_count: AtomicU64::new(cart_count),
+                _lock: lock,
+            }),
+        })
+    }
+
+    fn read_item(&self, id: Id) -> StoreResult<ItemRecord> {
+        let bytes = self
+            .inner
+            .items
+            .get(codec::key(id))
+            .map_err(backend)?
+            .ok_or(StoreError::ItemNotFound(id))?;
+        codec::decode(&bytes).map_err(backend)
+    }
+
+    /// Changes a live item atomically (compare-and-swap, retried on a race).
+    fn update_item(
+        &self,
+        id: Id,
+        change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
+    ) -> StoreResult<ItemRecord> {
+        let key = codec::key(id);
+        loop {
+            let old = self
+                .inner
+                .items
+                .get(key)
+                .map_err(backend)?
+                .ok_or(StoreError::ItemNotFound(id))?;
+            let mut record: ItemRecord = codec::decode(&old).map_err(backend)?;
+            if !change(&mut record)? {
+                return Ok(record);
+            }
+            let new = codec::encode(&record).map_err(backend)?;
+            let swapped = self
+                .inner
+                .items
+                .compare_and_swap(key, Some(old), Some(new))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                return Ok(record);
+            }
+        }
+    }
+
+    fn cart_view(
+        &self,
+        id: Id,
+        record: &CartRecord,
+        item: impl Fn(Id) -> StoreResult<ItemRecord>,
+    ) -> StoreResult<Cart> {
+        let lines = record
+            .lines
+            .iter()
+            .map(|line| {
+                let item = item(line.item)?;
+                Ok((
+                    CartLine {
+                        id: line.item,
+                        name: item.name,
+                        quantity: line.quantity,
+                        available: !item.deleted,
+                    },
+                    item.price,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Cart::priced(id, lines))
+    }
+
+    fn add_to_cart_now(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+        type TxError = ConflictableTransactionError<StoreError>;
+        let abort = |err: StoreError| TxError::Abort(err);
+        let result = (&self.inner.items, &self.inner.carts).transaction(|(items, carts)| {
+            let read_item = |id: Id| -> Result<ItemRecord, TxError> {
+                let bytes = items
+                    .get(codec::key(id))?
+                    .ok_or_else(|| abort(StoreError::ItemNotFound(id)))?;
+                codec::decode(&bytes).map_err(|e| abort(backend(e)))
+            };
+            let bytes = carts
+                .get(codec::key(cart))?
+                .ok_or_else(|| abort(StoreError::CartNotFound(cart)))?;
+            let mut record: CartRecord = codec::decode(&bytes).map_err(|e| abort(backend(e)))?;
+            if read_item(item)?.deleted {
+                return Err(abort(StoreError::ItemUnavailable(item)));
+            }
+            match record.lines.iter_mut().find(|line| line.item == item) {
+                Some(line) => line.quantity = line.quantity.saturating_add(1),
+                None => record.lines.push(LineRecord { item, quantity: 1 }),
+            }
+            let encoded = codec::encode(&record).map_err(|e| abort(backend(e)))?;
+            carts.insert(&codec::key(cart), encoded)?;
+            // The reply is read in the same transaction, so it shows this add.
+            let mut lines = Vec::with_capacity(record.lines.len());
+            for line in &record.lines {
+                let item = read_item(line.item)?;
+                lines.push((
+                    CartLine {
+                        id: line.item,
+                        name: item.name,
+                        quantity: line.quantity,
+                        available: !item.deleted,
+                    },
+                    item.price,
+                ));
+            }
+            Ok(Cart::priced(cart, lines))
+        });
+        result.map_err(|err| match err {
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(err) => backend(err),
+        })
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join("shopd.lock");
+    let unusable = |source| OpenError::Unusable {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(unusable)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OpenError::Locked {
+                path: dir.to_path_buf(),
+                lock: path,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(unusable(source)),
+    }
+    // The pid is for people; the lock itself is what keeps others out.
+    file.set_len(0).map_err(unusable)?;
+    writeln!(file, "{}", std::process::id()).map_err(unusable)?;
+    Ok(file)
+}
+
+fn count_live_items(items: &sled::Tree) -> StoreResult<u64> {
+    let mut live = 0;
+    for entry in items.iter() {
+        let (_, value) = entry.map_err(backend)?;
+        let record: ItemRecord = codec::decode(&value).map_err(backend)?;
+        live += u64::from(!record.deleted);
+    }
+    Ok(live)
+}
+
+fn item_of(id: Id, record: ItemRecord) -> Item {
+    Item {
+        id,
+        name: record.name,
+        price: record.price,
+        deleted: record.deleted,
+    }
+}
+
+impl Store for SledStore {
+    async fn create_item(&self, item: NewItem) -> StoreResult<Item> {
+        let id = self.inner.item_ids.next()?;
+        let record = ItemRecord {
+            name: item.name,
+            price: item.price,
+            deleted: false,
+        };
+        let bytes = codec::encode(&record).map_err(backend)?;
+        self.inner
+            .items
+            .insert(codec::key(id), bytes)
+            .map_err(backend)?;
+        self.inner.live_items.fetch_add(1, Ordering::Relaxed);
+        self.inner.committer.durable().await?;
+        Ok(item_of(id, record))
+    }
+
+    async fn item(&self, id: Id) -> StoreResult<Item> {
+        Ok(item_of(id, self.read_item(id)?))
+    }
+
+    async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut skip = filter.page.offset;
+        for entry in self.inner.items.iter() {
+            if found.len() >= filter.page.limit {
+                break;
+            }
+            let (key, value) = entry.map_err(backend)?;
+            let record: ItemRecord = codec::decode(&value).map_err(backend)?;
+            if !filter.accepts(record.price, record.deleted) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            found.push(item_of(codec::id_of(&key).map_err(backend)?, record));
+        }
+        Ok(found)
+    }
+
+    async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
+        let record = self.update_item(id, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            record.name.clone_from(&item.name);
+            record.price = item.price;
+            Ok(true)
+        })?;
+        self.inner.committer.durable().await?;
+        Ok(item_of(id, record))
+    }
+
+    async fn patch_item(&self, id: Id, patch: ItemPatch) -> StoreResult<Item> {
+        let record = self.update_item(id, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            patch.clone().apply(&mut record.name, &mut record.price);
+            Ok(true)
+        })?;
+        self.inner.committer.durable().await?;
+        Ok(item_of(id, record))
+    }
+
+    async fn delete_item(&self, id: Id) -> StoreResult<Item> {
+        let deleted_now = std::sync::atomic::AtomicBool::new(false);
+        let record = self.update_item(id, |record| {
+            let changes = !record.deleted;
+            record.deleted = true;
+            deleted_now.store(changes, Ordering::Relaxed);
+            Ok(changes)
+        })?;
+        if deleted_now.load(Ordering::Relaxed) {
+            self.inner.live_items.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Also when it was deleted already: that delete may still be in flight.
+        self.inner.committer.durable().await?;
+        Ok(item_of(id, record))
+    }
+
+    async fn create_cart(&self) -> StoreResult<Id> {
+        let id = self.inner.cart_ids.next()?;
+        let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
+        self.inner
+            .carts
+            .insert(codec::key(id), bytes)
+            .map_err(backend)?;
+        self.inner.cart_count.fetch_add(1, Ordering::Relaxed);
+        self.inner.committer.durable().await?;
+        Ok(id)
+    }
+
+    async fn cart(&self, id: Id) -> StoreResult<Cart> {
+        let bytes = self
+            .inner
+            .carts
+            .get(codec::key(id))
+            .map_err(backend)?
+            .ok_or(StoreError::CartNotFound(id))?;
+        let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
+        self.cart_view(id, &record, |item| self.read_item(item))
+    }
+
+    async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
+        let mut found = Vec::new();
+        let mut skip = filter.page.offset;
+        for entry in self.inner.carts.iter() {
+            if found.len() >= filter.page.limit {
+                break;
+            }
+            let (key, value) = entry.map_err(backend)?;
+            let id = codec::id_of(&key).map_err(backend)?;
+            let record: CartRecord = codec::decode(&value).map_err(backend)?;
+            let cart = self.cart_view(id, &record, |item| self.read_item(item))?;
+            if !filter.accepts(&cart) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            found.push(cart);
+        }
+        Ok(found)
+    }
+
+    async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+        let cart = self.add_to_cart_now(cart, item)?;
+        self.inner.committer.durable().await?;
+        Ok(cart)
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            items: self.inner.live_items.load(Ordering::Relaxed),
+            carts: self.inner.cart_count.load(Ordering::Relaxed),
+            disk_bytes: self.inner.db.size_on_disk().unwrap_or(0),
+        }
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.inner.item_ids.close()?;
+        self.inner.cart_ids.close()?;
+        let disk = self.inner.disk.clone();
+        tokio::task::spawn_blocking(move || disk.sync())
+            .await
+            .map_err(backend)?
+            .map_err(backend)
+    }
+}
