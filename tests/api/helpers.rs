@@ -1,0 +1,265 @@
+//! Starting shopd for a test, in-process or as the built binary, and typed
+#![allow(dead_code)] // Not every test module uses every helper.
+//! request helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use shopd::{App, AppError, Settings};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A shopd serving in this process on a fresh data directory.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), AppError>>>,
+}
+
+/// shopd with default settings on a fresh temp dir and a free port.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Settings for a test over `dir`, listening on a free port.
+pub fn test_settings(dir: &Path) -> Settings {
+    Settings {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        ..Settings::default()
+    }
+}
+
+/// shopd with settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(dir, configure).await
+}
+
+/// shopd over an existing data directory (e.g. to restart on it).
+pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(dir.path());
+    configure(&mut settings);
+    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let app = App::open(settings).expect("open the store");
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// The full URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server as SIGTERM would and waits until storage is closed;
+    /// gives back the data directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean shutdown");
+        }
+        // Take the directory out without running TestApp's Drop on it.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        dir
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.expect("POST")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an item and returns it.
+    pub async fn create_item(&self, name: &str, price: f64) -> Value {
+        let response = self
+            .send_json(
+                reqwest::Method::POST,
+                "/item",
+                &json!({"name": name, "price": price}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating item {name}");
+        response.json().await.expect("item JSON")
+    }
+
+    /// Creates a cart and returns its id.
+    pub async fn create_cart(&self) -> u64 {
+        let response = self.post("/cart").await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("cart JSON");
+        body["id"].as_u64().expect("cart id")
+    }
+
+    /// Adds an item to a cart, expecting success; returns the cart.
+    pub async fn add(&self, cart: u64, item: u64) -> Value {
+        let response = self.post(&format!("/cart/{cart}/add/{item}")).await;
+        assert_eq!(response.status(), 200, "adding item {item} to cart {cart}");
+        response.json().await.expect("cart JSON")
+    }
+
+    /// A GET expected to succeed, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("JSON")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The 422 `detail` entries' `(loc, type)` pairs, for compact assertions.
+pub async fn issues(response: reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("422 JSON");
+    body["detail"]
+        .as_array()
+        .expect("detail list")
+        .iter()
+        .map(|issue| {
+            let loc: Vec<String> = issue["loc"]
+                .as_array()
+                .expect("loc")
+                .iter()
+                .map(|part| match part {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            assert!(issue["msg"].as_str().is_some_and(|m| !m.is_empty()));
+            (
+                loc.join("."),
+                issue["type"].as_str().expect("type").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The `detail` sentence of an error reply with the expected status.
+pub async fn detail(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("error JSON");
+    body["detail"].as_str().expect("detail sentence").to_owned()
+}
+
+/// The shopd binary running as a child process.
+pub struct ShopdProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+/// Command for the built binary, run in `cwd` (so no stray ./config.toml is read).
+pub fn shopd_command(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopd"));
+    command
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env("SHOPD_LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SHOPD_") && key != "SHOPD_LOG_LEVEL" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Starts the binary on a free port over `data_dir` and waits for its
+/// "listening" line.
+pub fn spawn_process(cwd: &Path, data_dir: &Path, extra: &[&str]) -> ShopdProcess {
+    let mut child = shopd_command(cwd)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .spawn()
+        .expect("start shopd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("shopd listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    ShopdProcess { child, addr }
+}
+
+impl ShopdProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for ShopdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory to use as a working directory or data directory.
+pub fn scratch() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}

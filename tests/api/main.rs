@@ -1,0 +1,8 @@
+//! shopd's integration tests: real HTTP and WebSockets against a real
+//! server on port 0 over a fresh data directory per test.
+
+mod carts;
+mod helpers;
+mod items;
+mod operator;
+mod robustness;
