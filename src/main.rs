@@ -1,5 +1,6 @@
 //! The `shopd` binary: settings, logging, then the app until a signal.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,6 +19,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,

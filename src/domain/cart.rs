@@ -51,7 +51,7 @@ impl Cart {
 }
 
 /// The filters of `GET /cart`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CartFilter {
     /// Which part of the matching carts to return.
     pub page: Page,
@@ -61,17 +61,6 @@ pub struct CartFilter {
     pub min_quantity: Option<u64>,
     /// Highest cart quantity accepted.
     pub max_quantity: Option<u64>,
-}
-
-impl Default for CartFilter {
-    fn default() -> Self {
-        CartFilter {
-            page: Page::default(),
-            price: PriceRange::default(),
-            min_quantity: None,
-            max_quantity: None,
-        }
-    }
 }
 
 impl CartFilter {

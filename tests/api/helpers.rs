@@ -1,6 +1,6 @@
 //! Starting shopd for a test, in-process or as the built binary, and typed
-#![allow(dead_code)] // Not every test module uses every helper.
 //! request helpers.
+#![allow(dead_code)] // Not every test module uses every helper.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -78,8 +78,7 @@ impl TestApp {
             server.await.expect("server task").expect("clean shutdown");
         }
         // Take the directory out without running TestApp's Drop on it.
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

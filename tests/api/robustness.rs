@@ -21,7 +21,8 @@ async fn item_count(app: &TestApp) -> usize {
 #[tokio::test]
 async fn invalid_item_bodies_are_422_and_store_nothing() {
     let app = spawn_app().await;
-    let cases: Vec<(&[u8], Vec<(&str, &str)>)> = vec![
+    type Case = (&'static [u8], Vec<(&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
         (
             b"{\"name\": \"a\", \"price\": ",
             vec![("body.23", "json_invalid")],
