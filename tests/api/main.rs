@@ -4,5 +4,7 @@
 mod carts;
 mod helpers;
 mod items;
+mod metrics;
 mod operator;
+mod prometheus_e2e;
 mod robustness;
