@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# shopd's benchmark: one command, one table.
+#
+# Builds shopd, a ceiling server (bench/ceiling.rs: warp answering a fixed
+# item-sized JSON) and the seeder; pins each server to CPU 0 and wrk to CPU 1;
+# runs every scenario at 64 connections and prints rps, p50, p99 and rps as a
+# fraction of the ceiling, then start-up time, disk size and RSS of a store of
+# 100k items and 100k carts.
+#
+#   bench/run.sh                 # 10 s per scenario
+#   DURATION=30 bench/run.sh     # longer runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+SMALL=${SMALL:-100}
+LARGE=${LARGE:-100000}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+if ! command -v wrk >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        echo "bench/run.sh needs wrk (apt-get install wrk)" >&2
+        exit 1
+    fi
+fi
+
+cargo build --release --quiet --bin shopd --example ceiling --example seed
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start NAME CMD...: runs CMD pinned to the server CPU, waits for its
+# "listening on http://ADDR" line, sets $addr and $pid.
+start() {
+    local name=$1
+    shift
+    local out="$work/$name.out"
+    local started=$(date +%s.%N)
+    taskset -c "$SERVER_CPU" "$@" >"$out" 2>"$work/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 1 600); do
+        if grep -q "listening on http://" "$out" 2>/dev/null; then
+            addr=$(sed -n 's/.*listening on http:\/\///p' "$out" | head -n 1)
+            startup_ms=$(echo "($(date +%s.%N) - $started) * 1000" | bc)
+            return
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$work/$name.err" >&2
+            echo "$name did not start" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    echo "$name did not start in 30 s" >&2
+    exit 1
+}
+
+stop() {
+    kill -TERM "$1"
+    wait "$1" 2>/dev/null || true
+}
+
+shopd() {
+    start "$1" "$bin/shopd" --data-dir "$work/$1" --listen 127.0.0.1:0 \
+        --log-level warn --config /dev/null "${@:2}"
+}
+
+# load NAME=VALUE... URL: one wrk run; prints "rps p50_ms p99_ms".
+load() {
+    local url=${!#}
+    local out
+    out=$(env "${@:1:$#-1}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
+        --latency -s bench/random_paths.lua "$url")
+    local rps p50 p99 errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+    if [[ -n $errors ]]; then
+        echo "warning: $errors non-2xx answers in $*" >&2
+    fi
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+        printf "%.2f", n }'
+}
+
+rows=()
+ceiling_rps=1
+row() {
+    local name=$1 result=$2
+    read -r rps p50 p99 <<<"$result"
+    local fraction
+    fraction=$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN { printf "%.2f", a / b }')
+    rows+=("| $name | $(printf '%.0f' "$rps") | $p50 | $p99 | $fraction |")
+}
+
+echo "building done; ${DURATION}s per scenario at $CONNECTIONS connections" >&2
+
+# The ceiling.
+start ceiling "$bin/examples/ceiling" 127.0.0.1:0
+result=$(load BENCH_PATH=/item/{a} "http://$addr")
+ceiling_rps=$(awk '{print $1}' <<<"$result")
+row "ceiling: warp, fixed JSON" "$result"
+stop "$pid"
+
+# A small store: reads first, then writes.
+"$bin/examples/seed" "$work/small" "$SMALL" "$SMALL" >/dev/null
+shopd small
+ids="BENCH_IDS=$SMALL"
+row "GET /item/{id}" "$(load $ids BENCH_PATH=/item/{a} "http://$addr")"
+row "GET /item?limit=10" "$(load $ids BENCH_PATH=/item?limit=10 "http://$addr")"
+row "GET /cart/{id} (3 lines)" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")"
+row "GET /cart?min_price=100" "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
+row "POST /item (sync)" "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")"
+row "POST /cart/{id}/add/{item_id} (sync)" \
+    "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{b} "http://$addr")"
+one_conn=$(CONNECTIONS=1 load $ids BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")
+stop "$pid"
+
+shopd periodic --durability periodic
+row "POST /item (periodic)" "$(load BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")"
+stop "$pid"
+
+# A large store.
+seed_started=$(date +%s)
+"$bin/examples/seed" "$work/large" "$LARGE" "$LARGE" >/dev/null
+seed_secs=$(($(date +%s) - seed_started))
+shopd large
+large_startup=$startup_ms
+ids="BENCH_IDS=$LARGE"
+row "GET /item/{id}, ${LARGE} items" "$(load $ids BENCH_PATH=/item/{a} "http://$addr")"
+row "GET /item?limit=10, ${LARGE} items" "$(load $ids BENCH_PATH=/item?limit=10 "http://$addr")"
+row "GET /cart/{id}, ${LARGE} carts" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")"
+row "GET /cart?min_price=100, ${LARGE} carts" \
+    "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
+rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+stop "$pid"
+disk=$(du -sh "$work/large" | cut -f1)
+
+echo
+echo "| scenario ($CONNECTIONS connections, ${DURATION}s) | rps | p50 ms | p99 ms | of ceiling |"
+echo "|---|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
+echo
+read -r fsync_rps _ _ <<<"$one_conn"
+echo "- one writer (1 connection, sync): $(printf '%.0f' "$fsync_rps") POST /item per second, i.e. one fsync per request on this disk"
+echo "- store of $LARGE items and $LARGE carts: start-up $(printf '%.0f' "$large_startup") ms, $disk on disk, RSS $((rss_kib / 1024)) MiB after the reads (seeded in ${seed_secs} s)"
+echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB"
