@@ -29,7 +29,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release --quiet --bin shopd --example ceiling --example seed
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pids=()
 cleanup() {
