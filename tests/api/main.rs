@@ -2,6 +2,7 @@
 //! server on port 0 over a fresh data directory per test.
 
 mod carts;
+mod chat;
 mod helpers;
 mod items;
 mod metrics;

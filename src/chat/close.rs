@@ -1,0 +1,113 @@
+//! Why a chat connection is being closed, and the one-shot signal that
+//! tells its session to close it.
+
+use std::sync::OnceLock;
+
+use tokio_util::sync::CancellationToken;
+
+/// A close code (RFC 6455, section 7.4.1) and the reason sent with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloseReason {
+    /// The close code.
+    pub(crate) code: u16,
+    /// A short reason for people reading traces; at most 123 bytes.
+    pub(crate) text: &'static str,
+}
+
+impl CloseReason {
+    /// The server is stopping.
+    pub(crate) const GOING_AWAY: CloseReason = CloseReason {
+        code: 1001,
+        text: "server shutting down",
+    };
+    /// Something that is not a WebSocket as RFC 6455 has it.
+    pub(crate) const PROTOCOL: CloseReason = CloseReason {
+        code: 1002,
+        text: "protocol error",
+    };
+    /// Chat lines are text; binary frames have no meaning here.
+    pub(crate) const BINARY: CloseReason = CloseReason {
+        code: 1003,
+        text: "binary messages are not accepted; send text",
+    };
+    /// A text frame that is not UTF-8.
+    pub(crate) const BAD_TEXT: CloseReason = CloseReason {
+        code: 1007,
+        text: "text is not valid UTF-8",
+    };
+    /// The member's outgoing queue filled up: it reads slower than the room talks.
+    pub(crate) const TOO_SLOW: CloseReason = CloseReason {
+        code: 1008,
+        text: "outgoing queue full: reading too slowly",
+    };
+    /// A message over the configured limit.
+    pub(crate) const TOO_BIG: CloseReason = CloseReason {
+        code: 1009,
+        text: "message too big",
+    };
+}
+
+/// Asks a session to close its connection, once, for the first reason given.
+///
+/// The room kicks slow members through this from the sender's task, the
+/// session itself on bad frames, the registry at shutdown; whoever comes
+/// first decides the close code.
+#[derive(Debug, Default)]
+pub(crate) struct Closer {
+    reason: OnceLock<CloseReason>,
+    fired: CancellationToken,
+}
+
+impl Closer {
+    /// A closer that has not fired.
+    pub(crate) fn new() -> Closer {
+        Closer::default()
+    }
+
+    /// Fires with `reason` unless an earlier reason already did.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        // The reason is stored before waking anyone, so a woken waiter
+        // always finds it.
+        if self.reason.set(reason).is_ok() {
+            self.fired.cancel();
+        }
+    }
+
+    /// The reason it fired for, if it has.
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        self.reason.get().copied()
+    }
+
+    /// Resolves once it has fired.
+    pub(crate) async fn fired(&self) {
+        self.fired.cancelled().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reason_wins() {
+        let closer = Closer::new();
+        assert_eq!(closer.reason(), None);
+        closer.close(CloseReason::TOO_SLOW);
+        closer.close(CloseReason::GOING_AWAY);
+        assert_eq!(closer.reason(), Some(CloseReason::TOO_SLOW));
+    }
+
+    #[test]
+    fn reasons_fit_in_a_close_frame() {
+        for reason in [
+            CloseReason::GOING_AWAY,
+            CloseReason::PROTOCOL,
+            CloseReason::BINARY,
+            CloseReason::BAD_TEXT,
+            CloseReason::TOO_SLOW,
+            CloseReason::TOO_BIG,
+        ] {
+            assert!(reason.text.len() <= 123, "{reason:?}");
+        }
+    }
+}

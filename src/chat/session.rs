@@ -1,0 +1,211 @@
+//! One chat connection: the session reads the member's frames and turns
+//! them into room lines; a forwarder task writes the member's queue to the
+//! socket. Whoever decides to close (the room, the session, shutdown) fires
+//! the member's [`Closer`]; the forwarder then sends the close frame and the
+//! session waits, briefly, for the client's answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tungstenite::error::{Error as WsError, ProtocolError};
+use warp::ws::{Message, WebSocket};
+
+use super::close::{CloseReason, Closer};
+use super::rooms::Membership;
+
+/// How long a closing connection gets to take its close frame and answer
+/// it before it is dropped.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Most queued lines written before one flush, to bound a burst's latency.
+const BATCH: usize = 256;
+
+/// A member about to be served on its upgraded socket.
+pub(crate) struct Session {
+    /// The member's place in its room.
+    pub(crate) membership: Membership,
+    /// The member's outgoing queue.
+    pub(crate) inbox: mpsc::Receiver<Message>,
+    /// Longest text accepted, in bytes.
+    pub(crate) max_message_bytes: usize,
+    /// Cancelled when the server stops.
+    pub(crate) stop: CancellationToken,
+    /// Where the forwarder is tracked, so shutdown can wait for it.
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Session {
+    /// Serves the member until either side closes or the connection breaks,
+    /// then leaves the room.
+    pub(crate) async fn run(self, socket: WebSocket) {
+        let Session {
+            membership,
+            inbox,
+            max_message_bytes,
+            stop,
+            tasks,
+        } = self;
+        let closer = Arc::clone(membership.closer());
+        let (sink, stream) = socket.split();
+        let mut forwarder = tasks.spawn(forward(sink, inbox, closer));
+        read(stream, &membership, max_message_bytes, &stop).await;
+        // Leave first, so nothing more is queued for a departing member.
+        drop(membership);
+        // The forwarder ends on its own: its queue is now closed, or it is
+        // sending a close frame under its own timeout. This bound is for a
+        // write stuck on a peer that vanished without a reset.
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut forwarder)
+            .await
+            .is_err()
+        {
+            forwarder.abort();
+        }
+    }
+}
+
+/// Reads frames until the stream ends, the connection breaks, or a close
+/// handshake begun by either side completes or times out.
+async fn read(
+    mut stream: SplitStream<WebSocket>,
+    membership: &Membership,
+    max_message_bytes: usize,
+    stop: &CancellationToken,
+) {
+    let closer = membership.closer();
+    let kicked = closer.fired();
+    let stopped = stop.cancelled();
+    tokio::pin!(kicked, stopped);
+    // Set once closing has begun, from either side; until then frames are
+    // chat lines, afterwards they are only read to reach the close answer
+    // (reading also lets tungstenite send its pongs and close replies).
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut kicked, if deadline.is_none() => {
+                deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                continue;
+            }
+            () = &mut stopped, if deadline.is_none() => {
+                closer.close(CloseReason::GOING_AWAY);
+                deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                continue;
+            }
+            () = expire(deadline) => break,
+            next = stream.next() => next,
+        };
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(err)) => {
+                if let Some(reason) = reason_for(&err) {
+                    closer.close(reason);
+                }
+                tracing::debug!(error = %err, member = membership.name(), "chat connection ended");
+                break;
+            }
+            None => break,
+        };
+        if deadline.is_some() {
+            continue;
+        }
+        if let Ok(text) = message.to_str() {
+            if text.len() > max_message_bytes {
+                closer.close(CloseReason::TOO_BIG);
+            } else {
+                membership.say(text);
+            }
+        } else if message.is_binary() {
+            closer.close(CloseReason::BINARY);
+        } else if message.is_close() {
+            // tungstenite queued the reply; the next read sends it and ends
+            // the stream.
+            deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        }
+        // Pings: tungstenite answers them on the next read. Pongs: nothing to do.
+    }
+}
+
+/// Resolves at `deadline`, or never when there is none.
+async fn expire(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The close frame owed to the client for a read error, if it can still
+/// hear one.
+fn reason_for(err: &warp::Error) -> Option<CloseReason> {
+    let err = std::error::Error::source(err)?.downcast_ref::<WsError>()?;
+    match err {
+        // Over the hard cap set on the socket, which stops reading at once
+        // (our own, lower check handles messages up to that cap).
+        WsError::Capacity(_) => Some(CloseReason::TOO_BIG),
+        WsError::Utf8(_) => Some(CloseReason::BAD_TEXT),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(CloseReason::PROTOCOL),
+        // I/O errors and the like: the peer is gone.
+        _ => None,
+    }
+}
+
+/// Writes the member's queue to the socket until the queue closes (the
+/// member left), a write fails, or the closer fires; then sends the close
+/// frame, dropping whatever is still queued.
+async fn forward(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut inbox: mpsc::Receiver<Message>,
+    closer: Arc<Closer>,
+) {
+    let kicked = closer.fired();
+    tokio::pin!(kicked);
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = &mut kicked => break,
+            next = inbox.recv() => match next {
+                Some(line) => line,
+                None => return,
+            },
+        };
+        // A write stuck on a client that does not read is abandoned when
+        // the closer fires; the frames already handed over stay in order.
+        tokio::select! {
+            biased;
+            () = &mut kicked => break,
+            written = write_batch(&mut sink, first, &mut inbox) => {
+                if written.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if let Some(reason) = closer.reason() {
+        let frame = Message::close_with(reason.code, reason.text);
+        // A client that never reads never takes it: give up in time.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
+    }
+}
+
+/// Writes `first` and what else is already queued, then flushes once: one
+/// system call for a burst instead of one per line.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    first: Message,
+    inbox: &mut mpsc::Receiver<Message>,
+) -> Result<(), warp::Error> {
+    sink.feed(first).await?;
+    for _ in 1..BATCH {
+        match inbox.try_recv() {
+            Ok(line) => sink.feed(line).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
