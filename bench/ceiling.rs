@@ -10,13 +10,17 @@ const ITEM: &str = r#"{"id":1,"name":"bench item","price":9.99,"deleted":false}"
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .expect("the ceiling server needs a free address");
     println!(
         "ceiling listening on http://{}",
-        listener.local_addr().expect("a bound listener has an address")
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
     );
     let route = warp::any().map(|| {
         let mut response = Response::new(ITEM.into());

@@ -127,14 +127,15 @@ row "GET /item/{id}" "$(load $ids BENCH_PATH=/item/{a} "http://$addr")"
 row "GET /item?limit=10" "$(load $ids BENCH_PATH=/item?limit=10 "http://$addr")"
 row "GET /cart/{id} (3 lines)" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")"
 row "GET /cart?min_price=100" "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
-row "POST /item (sync)" "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")"
+item_body='BENCH_BODY={"name": "bench item", "price": 9.99}'
+row "POST /item (sync)" "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")"
 row "POST /cart/{id}/add/{item_id} (sync)" \
     "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{b} "http://$addr")"
-one_conn=$(CONNECTIONS=1 load $ids BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")
+one_conn=$(CONNECTIONS=1 load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")
 stop "$pid"
 
 shopd periodic --durability periodic
-row "POST /item (periodic)" "$(load BENCH_METHOD=POST BENCH_PATH=/item "http://$addr")"
+row "POST /item (periodic)" "$(load BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")"
 stop "$pid"
 
 # A large store.

@@ -182,21 +182,23 @@ impl SledStore {
         Ok(Cart::priced(id, lines))
     }
 
-    fn add_to_cart_now(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+    /// Adds one of `item` to `cart` in one transaction over both trees.
+    /// The transaction reads only what it checks and writes only the cart,
+    /// since sled 0.34 runs transactions one at a time.
+    fn add_to_cart_now(&self, cart: Id, item: Id) -> StoreResult<CartRecord> {
         type TxError = ConflictableTransactionError<StoreError>;
         let abort = |err: StoreError| TxError::Abort(err);
         let result = (&self.inner.items, &self.inner.carts).transaction(|(items, carts)| {
-            let read_item = |id: Id| -> Result<ItemRecord, TxError> {
-                let bytes = items
-                    .get(codec::key(id))?
-                    .ok_or_else(|| abort(StoreError::ItemNotFound(id)))?;
-                codec::decode(&bytes).map_err(|e| abort(backend(e)))
-            };
             let bytes = carts
                 .get(codec::key(cart))?
                 .ok_or_else(|| abort(StoreError::CartNotFound(cart)))?;
             let mut record: CartRecord = codec::decode(&bytes).map_err(|e| abort(backend(e)))?;
-            if read_item(item)?.deleted {
+            let item_bytes = items
+                .get(codec::key(item))?
+                .ok_or_else(|| abort(StoreError::ItemNotFound(item)))?;
+            let item_record: ItemRecord =
+                codec::decode(&item_bytes).map_err(|e| abort(backend(e)))?;
+            if item_record.deleted {
                 return Err(abort(StoreError::ItemUnavailable(item)));
             }
             match record.lines.iter_mut().find(|line| line.item == item) {
@@ -205,21 +207,7 @@ impl SledStore {
             }
             let encoded = codec::encode(&record).map_err(|e| abort(backend(e)))?;
             carts.insert(&codec::key(cart), encoded)?;
-            // The reply is read in the same transaction, so it shows this add.
-            let mut lines = Vec::with_capacity(record.lines.len());
-            for line in &record.lines {
-                let item = read_item(line.item)?;
-                lines.push((
-                    CartLine {
-                        id: line.item,
-                        name: item.name,
-                        quantity: line.quantity,
-                        available: !item.deleted,
-                    },
-                    item.price,
-                ));
-            }
-            Ok(Cart::priced(cart, lines))
+            Ok(record)
         });
         result.map_err(|err| match err {
             TransactionError::Abort(err) => err,
@@ -406,9 +394,11 @@ impl Store for SledStore {
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
-        let cart = self.add_to_cart_now(cart, item)?;
+        let record = self.add_to_cart_now(cart, item)?;
         self.inner.committer.durable().await?;
-        Ok(cart)
+        // Priced outside the transaction: the cart as this add left it, with
+        // its items' current names and prices.
+        self.cart_view(cart, &record, |item| self.read_item(item))
     }
 
     fn stats(&self) -> StoreStats {
