@@ -1,35 +1,44 @@
 //! Carts: lines of items with quantities, priced from the items' current state.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Id, Page, PriceRange};
 
 /// One line of a cart as clients see it: the item's current name and state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CartLine {
     /// The item's id.
+    #[schema(value_type = u64, minimum = 1)]
     pub id: Id,
     /// The item's current name.
+    #[schema(min_length = 1)]
     pub name: String,
     /// How many of the item the cart holds.
+    #[schema(minimum = 1)]
     pub quantity: u64,
     /// Whether the item is still on sale (not deleted).
     pub available: bool,
 }
 
 /// A cart as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "items": [{"id": 1, "name": "Tea", "quantity": 2, "available": true}], "price": 5.0}))]
 pub struct Cart {
     /// The cart's id.
+    #[schema(value_type = u64, minimum = 1)]
     pub id: Id,
     /// Its lines, in the order their items were first added.
     pub items: Vec<CartLine>,
     /// Sum of current price x quantity over the available lines.
+    #[schema(minimum = 0)]
     pub price: f64,
 }
 
 impl Cart {
     /// Builds a cart from its lines, each with its item's current price.
+    /// A sum beyond the largest finite number stays at that number: JSON
+    /// has no infinity.
     pub fn priced(id: Id, lines: impl IntoIterator<Item = (CartLine, f64)>) -> Cart {
         let mut price = 0.0;
         let items = lines
@@ -41,7 +50,11 @@ impl Cart {
                 line
             })
             .collect();
-        Cart { id, items, price }
+        Cart {
+            id,
+            items,
+            price: price.min(f64::MAX),
+        }
     }
 
     /// The cart's quantity: the sum of all its lines' quantities.
@@ -91,6 +104,12 @@ mod tests {
         let cart = Cart::priced(1, [(line(1, 2, true), 1.5), (line(2, 3, false), 100.0)]);
         assert_eq!(cart.price, 3.0);
         assert_eq!(cart.quantity(), 5);
+    }
+
+    #[test]
+    fn price_stays_finite() {
+        let cart = Cart::priced(1, [(line(1, 2, true), f64::MAX), (line(2, 1, true), 1.0)]);
+        assert_eq!(cart.price, f64::MAX);
     }
 
     #[test]

@@ -1,37 +1,51 @@
 //! Items: what the shop sells.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Id, Page, PriceRange};
 
 /// An item as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "name": "Tea", "price": 2.5, "deleted": false}))]
 pub struct Item {
     /// The item's id.
+    #[schema(value_type = u64, minimum = 1)]
     pub id: Id,
     /// Its name: a non-empty string.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Its price: finite and not negative.
+    #[schema(minimum = 0)]
     pub price: f64,
     /// Whether it was deleted (deleted items stay, for the carts that hold them).
     pub deleted: bool,
 }
 
 /// A validated body of `POST /item` or `PUT /item/{id}`.
-#[derive(Debug, Clone, PartialEq)]
+// `deny_unknown_fields` only shapes the schema: bodies are parsed by `validate`.
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Tea", "price": 2.5}))]
 pub struct NewItem {
     /// The name, non-empty.
+    #[schema(min_length = 1)]
     pub name: String,
     /// The price, finite and not negative.
+    #[schema(minimum = 0)]
     pub price: f64,
 }
 
 /// A validated body of `PATCH /item/{id}`: the fields to change.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 3.5}))]
 pub struct ItemPatch {
     /// A new name, when given.
+    #[schema(nullable = false, min_length = 1)]
     pub name: Option<String>,
     /// A new price, when given.
+    #[schema(nullable = false, minimum = 0)]
     pub price: Option<f64>,
 }
 

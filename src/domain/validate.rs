@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::{Id, ItemPatch, NewItem};
 
 /// One step of an issue's location: a field name or a position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum Location {
     /// A named part: `body`, `query`, `path` or a field name.
@@ -23,7 +24,9 @@ impl From<&str> for Location {
 }
 
 /// One problem with a request, as an entry of a 422 `detail` list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ValidationError)]
+#[schema(example = json!({"loc": ["query", "limit"], "msg": "Input should be greater than or equal to 1", "type": "greater_than_equal"}))]
 pub struct Issue {
     /// Where the problem is: `["body", "price"]`, `["query", "limit"]`, ...
     pub loc: Vec<Location>,
@@ -31,6 +34,7 @@ pub struct Issue {
     pub msg: String,
     /// A stable name for programs (pydantic's error type).
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
 }
 

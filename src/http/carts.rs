@@ -1,16 +1,17 @@
 //! The carts routes.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::error::ApiError;
+use super::error::{ApiError, SentenceBody};
 use super::extract::{path_id, path_ids, raw_query};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::Id;
+use crate::domain::{Cart, Id};
 use crate::store::Store;
 
 /// Every `/cart` route.
@@ -51,28 +52,96 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
         .boxed()
 }
 
-#[derive(Serialize)]
-struct NewCart {
+/// The reply to `POST /cart`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": 1}))]
+pub struct NewCart {
+    /// The new cart's id.
+    #[schema(value_type = u64, minimum = 1)]
     id: Id,
 }
 
+/// Creates an empty cart; a request body, if any, is not read.
+#[utoipa::path(
+    post,
+    path = "/cart",
+    tag = "carts",
+    operation_id = "create_cart",
+    responses(
+        (
+            status = 201,
+            description = "The new cart's id",
+            body = NewCart,
+            headers(("Location" = String, description = "`/cart/{id}` of the new cart")),
+            links(
+                ("GetCart" = (operation_id = "get_cart", parameters(("id" = "$response.body#/id")))),
+                ("AddToCart" = (operation_id = "add_to_cart", parameters(("cart_id" = "$response.body#/id")))),
+            ),
+        ),
+    ),
+)]
 async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
     let id = state.store.create_cart().await?;
     Ok(created(format!("/cart/{id}"), &NewCart { id }))
 }
 
+/// Lists carts by ascending id: filters first, then offset, then limit.
+#[utoipa::path(
+    get,
+    path = "/cart",
+    tag = "carts",
+    operation_id = "list_carts",
+    params(super::openapi::CartQuery),
+    responses(
+        (status = 200, description = "The page of matching carts", body = Vec<Cart>),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
     let filter = super::query::cart_filter(&query)?;
     let carts = state.store.carts(filter).await?;
     Ok(json(StatusCode::OK, &carts))
 }
 
+/// Reads a cart, priced from its items' current state.
+#[utoipa::path(
+    get,
+    path = "/cart/{id}",
+    tag = "carts",
+    operation_id = "get_cart",
+    params(super::openapi::CartId),
+    responses(
+        (status = 200, description = "The cart", body = Cart),
+        (status = 404, description = "No such cart", body = SentenceBody,
+            example = json!({"detail": "Cart 7 not found"})),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(&id, "id", "Cart")], Vec::new())?;
     let cart = state.store.cart(id).await?;
     Ok(json(StatusCode::OK, &cart))
 }
 
+/// Adds one of an item to a cart: quantity +1, or a new line with 1.
+#[utoipa::path(
+    post,
+    path = "/cart/{cart_id}/add/{item_id}",
+    tag = "carts",
+    operation_id = "add_to_cart",
+    params(super::openapi::AddIds),
+    responses(
+        (status = 200, description = "The cart after the change", body = Cart),
+        (status = 404, description = "No such cart, no such item, or the item is deleted",
+            body = SentenceBody,
+            examples(
+                ("unknown cart" = (value = json!({"detail": "Cart 7 not found"}))),
+                ("unknown item" = (value = json!({"detail": "Item 5 not found"}))),
+                ("deleted item" = (value = json!({"detail": "Item 5 is deleted"}))),
+            )),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Response, ApiError> {
     let ids = [
         path_id(&cart, "cart_id", "Cart"),

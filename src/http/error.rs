@@ -2,6 +2,7 @@
 //! shapes: `{"detail": "a sentence"}`, or for 422 a list of issues.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -56,6 +57,22 @@ impl From<Vec<Issue>> for ApiError {
 #[derive(Serialize)]
 struct Detail<T> {
     detail: T,
+}
+
+/// The body of a 404, 405 or 413 reply, as the API document describes it.
+#[derive(ToSchema)]
+#[schema(as = HTTPError, example = json!({"detail": "Item 5 not found"}))]
+pub struct SentenceBody {
+    /// What went wrong, in one sentence.
+    pub detail: String,
+}
+
+/// The body of a 422 reply, as the API document describes it (FastAPI's name).
+#[derive(ToSchema)]
+#[schema(as = HTTPValidationError)]
+pub struct IssuesBody {
+    /// One entry per problem found in the request.
+    pub detail: Vec<Issue>,
 }
 
 impl ApiError {

@@ -6,11 +6,11 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::error::ApiError;
+use super::error::{ApiError, SentenceBody};
 use super::extract::{body, path_id, path_ids, raw_query, with_body};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::{parse_item_body, parse_item_patch};
+use crate::domain::{Item, ItemPatch, NewItem, parse_item_body, parse_item_patch};
 use crate::store::Store;
 
 /// Every `/item` route.
@@ -71,6 +71,34 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
         .boxed()
 }
 
+/// Creates an item; it starts not deleted.
+#[utoipa::path(
+    post,
+    path = "/item",
+    tag = "items",
+    operation_id = "create_item",
+    request_body(
+        content = NewItem,
+        description = "The new item. JSON whatever the Content-Type.",
+    ),
+    responses(
+        (
+            status = 201,
+            description = "The item as stored",
+            body = Item,
+            headers(("Location" = String, description = "`/item/{id}` of the new item")),
+            links(
+                ("GetItem" = (operation_id = "get_item", parameters(("id" = "$response.body#/id")))),
+                ("ReplaceItem" = (operation_id = "replace_item", parameters(("id" = "$response.body#/id")))),
+                ("PatchItem" = (operation_id = "patch_item", parameters(("id" = "$response.body#/id")))),
+                ("DeleteItem" = (operation_id = "delete_item", parameters(("id" = "$response.body#/id")))),
+                ("AddToCart" = (operation_id = "add_to_cart", parameters(("item_id" = "$response.body#/id")))),
+            ),
+        ),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn create<S: Store>(
     body: Result<Bytes, ApiError>,
     state: State<S>,
@@ -80,12 +108,38 @@ async fn create<S: Store>(
     Ok(created(format!("/item/{}", item.id), &item))
 }
 
+/// Lists items by ascending id: filters first, then offset, then limit.
+#[utoipa::path(
+    get,
+    path = "/item",
+    tag = "items",
+    operation_id = "list_items",
+    params(super::openapi::ItemQuery),
+    responses(
+        (status = 200, description = "The page of matching items", body = Vec<Item>),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
     let filter = super::query::item_filter(&query)?;
     let items = state.store.items(filter).await?;
     Ok(json(StatusCode::OK, &items))
 }
 
+/// Reads an item; a deleted one is not found.
+#[utoipa::path(
+    get,
+    path = "/item/{id}",
+    tag = "items",
+    operation_id = "get_item",
+    params(super::openapi::ItemId),
+    responses(
+        (status = 200, description = "The item", body = Item),
+        (status = 404, description = "No such item, or it is deleted", body = SentenceBody,
+            example = json!({"detail": "Item 5 not found"})),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
     let item = state.store.item(id).await?;
@@ -95,6 +149,23 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
     Ok(json(StatusCode::OK, &item))
 }
 
+/// Replaces an item's name and price (both required).
+#[utoipa::path(
+    put,
+    path = "/item/{id}",
+    tag = "items",
+    operation_id = "replace_item",
+    params(super::openapi::ItemId),
+    request_body(content = NewItem, description = "The new name and price."),
+    responses(
+        (status = 200, description = "The item after the change", body = Item),
+        (status = 304, description = "The item is deleted: nothing changed (no body)"),
+        (status = 404, description = "No such item", body = SentenceBody,
+            example = json!({"detail": "Item 5 not found"})),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn replace<S: Store>(
     id: String,
     body: Result<Bytes, ApiError>,
@@ -105,6 +176,26 @@ async fn replace<S: Store>(
     Ok(json(StatusCode::OK, &item))
 }
 
+/// Changes any of an item's name and price; an empty object changes nothing.
+#[utoipa::path(
+    patch,
+    path = "/item/{id}",
+    tag = "items",
+    operation_id = "patch_item",
+    params(super::openapi::ItemId),
+    request_body(
+        content = ItemPatch,
+        description = "The fields to change. `deleted` or any other field is a 422.",
+    ),
+    responses(
+        (status = 200, description = "The whole item after the change", body = Item),
+        (status = 304, description = "The item is deleted: nothing changed (no body)"),
+        (status = 404, description = "No such item", body = SentenceBody,
+            example = json!({"detail": "Item 5 not found"})),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn patch<S: Store>(
     id: String,
     body: Result<Bytes, ApiError>,
@@ -115,6 +206,21 @@ async fn patch<S: Store>(
     Ok(json(StatusCode::OK, &item))
 }
 
+/// Marks an item deleted; it stays in carts as unavailable. Idempotent.
+#[utoipa::path(
+    delete,
+    path = "/item/{id}",
+    tag = "items",
+    operation_id = "delete_item",
+    params(super::openapi::ItemId),
+    responses(
+        (status = 200, description = "The deleted item (also when it already was)", body = Item,
+            example = json!({"id": 1, "name": "Tea", "price": 2.5, "deleted": true})),
+        (status = 404, description = "No such item", body = SentenceBody,
+            example = json!({"detail": "Item 5 not found"})),
+        (status = 422, response = super::openapi::Invalid),
+    ),
+)]
 async fn delete<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
     let item = state.store.delete_item(id).await?;

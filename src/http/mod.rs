@@ -3,9 +3,11 @@
 //! request by its route template.
 
 mod carts;
+mod docs;
 pub mod error;
 mod extract;
 mod items;
+mod openapi;
 mod query;
 mod reply;
 pub mod server;
@@ -69,8 +71,14 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::metrics::route(state))
         .unify()
+        .or(openapi::route())
+        .unify()
+        .or(docs::routes())
+        .unify()
         .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
         .unify();
+    // A 405 names the methods its path takes (RFC 9110).
+    let routes = warp::path::full().and(routes).map(openapi::with_allow);
     warp::any()
         .map(Instant::now)
         .and(warp::method())

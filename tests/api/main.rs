@@ -6,6 +6,7 @@ mod chat;
 mod helpers;
 mod items;
 mod metrics;
+mod openapi;
 mod operator;
 mod prometheus_e2e;
 mod robustness;

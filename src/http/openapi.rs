@@ -1,0 +1,354 @@
+//! The OpenAPI 3 document of the API, generated from the handlers'
+//! `#[utoipa::path]` annotations and the domain types, served at
+//! `GET /openapi.json`.
+
+use std::sync::LazyLock;
+
+use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{IntoParams, OpenApi, ToResponse};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::path::FullPath;
+use warp::reply::Response;
+
+use super::Routed;
+use super::error::{IssuesBody, SentenceBody};
+use crate::domain::{Cart, CartLine, Issue, Item, ItemPatch, Location, NewItem};
+
+const OVERVIEW: &str = "\
+The HTTP API of shopd: items, carts, a chat over WebSocket and Prometheus metrics.
+
+Bodies are JSON whatever the `Content-Type`; unknown fields are rejected.
+A request is checked in this order: its shape (422, every problem of path, query
+and body at once), then existence (404), then state (304, no body).
+
+Every error but 304 has a JSON body with `detail`, as FastAPI answers:
+- 404, 405, 413: a sentence, e.g. `{\"detail\": \"Item 5 not found\"}`. An unknown
+  path is 404 `{\"detail\": \"Not Found\"}`; a known path asked with another method
+  is 405 `{\"detail\": \"Method Not Allowed\"}`.
+- 422: one entry per problem, `{\"detail\": [{\"loc\": [\"query\", \"limit\"],
+  \"msg\": \"...\", \"type\": \"greater_than_equal\"}]}`, with `loc` starting with
+  `path`, `query` or `body` and `type` pydantic's error type.
+
+A path id that is an integer no resource can have (0, negative, beyond 64 bits)
+is a 404. A body larger than the configured limit (default 1 MiB) is a 413 and
+nothing is stored.";
+
+/// The API document: every route of the shop.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "shopd", description = OVERVIEW),
+    paths(
+        super::items::create,
+        super::items::list,
+        super::items::get,
+        super::items::replace,
+        super::items::patch,
+        super::items::delete,
+        super::carts::create,
+        super::carts::list,
+        super::carts::get,
+        super::carts::add,
+        chat,
+        metrics,
+    ),
+    components(
+        schemas(
+            Item,
+            NewItem,
+            ItemPatch,
+            Cart,
+            CartLine,
+            super::carts::NewCart,
+            SentenceBody,
+            IssuesBody,
+            Issue,
+            Location
+        ),
+        responses(Invalid, TooLarge, MethodNotAllowed),
+    ),
+    tags(
+        (name = "items", description = "What the shop sells"),
+        (name = "carts", description = "Lines of items with quantities, priced from the items' current state"),
+        (name = "chat", description = "Chat rooms over WebSocket"),
+        (name = "operations", description = "Metrics for Prometheus"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the API document is plain data and always serializes")
+});
+
+/// The API document as JSON text.
+pub fn document() -> &'static str {
+    &DOCUMENT
+}
+
+/// `GET /openapi.json`: the API document.
+pub fn route() -> BoxedFilter<(Routed,)> {
+    warp::path!("openapi.json")
+        .and(warp::get())
+        .map(|| {
+            let mut response = Response::new(document().into());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Routed {
+                handler: "/openapi.json",
+                response,
+            }
+        })
+        .boxed()
+}
+
+// The parameter structs below only describe requests: `query.rs` and
+// `extract.rs` read them. Integers are `u128` for the document's sake: like
+// Python's, ours have no 64-bit bound (`u64` would say `format: int64`).
+
+/// The methods of each route template (`["item", "{id}"]`), from the
+/// document, as `Allow` header values.
+static METHODS: LazyLock<Vec<(Vec<String>, HeaderValue)>> = LazyLock::new(|| {
+    let document: serde_json::Value =
+        serde_json::from_str(document()).expect("the API document is JSON");
+    let mut routes = vec![(vec!["openapi.json".into()], HeaderValue::from_static("GET"))];
+    for (template, item) in document["paths"].as_object().into_iter().flatten() {
+        let methods: Vec<_> = ["get", "post", "put", "patch", "delete"]
+            .into_iter()
+            .filter(|method| item.get(method).is_some())
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let segments = template.split('/').skip(1).map(str::to_owned).collect();
+        if let Ok(value) = HeaderValue::from_str(&methods.join(", ")) {
+            routes.push((segments, value));
+        }
+    }
+    routes
+});
+
+/// The methods a path takes, as an `Allow` header value; `None` for an
+/// unknown path.
+pub fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    // Like the routes, take an optional trailing slash.
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments.first() == Some(&"docs") {
+        return Some(HeaderValue::from_static("GET"));
+    }
+    let fits = |template: &[String]| {
+        template.len() == segments.len()
+            && template
+                .iter()
+                .zip(&segments)
+                .all(|(want, got)| want == got || (want.starts_with('{') && !got.is_empty()))
+    };
+    METHODS
+        .iter()
+        .find(|(template, _)| fits(template))
+        .map(|(_, methods)| methods.clone())
+}
+
+/// Gives a 405 reply the `Allow` header RFC 9110 asks for.
+pub fn with_allow(path: FullPath, mut routed: Routed) -> Routed {
+    if routed.response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allowed_methods(path.as_str())
+    {
+        routed.response.headers_mut().insert(header::ALLOW, methods);
+    }
+    routed
+}
+
+/// The query of `GET /item`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ItemQuery {
+    /// Matching items skipped before the first one returned.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<u128>,
+    /// The most items returned.
+    #[param(minimum = 1, default = 10, nullable = false)]
+    limit: Option<u128>,
+    /// Lowest price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_price: Option<f64>,
+    /// Highest price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_price: Option<f64>,
+    /// Whether deleted items are listed too. Also accepted, in any case:
+    /// `1/0`, `yes/no`, `on/off`, `t/f`, `y/n`.
+    #[param(default = false, nullable = false)]
+    show_deleted: Option<bool>,
+}
+
+/// The query of `GET /cart`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CartQuery {
+    /// Matching carts skipped before the first one returned.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<u128>,
+    /// The most carts returned.
+    #[param(minimum = 1, default = 10, nullable = false)]
+    limit: Option<u128>,
+    /// Lowest cart price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_price: Option<f64>,
+    /// Highest cart price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_price: Option<f64>,
+    /// Lowest cart quantity (sum of its lines' quantities) listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_quantity: Option<u128>,
+    /// Highest cart quantity (sum of its lines' quantities) listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_quantity: Option<u128>,
+}
+
+/// The path of an item route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ItemId {
+    /// The item's id. Not an integer: 422; an integer no item can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of a cart route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct CartId {
+    /// The cart's id. Not an integer: 422; an integer no cart can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of `POST /cart/{cart_id}/add/{item_id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AddIds {
+    /// The cart's id.
+    #[param(minimum = 1, example = 1)]
+    cart_id: u128,
+    /// The item's id.
+    #[param(minimum = 1, example = 1)]
+    item_id: u128,
+}
+
+fn json_response(description: &str, schema: &str, example: serde_json::Value) -> ResponseDoc {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .example(Some(example))
+                .build(),
+        )
+        .build()
+}
+
+/// The 422 reply: one entry per problem of the request.
+pub struct Invalid;
+
+impl<'r> ToResponse<'r> for Invalid {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": [{
+            "loc": ["query", "limit"],
+            "msg": "Input should be greater than or equal to 1",
+            "type": "greater_than_equal",
+        }]});
+        let description = "The request's path, query or body is invalid";
+        let response = json_response(description, "HTTPValidationError", example);
+        ("ValidationFailed", response.into())
+    }
+}
+
+/// The 413 reply: the body is over the configured limit.
+pub struct TooLarge;
+
+impl<'r> ToResponse<'r> for TooLarge {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": "Request body is larger than the limit of 1048576 bytes",
+        });
+        let description = "The body is larger than the limit; nothing was stored";
+        let response = json_response(description, "HTTPError", example);
+        ("PayloadTooLarge", response.into())
+    }
+}
+
+/// The 405 reply: a known path asked with a method it does not take.
+pub struct MethodNotAllowed;
+
+impl<'r> ToResponse<'r> for MethodNotAllowed {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": "Method Not Allowed"});
+        let description = "The path exists but does not take this method";
+        let response = json_response(description, "HTTPError", example);
+        ("MethodNotAllowed", response.into())
+    }
+}
+
+/// Joins a chat room over WebSocket.
+///
+/// Send the usual WebSocket upgrade headers (`Connection: Upgrade`,
+/// `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`).
+/// Everyone connected with the same (percent-decoded) `chat_name` is in one
+/// room; rooms are independent.
+///
+/// - On connect the server gives the connection a random user name, fixed for
+///   the connection, e.g. `brave-otter-4821`.
+/// - Each text frame a member sends is delivered, as one text frame
+///   `{username} :: {message}`, to every *other* member of its room, in the
+///   order sent. The sender gets no echo; the server sends nothing else.
+/// - A member that does not read is disconnected (close 1008) once its bounded
+///   queue is full; the others go on.
+/// - A text frame over the message limit (default 64 KiB) closes with 1009, a
+///   binary frame with 1003; at shutdown chats close with 1001.
+#[utoipa::path(
+    get,
+    path = "/chat/{chat_name}",
+    tag = "chat",
+    operation_id = "chat",
+    params(("chat_name" = String, Path, description = "The room's name, percent-decoded", example = "lobby")),
+    responses(
+        (status = 101, description = "Switching Protocols: the connection is now a WebSocket of the room"),
+        (status = 404, description = "Not a WebSocket upgrade request", body = SentenceBody,
+            example = json!({"detail": "Not Found"})),
+    ),
+)]
+#[allow(dead_code)]
+fn chat() {}
+
+/// Prometheus metrics in the text exposition format.
+///
+/// The names and labels of prometheus-fastapi-instrumentator
+/// (`http_requests_total{handler, method, status}`,
+/// `http_request_duration_seconds`, ...), labelled by route template, plus
+/// `process_*` and shopd's own `shopd_*` metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain",
+            example = "# HELP shopd_items Items stored, deleted ones included.\n# TYPE shopd_items gauge\nshopd_items 3\n"),
+    ),
+)]
+#[allow(dead_code)]
+fn metrics() {}
