@@ -111,17 +111,26 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the flusher thread for `sync` mode; in `periodic` mode writers
-    /// never wait.
-    pub(super) fn start(mode: Durability, disk: std::sync::Arc<DiskSync>) -> io::Result<Committer> {
+    /// Starts the flusher thread for `sync` mode (its handle comes back so
+    /// the store can wait for it to end); in `periodic` mode writers never wait.
+    pub(super) fn start(
+        mode: Durability,
+        disk: std::sync::Arc<DiskSync>,
+    ) -> io::Result<(Committer, Option<std::thread::JoinHandle<()>>)> {
         if mode == Durability::Periodic {
-            return Ok(Committer { waiters: None });
+            return Ok((Committer::stopped(), None));
         }
         let (tx, rx) = mpsc::channel::<Waiter>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("shopd-flusher".into())
             .spawn(move || flusher(&rx, &disk))?;
-        Ok(Committer { waiters: Some(tx) })
+        Ok((Committer { waiters: Some(tx) }, Some(thread)))
+    }
+
+    /// A committer whose writers never wait; dropping the last real one in
+    /// favour of this ends the flusher thread.
+    pub(super) fn stopped() -> Committer {
+        Committer { waiters: None }
     }
 
     /// Resolves once every write made before the call is durable.

@@ -2,6 +2,7 @@
 //! only, so another backend can sit beside [`SledStore`] without touching a
 //! handler. `sled` is imported in this module's children and nowhere else.
 
+mod cart_writer;
 mod codec;
 mod durability;
 mod ids;

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
-use super::codec::{self, CartRecord, ItemRecord, LineRecord};
+use super::cart_writer::CartWriter;
+use super::codec::{self, CartRecord, ItemRecord};
 use super::durability::{Committer, DiskSync, Durability};
 use super::ids::IdGen;
 use super::{Store, StoreError, StoreResult, StoreStats};
@@ -55,6 +53,9 @@ struct Inner {
     cart_ids: IdGen,
     disk: Arc<DiskSync>,
     committer: Committer,
+    cart_writer: CartWriter,
+    /// The flusher and cart writer threads, joined when the store goes.
+    threads: Vec<std::thread::JoinHandle<()>>,
     live_items: AtomicU64,
     cart_count: AtomicU64,
     /// Held open for its lock for as long as the store lives.
@@ -98,7 +99,9 @@ impl SledStore {
         let ids =
             |tree, key| IdGen::open(tree, &meta, key, disk.clone(), reserve).map_err(database);
         let (item_ids, cart_ids) = (ids(&items, "next_item_id")?, ids(&carts, "next_cart_id")?);
-        let committer = Committer::start(durability, disk.clone()).map_err(unusable)?;
+        let (committer, flusher) = Committer::start(durability, disk.clone()).map_err(unusable)?;
+        let (cart_writer, writer) =
+            CartWriter::start(items.clone(), carts.clone()).map_err(unusable)?;
         let live_items = count_live_items(&items).map_err(database)?;
         let cart_count = carts.len() as u64;
         Ok(SledStore {
@@ -110,6 +113,8 @@ impl SledStore {
                 cart_ids,
                 disk,
                 committer,
+                cart_writer,
+                threads: flusher.into_iter().chain([writer]).collect(),
                 live_items: AtomicU64::new(live_items),
                 cart_count: AtomicU64::new(cart_count),
                 _lock: lock,
@@ -181,38 +186,18 @@ impl SledStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Cart::priced(id, lines))
     }
+}
 
-    /// Adds one of `item` to `cart` in one transaction over both trees.
-    /// The transaction reads only what it checks and writes only the cart,
-    /// since sled 0.34 runs transactions one at a time.
-    fn add_to_cart_now(&self, cart: Id, item: Id) -> StoreResult<CartRecord> {
-        type TxError = ConflictableTransactionError<StoreError>;
-        let abort = |err: StoreError| TxError::Abort(err);
-        let result = (&self.inner.items, &self.inner.carts).transaction(|(items, carts)| {
-            let bytes = carts
-                .get(codec::key(cart))?
-                .ok_or_else(|| abort(StoreError::CartNotFound(cart)))?;
-            let mut record: CartRecord = codec::decode(&bytes).map_err(|e| abort(backend(e)))?;
-            let item_bytes = items
-                .get(codec::key(item))?
-                .ok_or_else(|| abort(StoreError::ItemNotFound(item)))?;
-            let item_record: ItemRecord =
-                codec::decode(&item_bytes).map_err(|e| abort(backend(e)))?;
-            if item_record.deleted {
-                return Err(abort(StoreError::ItemUnavailable(item)));
-            }
-            match record.lines.iter_mut().find(|line| line.item == item) {
-                Some(line) => line.quantity = line.quantity.saturating_add(1),
-                None => record.lines.push(LineRecord { item, quantity: 1 }),
-            }
-            let encoded = codec::encode(&record).map_err(|e| abort(backend(e)))?;
-            carts.insert(&codec::key(cart), encoded)?;
-            Ok(record)
-        });
-        result.map_err(|err| match err {
-            TransactionError::Abort(err) => err,
-            TransactionError::Storage(err) => backend(err),
-        })
+impl Drop for Inner {
+    /// Ends the helper threads before the fields (the database, then the
+    /// directory lock) are dropped, so a new store can open the directory
+    /// as soon as this one is gone.
+    fn drop(&mut self) {
+        self.committer = Committer::stopped();
+        self.cart_writer = CartWriter::stopped();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -394,7 +379,7 @@ impl Store for SledStore {
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
-        let record = self.add_to_cart_now(cart, item)?;
+        let record = self.inner.cart_writer.add(cart, item).await?;
         self.inner.committer.durable().await?;
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.

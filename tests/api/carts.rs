@@ -258,3 +258,45 @@ async fn concurrent_adds_to_one_cart_never_lose_an_increment() {
     assert_eq!(quantities, [200, 200]);
     assert_eq!(cart["price"], 200.0 * 0.25 + 200.0);
 }
+
+#[tokio::test]
+async fn failing_adds_do_not_spoil_concurrent_adds_to_other_carts() {
+    let app = spawn_app().await;
+    let cart = app.create_cart().await;
+    let live = app.create_item("live", 1.0).await["id"].as_u64().unwrap();
+    let gone = app.create_item("gone", 1.0).await["id"].as_u64().unwrap();
+    app.client
+        .delete(app.url(&format!("/item/{gone}")))
+        .send()
+        .await
+        .unwrap();
+    // Concurrent adds are applied in shared transactions: each must still
+    // get its own answer.
+    let mut tasks = Vec::new();
+    for n in 0..60u64 {
+        let path = match n % 3 {
+            0 => format!("/cart/{cart}/add/{live}"),
+            1 => format!("/cart/{cart}/add/{gone}"),
+            _ => format!("/cart/999/add/{live}"),
+        };
+        let url = app.url(&path);
+        tasks.push(tokio::spawn(async move {
+            let status = reqwest::Client::new()
+                .post(&url)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (n % 3, status.as_u16())
+        }));
+    }
+    for task in tasks {
+        let (kind, status) = task.await.unwrap();
+        assert_eq!(status, if kind == 0 { 200 } else { 404 }, "add kind {kind}");
+    }
+    let cart = app.get_json(&format!("/cart/{cart}")).await;
+    assert_eq!(
+        cart["items"],
+        json!([{"id": live, "name": "live", "quantity": 20, "available": true}])
+    );
+}

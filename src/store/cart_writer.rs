@@ -1,0 +1,144 @@
+//! Add-to-cart in batches. sled 0.34 runs one transaction at a time behind
+//! a process-wide lock, and each one costs far more than its few reads and
+//! writes. So one writer thread takes every add waiting at that moment and
+//! applies them all in a single transaction over `items` and `carts`; each
+//! add still reads its item and updates its cart atomically, and each gets
+//! its own answer (an unknown cart fails that add, not the batch).
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::oneshot;
+
+use super::codec::{self, CartRecord, ItemRecord, LineRecord};
+use super::{StoreError, StoreResult};
+use crate::domain::Id;
+
+/// The most adds applied in one transaction.
+const MAX_BATCH: usize = 256;
+
+struct Add {
+    cart: Id,
+    item: Id,
+    reply: oneshot::Sender<StoreResult<CartRecord>>,
+}
+
+/// Queues adds for the writer thread; cheap to clone.
+#[derive(Clone)]
+pub(super) struct CartWriter {
+    queue: Option<mpsc::Sender<Add>>,
+}
+
+impl CartWriter {
+    /// Starts the writer thread over the two trees; its handle comes back
+    /// so the store can wait for it to end.
+    pub(super) fn start(
+        items: sled::Tree,
+        carts: sled::Tree,
+    ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
+        let (queue, rx) = mpsc::channel::<Add>();
+        let thread = std::thread::Builder::new()
+            .name("shopd-carts".into())
+            .spawn(move || writer(&rx, &items, &carts))?;
+        Ok((CartWriter { queue: Some(queue) }, thread))
+    }
+
+    /// A writer that takes no more adds; dropping the last real one in
+    /// favour of this ends the writer thread.
+    pub(super) fn stopped() -> CartWriter {
+        CartWriter { queue: None }
+    }
+
+    /// Adds one of `item` to `cart`; resolves once the transaction that
+    /// holds it has committed, with the cart as that add left it.
+    pub(super) async fn add(&self, cart: Id, item: Id) -> StoreResult<CartRecord> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
+        let queue = self.queue.as_ref().ok_or_else(gone)?;
+        queue.send(Add { cart, item, reply }).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn writer(rx: &mpsc::Receiver<Add>, items: &sled::Tree, carts: &sled::Tree) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+        let pairs: Vec<(Id, Id)> = batch.iter().map(|add| (add.cart, add.item)).collect();
+        match apply(items, carts, &pairs) {
+            Ok(outcomes) => {
+                for (add, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = add.reply.send(outcome);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "add-to-cart transaction failed");
+                let message = err.to_string();
+                for add in batch {
+                    let _ = add
+                        .reply
+                        .send(Err(StoreError::backend(std::io::Error::other(
+                            message.clone(),
+                        ))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the adds in order in one transaction; each gets its outcome.
+fn apply(
+    items: &sled::Tree,
+    carts: &sled::Tree,
+    adds: &[(Id, Id)],
+) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
+    type TxError = ConflictableTransactionError<StoreError>;
+    let corrupt = |err: codec::CodecError| TxError::Abort(StoreError::backend(err));
+    (items, carts).transaction(|(items, carts)| {
+        // Carts read by this batch, and whether it changed them; each
+        // changed cart is written once, at the end.
+        let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(adds.len());
+        for &(cart, item) in adds {
+            let (mut record, dirty) = match changed.remove(&cart) {
+                Some(entry) => entry,
+                None => match carts.get(codec::key(cart))? {
+                    Some(bytes) => (codec::decode(&bytes).map_err(corrupt)?, false),
+                    None => {
+                        outcomes.push(Err(StoreError::CartNotFound(cart)));
+                        continue;
+                    }
+                },
+            };
+            let live = match items.get(codec::key(item))? {
+                Some(bytes) => {
+                    let item_record: ItemRecord = codec::decode(&bytes).map_err(corrupt)?;
+                    if item_record.deleted {
+                        Err(StoreError::ItemUnavailable(item))
+                    } else {
+                        Ok(())
+                    }
+                }
+                None => Err(StoreError::ItemNotFound(item)),
+            };
+            if let Err(err) = live {
+                outcomes.push(Err(err));
+                changed.insert(cart, (record, dirty));
+                continue;
+            }
+            match record.lines.iter_mut().find(|line| line.item == item) {
+                Some(line) => line.quantity = line.quantity.saturating_add(1),
+                None => record.lines.push(LineRecord { item, quantity: 1 }),
+            }
+            outcomes.push(Ok(record.clone()));
+            changed.insert(cart, (record, true));
+        }
+        for (cart, (record, _)) in changed.iter().filter(|(_, (_, dirty))| *dirty) {
+            let encoded = codec::encode(record).map_err(corrupt)?;
+            carts.insert(&codec::key(*cart), encoded)?;
+        }
+        Ok(outcomes)
+    })
+}
