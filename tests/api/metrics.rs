@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -415,6 +418,67 @@ async fn chat_and_process_figures_are_there_from_the_start() {
     }
     assert!(metrics.value("process_start_time_seconds", &[]) > Some(1.0e9));
     assert!(metrics.value("process_cpu_seconds_total", &[]) >= Some(0.0));
+}
+
+/// Joins chat room `room`; TCP_NODELAY as the chat tests have it.
+async fn join(app: &TestApp, room: &str) -> ChatClient {
+    let url = format!("ws://{}/chat/{room}", app.addr);
+    let (client, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("chat handshake");
+    client
+}
+
+type ChatClient =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `from` says something and `to` hears it: both are in the room by then,
+/// and the server has counted the message.
+async fn talk(from: &mut ChatClient, to: &mut ChatClient) {
+    from.send(Message::text("hello")).await.expect("send");
+    let heard = tokio::time::timeout(Duration::from_secs(20), to.next())
+        .await
+        .expect("a line in time");
+    assert!(matches!(heard, Some(Ok(Message::Text(_)))), "{heard:?}");
+}
+
+#[tokio::test]
+async fn chat_figures_follow_connections_rooms_and_messages() {
+    let app = spawn_app().await;
+    let (mut a1, mut a2) = (join(&app, "tea").await, join(&app, "tea").await);
+    let (mut b1, mut b2) = (join(&app, "cake").await, join(&app, "cake").await);
+    talk(&mut a1, &mut a2).await;
+    talk(&mut a2, &mut a1).await;
+    talk(&mut b1, &mut b2).await;
+    let metrics = scrape(&app).await;
+    assert_eq!(metrics.value("shopd_chat_connections", &[]), Some(4.0));
+    assert_eq!(metrics.value("shopd_chat_rooms", &[]), Some(2.0));
+    assert_eq!(metrics.value("shopd_chat_messages_total", &[]), Some(3.0));
+    assert!(
+        !metrics.text.contains("chat/"),
+        "WebSocket sessions are not HTTP requests"
+    );
+    for mut client in [a1, a2, b1, b2] {
+        client.close(None).await.expect("close");
+        while let Some(Ok(_)) = client.next().await {}
+    }
+    // The server notices departures on its own schedule: poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = scrape(&app).await;
+        let gone = metrics.value("shopd_chat_connections", &[]) == Some(0.0)
+            && metrics.value("shopd_chat_rooms", &[]) == Some(0.0);
+        if gone {
+            assert_eq!(metrics.value("shopd_chat_messages_total", &[]), Some(3.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chat gauges stuck:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -85,12 +85,19 @@ fn start_prometheus(binary: &Path, target: &str) -> Prometheus {
     }
 }
 
-/// Polls `/-/ready` until Prometheus answers; panics with its log if it
-/// exits or the deadline passes.
-async fn wait_ready(prometheus: &mut Prometheus, client: &reqwest::Client, deadline: Instant) {
+/// Polls `/-/ready` until Prometheus answers. `Err` with its log if it
+/// exited (e.g. someone took the port meanwhile); panics at the deadline.
+async fn wait_ready(
+    prometheus: &mut Prometheus,
+    client: &reqwest::Client,
+    deadline: Instant,
+) -> Result<(), String> {
     loop {
         if let Ok(Some(status)) = prometheus.child.try_wait() {
-            panic!("prometheus exited ({status}):\n{}", prometheus.log());
+            return Err(format!(
+                "prometheus exited ({status}):\n{}",
+                prometheus.log()
+            ));
         }
         let ready = client
             .get(format!("{}/-/ready", prometheus.base))
@@ -98,7 +105,7 @@ async fn wait_ready(prometheus: &mut Prometheus, client: &reqwest::Client, deadl
             .await
             .is_ok_and(|r| r.status().is_success());
         if ready {
-            return;
+            return Ok(());
         }
         assert!(
             Instant::now() < deadline,
@@ -107,6 +114,25 @@ async fn wait_ready(prometheus: &mut Prometheus, client: &reqwest::Client, deadl
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A ready Prometheus; a few tries, as its port may be taken between our
+/// check and its bind.
+async fn ready_prometheus(
+    binary: &Path,
+    target: &str,
+    client: &reqwest::Client,
+    deadline: Instant,
+) -> Prometheus {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let mut prometheus = start_prometheus(binary, target);
+        match wait_ready(&mut prometheus, client, deadline).await {
+            Ok(()) => return prometheus,
+            Err(why) => failures.push(why),
+        }
+    }
+    panic!("prometheus did not start:\n{}", failures.join("\n"));
 }
 
 /// A panel query: where it comes from, its PromQL and its legend.
@@ -255,8 +281,7 @@ async fn every_dashboard_query_returns_metrics_from_a_real_prometheus() {
     let app = spawn_app().await;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + DEADLINE;
-    let mut prometheus = start_prometheus(&binary, &app.addr.to_string());
-    wait_ready(&mut prometheus, &client, deadline).await;
+    let prometheus = ready_prometheus(&binary, &app.addr.to_string(), &client, deadline).await;
 
     // The seed panel: its series carry the legend's labels, with route
     // templates and status classes.
