@@ -89,6 +89,14 @@ async fn read(
         let next = tokio::select! {
             biased;
             () = &mut kicked, if deadline.is_none() => {
+                if let Some(reason) = closer.reason() {
+                    tracing::debug!(
+                        member = membership.name(),
+                        code = reason.code,
+                        reason = reason.text,
+                        "closing chat connection"
+                    );
+                }
                 deadline = Some(Instant::now() + CLOSE_TIMEOUT);
                 continue;
             }

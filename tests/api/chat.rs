@@ -4,15 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use shopd::chat::{ChatStats, Rooms};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Barrier, Semaphore, oneshot};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{detail, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, detail, spawn_app, spawn_app_with};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -441,6 +444,32 @@ async fn a_text_over_the_limit_closes_with_1009() {
 }
 
 #[tokio::test]
+async fn a_text_over_the_limit_in_fragments_closes_with_1009() {
+    let app = spawn_app_with(|settings| settings.chat_max_message_bytes = 1024).await;
+    let mut client = join(app.addr, "fragments").await;
+    let part = || Bytes::from("x".repeat(600));
+    let frames = [
+        Frame::message(part(), OpCode::Data(OpData::Text), false),
+        Frame::message(part(), OpCode::Data(OpData::Continue), false),
+        Frame::message(part(), OpCode::Data(OpData::Continue), true),
+    ];
+    for frame in frames {
+        client.send(Message::Frame(frame)).await.expect("send");
+    }
+    assert_eq!(close_code(&mut client).await, 1009);
+}
+
+#[tokio::test]
+async fn a_text_that_is_not_utf8_closes_with_1007() {
+    let app = spawn_app().await;
+    let mut client = join(app.addr, "garbled").await;
+    let garbled = Bytes::from_static(&[b'h', b'i', 0xff, 0xfe]);
+    let frame = Frame::message(garbled, OpCode::Data(OpData::Text), true);
+    client.send(Message::Frame(frame)).await.expect("send");
+    assert_eq!(close_code(&mut client).await, 1007);
+}
+
+#[tokio::test]
 async fn a_binary_message_closes_with_1003() {
     let app = spawn_app().await;
     let mut listener = join(app.addr, "binary").await;
@@ -496,6 +525,59 @@ async fn members_are_removed_however_they_leave_and_empty_rooms_are_forgotten() 
     drop(abrupt);
     let stats = wait_for_stats(&rooms, 0, 0).await;
     assert_eq!(stats.messages, 1);
+}
+
+/// `(rooms, connections, messages)` as `GET /metrics` has them.
+async fn chat_metrics(app: &TestApp) -> (u64, u64, u64) {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("metrics text");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .trim()
+            .parse::<f64>()
+            .expect("a number") as u64
+    };
+    (
+        value("shopd_chat_rooms"),
+        value("shopd_chat_connections"),
+        value("shopd_chat_messages_total"),
+    )
+}
+
+#[tokio::test]
+async fn the_metrics_follow_rooms_connections_and_messages() {
+    let app = spawn_app().await;
+    let mut ann = join(app.addr, "one").await;
+    let bob = join(app.addr, "one").await;
+    let cid = join(app.addr, "two").await;
+    say(&mut ann, "hi").await;
+    say(&mut ann, "there").await;
+    let (mut rooms, mut connections, mut messages) = chat_metrics(&app).await;
+    assert_eq!((rooms, connections), (2, 3));
+    // Counted when the server reads them, just after this client sent them.
+    let waited = timeout(GUARD, async {
+        while messages < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            messages = chat_metrics(&app).await.2;
+        }
+    });
+    waited.await.expect("both messages counted");
+
+    ann.close(None).await.expect("close");
+    finish_close(&mut ann).await;
+    reset(bob);
+    drop(cid);
+    let emptied = timeout(GUARD, async {
+        while (rooms, connections) != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            (rooms, connections, messages) = chat_metrics(&app).await;
+        }
+    });
+    emptied.await.expect("every room forgotten");
+    assert_eq!(messages, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
