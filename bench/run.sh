@@ -101,23 +101,21 @@ to_ms() {
 }
 
 rows=()
-ceiling_rps=1
 row() {
-    local name=$1 result=$2
-    read -r rps p50 p99 <<<"$result"
-    local fraction
-    fraction=$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN { printf "%.2f", a / b }')
-    rows+=("| $name | $(printf '%.0f' "$rps") | $p50 | $p99 | $fraction |")
+    rows+=("$1|$2")
+}
+
+# The ceiling: measured first and last, the better run counts, so a busy
+# moment on the machine does not flatter shopd.
+ceiling() {
+    start ceiling "$bin/examples/ceiling" 127.0.0.1:0
+    load BENCH_PATH=/item/{a} "http://$addr"
+    stop "$pid"
 }
 
 echo "building done; ${DURATION}s per scenario at $CONNECTIONS connections" >&2
 
-# The ceiling.
-start ceiling "$bin/examples/ceiling" 127.0.0.1:0
-result=$(load BENCH_PATH=/item/{a} "http://$addr")
-ceiling_rps=$(awk '{print $1}' <<<"$result")
-row "ceiling: warp, fixed JSON" "$result"
-stop "$pid"
+ceiling_first=$(ceiling)
 
 # A small store: reads first, then writes.
 "$bin/examples/seed" "$work/small" "$SMALL" "$SMALL" >/dev/null
@@ -154,10 +152,23 @@ rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 stop "$pid"
 disk=$(du -sh "$work/large" | cut -f1)
 
+ceiling_last=$(ceiling)
+if awk -v a="${ceiling_first%% *}" -v b="${ceiling_last%% *}" 'BEGIN { exit !(a >= b) }'; then
+    ceiling_best=$ceiling_first
+else
+    ceiling_best=$ceiling_last
+fi
+ceiling_rps=${ceiling_best%% *}
+
 echo
 echo "| scenario ($CONNECTIONS connections, ${DURATION}s) | rps | p50 ms | p99 ms | of ceiling |"
 echo "|---|---:|---:|---:|---:|"
-printf '%s\n' "${rows[@]}"
+for entry in "ceiling: warp, fixed JSON (best of first and last run)|$ceiling_best" "${rows[@]}"; do
+    name=${entry%%|*}
+    read -r rps p50 p99 <<<"${entry#*|}"
+    fraction=$(awk -v a="$rps" -v b="$ceiling_rps" 'BEGIN { printf "%.2f", a / b }')
+    echo "| $name | $(printf '%.0f' "$rps") | $p50 | $p99 | $fraction |"
+done
 echo
 read -r fsync_rps _ _ <<<"$one_conn"
 echo "- one writer (1 connection, sync): $(printf '%.0f' "$fsync_rps") POST /item per second, i.e. one fsync per request on this disk"
