@@ -37,7 +37,7 @@ pub struct Cli {
     /// Seconds a client may take to send a request's headers [default: 10]
     #[arg(long, env = "SHOPD_HEADER_READ_TIMEOUT_SECS", value_name = "SECS")]
     pub header_read_timeout_secs: Option<u64>,
-    /// Most connections served at once (chat included); more wait to be accepted [default: 4096]
+    /// Most HTTP connections served at once; more wait to be accepted [default: 4096]
     #[arg(long, env = "SHOPD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Seconds to wait for in-flight requests at shutdown [default: 30]
