@@ -127,8 +127,8 @@ row "GET /cart/{id} (3 lines)" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")
 row "GET /cart?min_price=100" "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
 item_body='BENCH_BODY={"name": "bench item", "price": 9.99}'
 row "POST /item (sync)" "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")"
-row "POST /cart/{id}/add/{item_id} (sync)" \
-    "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{b} "http://$addr")"
+row "POST /cart/{id}/add/{item_id} (sync), item n to cart n" \
+    "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{a} "http://$addr")"
 one_conn=$(CONNECTIONS=1 load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")
 stop "$pid"
 

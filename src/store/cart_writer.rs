@@ -3,7 +3,10 @@
 //! writes. So one writer thread takes every add waiting at that moment and
 //! applies them all in a single transaction over `items` and `carts`; each
 //! add still reads its item and updates its cart atomically, and each gets
-//! its own answer (an unknown cart fails that add, not the batch).
+//! its own answer (an unknown cart fails that add, not the batch). In
+//! `sync` mode the same thread then makes the batch durable before it
+//! answers, so an add needs no second hand-off to the flusher; while it
+//! syncs, the next batch gathers.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -13,6 +16,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
+use super::durability::DiskSync;
 use super::{StoreError, StoreResult};
 use crate::domain::Id;
 
@@ -34,14 +38,16 @@ pub(super) struct CartWriter {
 impl CartWriter {
     /// Starts the writer thread over the two trees; its handle comes back
     /// so the store can wait for it to end.
+    /// With `disk`, every batch is synced before its adds are answered.
     pub(super) fn start(
         items: sled::Tree,
         carts: sled::Tree,
+        disk: Option<std::sync::Arc<DiskSync>>,
     ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
         let (queue, rx) = mpsc::channel::<Add>();
         let thread = std::thread::Builder::new()
             .name("shopd-carts".into())
-            .spawn(move || writer(&rx, &items, &carts))?;
+            .spawn(move || writer(&rx, &items, &carts, disk.as_deref()))?;
         Ok((CartWriter { queue: Some(queue) }, thread))
     }
 
@@ -52,7 +58,8 @@ impl CartWriter {
     }
 
     /// Adds one of `item` to `cart`; resolves once the transaction that
-    /// holds it has committed, with the cart as that add left it.
+    /// holds it has committed (and, in `sync` mode, is durable), with the
+    /// cart as that add left it.
     pub(super) async fn add(&self, cart: Id, item: Id) -> StoreResult<CartRecord> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
@@ -62,20 +69,32 @@ impl CartWriter {
     }
 }
 
-fn writer(rx: &mpsc::Receiver<Add>, items: &sled::Tree, carts: &sled::Tree) {
+fn writer(
+    rx: &mpsc::Receiver<Add>,
+    items: &sled::Tree,
+    carts: &sled::Tree,
+    disk: Option<&DiskSync>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let pairs: Vec<(Id, Id)> = batch.iter().map(|add| (add.cart, add.item)).collect();
-        match apply(items, carts, &pairs) {
+        let applied = apply(items, carts, &pairs).map_err(|err| err.to_string());
+        let synced = applied.and_then(|outcomes| match disk {
+            Some(disk) => disk
+                .sync()
+                .map(|()| outcomes)
+                .map_err(|err| err.to_string()),
+            None => Ok(outcomes),
+        });
+        match synced {
             Ok(outcomes) => {
                 for (add, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = add.reply.send(outcome);
                 }
             }
-            Err(err) => {
-                tracing::error!(error = %err, "add-to-cart transaction failed");
-                let message = err.to_string();
+            Err(message) => {
+                tracing::error!(error = %message, "add-to-cart transaction failed");
                 for add in batch {
                     let _ = add
                         .reply

@@ -100,8 +100,9 @@ impl SledStore {
             |tree, key| IdGen::open(tree, &meta, key, disk.clone(), reserve).map_err(database);
         let (item_ids, cart_ids) = (ids(&items, "next_item_id")?, ids(&carts, "next_cart_id")?);
         let (committer, flusher) = Committer::start(durability, disk.clone()).map_err(unusable)?;
+        let syncs_adds = (durability == Durability::Sync).then(|| disk.clone());
         let (cart_writer, writer) =
-            CartWriter::start(items.clone(), carts.clone()).map_err(unusable)?;
+            CartWriter::start(items.clone(), carts.clone(), syncs_adds).map_err(unusable)?;
         let live_items = count_live_items(&items).map_err(database)?;
         let cart_count = carts.len() as u64;
         Ok(SledStore {
@@ -379,8 +380,8 @@ impl Store for SledStore {
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+        // Durable on return: in `sync` mode the cart writer syncs each batch.
         let record = self.inner.cart_writer.add(cart, item).await?;
-        self.inner.committer.durable().await?;
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.
         self.cart_view(cart, &record, |item| self.read_item(item))
