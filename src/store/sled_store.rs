@@ -13,7 +13,7 @@ use super::codec::{self, CartRecord, ItemRecord};
 use super::durability::{Committer, DiskSync, Durability};
 use super::ids::IdGen;
 use super::{Store, StoreError, StoreResult, StoreStats};
-use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
 
 /// Why the store could not be opened; each message names the path.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +240,34 @@ fn count_live_items(items: &sled::Tree) -> StoreResult<u64> {
     Ok(live)
 }
 
+/// The part of `entries` (in id order) that a list returns: the accepted
+/// ones, less the first `page.offset`, at most `page.limit`. Reads no
+/// further than it needs.
+fn page<T>(
+    entries: impl Iterator<Item = StoreResult<T>>,
+    page: Page,
+    accepts: impl Fn(&T) -> bool,
+) -> StoreResult<Vec<T>> {
+    let mut skip = page.offset;
+    let mut found = Vec::new();
+    for entry in entries {
+        if found.len() >= page.limit {
+            break;
+        }
+        // A storage error fails the list, also inside the skipped part.
+        let entry = entry?;
+        if !accepts(&entry) {
+            continue;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        found.push(entry);
+    }
+    Ok(found)
+}
+
 fn item_of(id: Id, record: ItemRecord) -> Item {
     Item {
         id,
@@ -272,24 +300,14 @@ impl Store for SledStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        let mut found = Vec::new();
-        let mut skip = filter.page.offset;
-        for entry in self.inner.items.iter() {
-            if found.len() >= filter.page.limit {
-                break;
-            }
+        let items = self.inner.items.iter().map(|entry| {
             let (key, value) = entry.map_err(backend)?;
             let record: ItemRecord = codec::decode(&value).map_err(backend)?;
-            if !filter.accepts(record.price, record.deleted) {
-                continue;
-            }
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            found.push(item_of(codec::id_of(&key).map_err(backend)?, record));
-        }
-        Ok(found)
+            Ok(item_of(codec::id_of(&key).map_err(backend)?, record))
+        });
+        page(items, filter.page, |item| {
+            filter.accepts(item.price, item.deleted)
+        })
     }
 
     async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
@@ -357,26 +375,13 @@ impl Store for SledStore {
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        let mut found = Vec::new();
-        let mut skip = filter.page.offset;
-        for entry in self.inner.carts.iter() {
-            if found.len() >= filter.page.limit {
-                break;
-            }
+        let carts = self.inner.carts.iter().map(|entry| {
             let (key, value) = entry.map_err(backend)?;
             let id = codec::id_of(&key).map_err(backend)?;
             let record: CartRecord = codec::decode(&value).map_err(backend)?;
-            let cart = self.cart_view(id, &record, |item| self.read_item(item))?;
-            if !filter.accepts(&cart) {
-                continue;
-            }
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            found.push(cart);
-        }
-        Ok(found)
+            self.cart_view(id, &record, |item| self.read_item(item))
+        });
+        page(carts, filter.page, |cart| filter.accepts(cart))
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
