@@ -60,6 +60,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Keepalive probes find peers that vanished without a word (a chat
+        // member whose network died, an idle keep-alive client), so their
+        // connections do not linger forever.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
         let service = TowerToHyperService::new(warp::service(filter.clone()));
         let stop = stop.clone();
         connections.spawn(async move {
@@ -90,6 +94,14 @@ pub async fn serve(
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+}
+
+/// Probe after a minute of silence, every 15 s, give up after 4 misses.
+fn keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4)
 }
 
 fn log_end(result: Result<(), hyper::Error>) {
