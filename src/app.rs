@@ -57,7 +57,11 @@ impl App<SledStore> {
 impl<S: Store> App<S> {
     /// shopd over any store.
     pub fn with_store(store: S, settings: Settings) -> Self {
-        let rooms = Rooms::new(settings.chat_max_message_bytes, settings.chat_queue_len);
+        let rooms = Rooms::new(
+            settings.chat_max_message_bytes,
+            settings.chat_queue_len,
+            settings.chat_max_connections,
+        );
         App {
             store,
             settings,

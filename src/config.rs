@@ -49,6 +49,9 @@ pub struct Cli {
     /// Messages queued for one chat member before it is dropped with 1008 [default: 1024]
     #[arg(long, env = "SHOPD_CHAT_QUEUE_LEN", value_name = "N")]
     pub chat_queue_len: Option<usize>,
+    /// Most chat connections at once; more are closed with 1013 [default: 10000]
+    #[arg(long, env = "SHOPD_CHAT_MAX_CONNECTIONS", value_name = "N")]
+    pub chat_max_connections: Option<usize>,
     /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
     #[arg(long, env = "SHOPD_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -68,6 +71,7 @@ struct FileSettings {
     shutdown_grace_secs: Option<u64>,
     chat_max_message_bytes: Option<usize>,
     chat_queue_len: Option<usize>,
+    chat_max_connections: Option<usize>,
     log_level: Option<String>,
 }
 
@@ -94,6 +98,8 @@ pub struct Settings {
     pub chat_max_message_bytes: usize,
     /// Per-member chat queue length.
     pub chat_queue_len: usize,
+    /// Chat connection limit.
+    pub chat_max_connections: usize,
     /// Log filter.
     pub log_level: String,
 }
@@ -111,6 +117,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             chat_max_message_bytes: 64 * 1024,
             chat_queue_len: 1024,
+            chat_max_connections: 10_000,
             log_level: "info".into(),
         }
     }
@@ -176,6 +183,10 @@ impl Settings {
                 .chat_queue_len
                 .or(file.chat_queue_len)
                 .unwrap_or(d.chat_queue_len),
+            chat_max_connections: cli
+                .chat_max_connections
+                .or(file.chat_max_connections)
+                .unwrap_or(d.chat_max_connections),
             log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
         };
         settings.check()?;
@@ -199,6 +210,7 @@ impl Settings {
         positive("max_connections", self.max_connections as u64)?;
         positive("chat_max_message_bytes", self.chat_max_message_bytes as u64)?;
         positive("chat_queue_len", self.chat_queue_len as u64)?;
+        positive("chat_max_connections", self.chat_max_connections as u64)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "data_dir",

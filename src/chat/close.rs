@@ -45,6 +45,11 @@ impl CloseReason {
         code: 1009,
         text: "message too big",
     };
+    /// The server already holds its most chat connections.
+    pub(crate) const TRY_AGAIN_LATER: CloseReason = CloseReason {
+        code: 1013,
+        text: "too many chat connections; try again later",
+    };
 }
 
 /// Asks a session to close its connection, once, for the first reason given.

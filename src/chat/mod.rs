@@ -36,6 +36,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::ws::Ws;
 
+use close::CloseReason;
 use rooms::Registry;
 use session::Session;
 
@@ -63,6 +64,9 @@ struct Inner {
     registry: Arc<Registry>,
     max_message_bytes: usize,
     queue_len: usize,
+    /// Connections beyond this many are closed with 1013 right after the
+    /// upgrade (an HTTP refusal would be a 5xx).
+    max_connections: u64,
     /// Cancelled by [`Rooms::shutdown`]; every session watches it.
     stop: CancellationToken,
     /// Every session and forwarder, so shutdown can wait for them.
@@ -70,21 +74,24 @@ struct Inner {
 }
 
 impl Default for Rooms {
-    /// The default limits: 64 KiB messages, 1024 queued lines per member.
+    /// The default limits: 64 KiB messages, 1024 queued lines per member,
+    /// 10,000 connections.
     fn default() -> Self {
-        Rooms::new(64 * 1024, 1024)
+        Rooms::new(64 * 1024, 1024, 10_000)
     }
 }
 
 impl Rooms {
     /// An empty registry. Texts over `max_message_bytes` close with 1009;
-    /// a member with `queue_len` lines waiting for it is closed with 1008.
-    pub fn new(max_message_bytes: usize, queue_len: usize) -> Rooms {
+    /// a member with `queue_len` lines waiting for it is closed with 1008;
+    /// a connection beyond `max_connections` is closed at once with 1013.
+    pub fn new(max_message_bytes: usize, queue_len: usize, max_connections: usize) -> Rooms {
         Rooms {
             inner: Arc::new(Inner {
                 registry: Arc::default(),
                 max_message_bytes,
                 queue_len: queue_len.max(1),
+                max_connections: max_connections as u64,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -120,7 +127,12 @@ impl Rooms {
     /// the upgrade fail, the session is dropped and so leaves the room.
     fn accept(&self, room_name: &str, ws: Ws) -> Response {
         let inner = &self.inner;
+        // Checked before joining; concurrent joins may overshoot by a few.
+        let full = inner.registry.stats().connections >= inner.max_connections;
         let (membership, inbox) = inner.registry.join(room_name, inner.queue_len);
+        if full {
+            membership.closer().close(CloseReason::TRY_AGAIN_LATER);
+        }
         let session = Session {
             membership,
             inbox,

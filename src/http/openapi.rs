@@ -318,7 +318,8 @@ impl<'r> ToResponse<'r> for MethodNotAllowed {
 /// - A member that does not read is disconnected (close 1008) once its bounded
 ///   queue is full; the others go on.
 /// - A text frame over the message limit (default 64 KiB) closes with 1009, a
-///   binary frame with 1003; at shutdown chats close with 1001.
+///   binary frame with 1003; at shutdown chats close with 1001; beyond the
+///   chat connection limit (default 10,000) a new connection closes with 1013.
 #[utoipa::path(
     get,
     path = "/chat/{chat_name}",

@@ -485,6 +485,36 @@ async fn a_binary_message_closes_with_1003() {
 }
 
 #[tokio::test]
+async fn connections_beyond_the_limit_are_closed_with_1013() {
+    let app = spawn_app_with(|s| s.chat_max_connections = 2).await;
+    let mut ann = join(app.addr, "full").await;
+    let mut bob = join(app.addr, "full").await;
+    let mut extra = join(app.addr, "full").await;
+    assert_eq!(close_code(&mut extra).await, 1013);
+    say(&mut ann, "still here").await;
+    assert_eq!(next_line(&mut bob).await.1, "still here");
+    // A place frees up once a member leaves (as soon as the server has
+    // seen the connection go).
+    drop(bob);
+    let mut attempts = 0;
+    let mut retry = loop {
+        attempts += 1;
+        assert!(attempts < 200, "the freed place was never given out");
+        let mut client = join(app.addr, "full").await;
+        say(&mut ann, "ping").await;
+        match timeout(GUARD, client.next())
+            .await
+            .expect("an answer in time")
+        {
+            Some(Ok(Message::Text(line))) if line.ends_with(" :: ping") => break client,
+            _ => continue,
+        }
+    };
+    say(&mut retry, "back").await;
+    assert_eq!(next_line(&mut ann).await.1, "back");
+}
+
+#[tokio::test]
 async fn shutdown_closes_every_chat_with_1001() {
     let app = spawn_app().await;
     let mut ann = join(app.addr, "one").await;
@@ -505,7 +535,7 @@ async fn shutdown_closes_every_chat_with_1001() {
 
 #[tokio::test]
 async fn members_are_removed_however_they_leave_and_empty_rooms_are_forgotten() {
-    let rooms = Rooms::new(64 * 1024, 64);
+    let rooms = Rooms::new(64 * 1024, 64, 10_000);
     let (addr, _stop) = chat_only(&rooms).await;
     let mut polite = join(addr, "one").await;
     let mut abrupt = join(addr, "one").await;
@@ -582,7 +612,7 @@ async fn the_metrics_follow_rooms_connections_and_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_members_joining_and_leaving_the_same_rooms_at_once_leave_nothing_behind() {
-    let rooms = Rooms::new(64 * 1024, 64);
+    let rooms = Rooms::new(64 * 1024, 64, 10_000);
     let (addr, _stop) = chat_only(&rooms).await;
     let tasks: Vec<_> = (0..40)
         .map(|task| {
