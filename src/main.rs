@@ -16,9 +16,14 @@ async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Log lines go to stderr from a writer thread: a request never waits
+    // for a pipe or a terminal. When that thread falls behind by more than
+    // its buffer, lines are dropped rather than slowing requests down; the
+    // guard flushes what is left at exit.
+    let (writer, _flush_logs) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(settings).await {
