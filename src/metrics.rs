@@ -28,8 +28,7 @@ use metrics_exporter_prometheus::{
 };
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, Method, StatusCode, header};
-use warp::reply::Response;
+use warp::http::{Method, StatusCode};
 
 use crate::chat::ChatStats;
 use crate::http::{Routed, State};
@@ -509,14 +508,13 @@ pub fn route<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
             let text = state
                 .telemetry
                 .render(state.store.stats(), state.rooms.stats());
-            let mut response = Response::new(text.into());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
             Routed {
                 handler: "/metrics",
-                response,
+                response: crate::http::reply::typed(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text,
+                ),
             }
         })
         .boxed()

@@ -9,7 +9,7 @@ mod extract;
 mod items;
 mod openapi;
 mod query;
-mod reply;
+pub(crate) mod reply;
 pub mod server;
 
 use std::convert::Infallible;
@@ -77,8 +77,6 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
         .unify();
-    // A 405 names the methods its path takes (RFC 9110).
-    let routes = warp::path::full().and(routes).map(openapi::with_allow);
     warp::any()
         .map(Instant::now)
         .and(warp::method())
@@ -95,6 +93,8 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
                   path: warp::path::FullPath,
                   request_bytes: Option<u64>,
                   routed: Routed| {
+                // A 405 names the methods its path takes (RFC 9110).
+                let routed = openapi::with_allow(path.as_str(), routed);
                 let elapsed = start.elapsed();
                 let status = routed.response.status();
                 let response_bytes = http_body::Body::size_hint(routed.response.body())

@@ -10,8 +10,6 @@ use utoipa::{IntoParams, OpenApi, ToResponse};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
-use warp::path::FullPath;
-use warp::reply::Response;
 
 use super::Routed;
 use super::error::{IssuesBody, SentenceBody};
@@ -94,16 +92,9 @@ pub fn document() -> &'static str {
 pub fn route() -> BoxedFilter<(Routed,)> {
     warp::path!("openapi.json")
         .and(warp::get())
-        .map(|| {
-            let mut response = Response::new(document().into());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Routed {
-                handler: "/openapi.json",
-                response,
-            }
+        .map(|| Routed {
+            handler: "/openapi.json",
+            response: super::reply::typed(StatusCode::OK, "application/json", document()),
         })
         .boxed()
 }
@@ -158,9 +149,9 @@ pub fn allowed_methods(path: &str) -> Option<HeaderValue> {
 }
 
 /// Gives a 405 reply the `Allow` header RFC 9110 asks for.
-pub fn with_allow(path: FullPath, mut routed: Routed) -> Routed {
+pub fn with_allow(path: &str, mut routed: Routed) -> Routed {
     if routed.response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(methods) = allowed_methods(path.as_str())
+        && let Some(methods) = allowed_methods(path)
     {
         routed.response.headers_mut().insert(header::ALLOW, methods);
     }

@@ -4,17 +4,25 @@ use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+/// A reply with the given status, body and content type.
+pub fn typed(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<warp::hyper::body::Bytes>,
+) -> Response {
+    let mut response = Response::new(body.into().into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
 /// A JSON reply with the given status.
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     // Our values (numbers, strings, lists) always serialize.
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    typed(status, "application/json", body)
 }
 
 /// A 201 JSON reply pointing at the new resource.
