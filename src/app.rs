@@ -14,7 +14,9 @@ use crate::config::Settings;
 use crate::http::server::{self, Limits};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
-use crate::store::{OpenError, SledStore, Store, StoreError};
+use crate::store::{
+    OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
+};
 
 /// Why shopd could not start or stop cleanly; messages name the culprit.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,9 @@ pub enum AppError {
     /// The data directory is unusable or taken.
     #[error(transparent)]
     Store(#[from] OpenError),
+    /// The database is unreachable, refused us, or has a newer schema.
+    #[error(transparent)]
+    Database(#[from] PgOpenError),
     /// The listen address is busy, invalid or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -54,6 +59,26 @@ impl App<SledStore> {
     }
 }
 
+impl App<PgStore> {
+    /// Connects to the database of `settings.database_url` and brings its
+    /// schema up to date.
+    pub async fn connect(settings: Settings) -> Result<Self, AppError> {
+        let Some(url) = settings.database_url.clone() else {
+            return Err(AppError::Database(PgOpenError::Url {
+                url: String::new(),
+                message: "no database URL is set".into(),
+            }));
+        };
+        let store = PgStore::connect(&PgOptions {
+            url,
+            pool_size: settings.database_pool_size,
+            timeout: Duration::from_millis(settings.database_timeout_ms),
+        })
+        .await?;
+        Ok(App::with_store(store, settings))
+    }
+}
+
 impl<S: Store> App<S> {
     /// shopd over any store.
     pub fn with_store(store: S, settings: Settings) -> Self {
@@ -82,10 +107,16 @@ impl<S: Store> App<S> {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
+        let stats = StatsCache::default();
+        let refresh = tokio::spawn(stats.clone().refresh(
+            self.store.clone(),
+            Duration::from_millis(self.settings.stats_refresh_ms),
+        ));
         let state = State {
             store: self.store.clone(),
             max_body_bytes: self.settings.max_body_bytes,
             telemetry: self.telemetry.clone(),
+            stats,
             rooms: self.rooms.clone(),
         };
         let filter = crate::chat::route(self.rooms.clone())
@@ -106,6 +137,7 @@ impl<S: Store> App<S> {
         };
         server::serve(listener, filter, limits, shutdown).await;
         upkeep.abort();
+        refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;
         tracing::info!("storage flushed; bye");
         Ok(())

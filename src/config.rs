@@ -1,8 +1,14 @@
 //! Settings: built-in defaults, then `config.toml`, then `SHOPD_*`
 //! environment variables, then command-line flags, each overriding the one
 //! before. Checked once at start-up; any problem names its file, key or value.
+//!
+//! Each setting is declared once, in the [`settings!`] list below: that one
+//! line makes its flag (with its `SHOPD_*` variable and `--help` text), its
+//! `config.toml` key, its field of [`Settings`] and its default.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -12,115 +18,131 @@ use crate::store::Durability;
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config.toml";
 
+/// Declares every setting once. `required` settings always have a value
+/// (their default when no layer sets them); `optional` ones may stay unset.
+/// Each entry: doc lines (the `--help` text), `name: Type = default`
+/// (optional ones have no default), the environment variable, the value's
+/// name in `--help`.
+macro_rules! settings {
+    (
+        required {$(
+            $(#[doc = $doc:literal])*
+            $name:ident: $ty:ty = $default:expr, $env:literal, $value:literal;
+        )*}
+        optional {$(
+            $(#[doc = $odoc:literal])*
+            $oname:ident: $oty:ty, $oenv:literal, $ovalue:literal;
+        )*}
+    ) => {
+        /// The flags of the server (and their `SHOPD_*` variables); every one
+        /// optional, as a lower layer may set it.
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct ServeArgs {
+            /// TOML config file [default: ./config.toml when present]
+            #[arg(long, env = "SHOPD_CONFIG", value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, value_name = $value)]
+                pub $name: Option<$ty>,
+            )*
+            $(
+                $(#[doc = $odoc])*
+                #[arg(long, env = $oenv, value_name = $ovalue)]
+                pub $oname: Option<$oty>,
+            )*
+        }
+
+        /// The keys of `config.toml`; every one optional, no others allowed.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileSettings {
+            $($name: Option<$ty>,)*
+            $($oname: Option<$oty>,)*
+        }
+
+        /// Every setting, resolved.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])*
+                pub $name: $ty,
+            )*
+            $(
+                $(#[doc = $odoc])*
+                pub $oname: Option<$oty>,
+            )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings {
+                    $($name: $default,)*
+                    $($oname: None,)*
+                }
+            }
+        }
+
+        impl Settings {
+            /// Flags (already merged with the environment by clap) over the
+            /// file over the defaults.
+            fn layered(flags: ServeArgs, file: FileSettings) -> Settings {
+                let defaults = Settings::default();
+                Settings {
+                    $($name: flags.$name.or(file.$name).unwrap_or(defaults.$name),)*
+                    $($oname: flags.$oname.or(file.$oname),)*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    required {
+        /// Directory of the embedded database; created if missing, locked while shopd runs [default: ./data]
+        data_dir: PathBuf = PathBuf::from("data"), "SHOPD_DATA_DIR", "DIR";
+        /// Address and port to serve on; port 0 picks a free one [default: 127.0.0.1:8000]
+        listen: String = "127.0.0.1:8000".into(), "SHOPD_LISTEN", "ADDR:PORT";
+        /// When a write is acknowledged: `sync` (on disk, fsynced) or `periodic` (sled's timer) [default: sync]
+        durability: Durability = Durability::Sync, "SHOPD_DURABILITY", "MODE";
+        /// With `durability = "periodic"`: milliseconds between sled's flushes [default: 500]
+        flush_every_ms: u64 = 500, "SHOPD_FLUSH_EVERY_MS", "MS";
+        /// Connections to PostgreSQL each shopd keeps open [default: 16]
+        database_pool_size: usize = 16, "SHOPD_DATABASE_POOL_SIZE", "N";
+        /// Milliseconds a PostgreSQL statement (or connection attempt) may take before the request fails with 503 [default: 5000]
+        database_timeout_ms: u64 = 5000, "SHOPD_DATABASE_TIMEOUT_MS", "MS";
+        /// Milliseconds between refreshes of the store's sizes shown in /metrics [default: 5000]
+        stats_refresh_ms: u64 = 5000, "SHOPD_STATS_REFRESH_MS", "MS";
+        /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576]
+        max_body_bytes: u64 = 1024 * 1024, "SHOPD_MAX_BODY_BYTES", "BYTES";
+        /// Seconds a client may take to send a request's headers [default: 10]
+        header_read_timeout_secs: u64 = 10, "SHOPD_HEADER_READ_TIMEOUT_SECS", "SECS";
+        /// Most HTTP connections served at once; more wait to be accepted [default: 4096]
+        max_connections: usize = 4096, "SHOPD_MAX_CONNECTIONS", "N";
+        /// Seconds to wait for in-flight requests at shutdown [default: 30]
+        shutdown_grace_secs: u64 = 30, "SHOPD_SHUTDOWN_GRACE_SECS", "SECS";
+        /// Largest chat message accepted, in bytes; larger ones close with 1009 [default: 65536]
+        chat_max_message_bytes: usize = 64 * 1024, "SHOPD_CHAT_MAX_MESSAGE_BYTES", "BYTES";
+        /// Messages queued for one chat member before it is dropped with 1008 [default: 1024]
+        chat_queue_len: usize = 1024, "SHOPD_CHAT_QUEUE_LEN", "N";
+        /// Most chat connections at once; more are closed with 1013 [default: 10000]
+        chat_max_connections: usize = 10_000, "SHOPD_CHAT_MAX_CONNECTIONS", "N";
+        /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
+        log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
+    }
+    optional {
+        /// PostgreSQL to store items and carts in instead of the data directory: postgres://USER:PASSWORD@HOST:PORT/DB [default: none, the embedded store]
+        database_url: DatabaseUrl, "SHOPD_DATABASE_URL", "URL";
+    }
+}
+
 /// shopd: a small online shop's backend (items, carts, chat, metrics) in one binary.
 #[derive(Debug, Default, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// TOML config file [default: ./config.toml when present]
-    #[arg(long, env = "SHOPD_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Directory of the database; created if missing, locked while shopd runs [default: ./data]
-    #[arg(long, env = "SHOPD_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Address and port to serve on; port 0 picks a free one [default: 127.0.0.1:8000]
-    #[arg(long, env = "SHOPD_LISTEN", value_name = "ADDR:PORT")]
-    pub listen: Option<String>,
-    /// When a write is acknowledged: `sync` (on disk, fsynced) or `periodic` (sled's timer) [default: sync]
-    #[arg(long, env = "SHOPD_DURABILITY", value_name = "MODE")]
-    pub durability: Option<Durability>,
-    /// With `durability = "periodic"`: milliseconds between sled's flushes [default: 500]
-    #[arg(long, env = "SHOPD_FLUSH_EVERY_MS", value_name = "MS")]
-    pub flush_every_ms: Option<u64>,
-    /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576]
-    #[arg(long, env = "SHOPD_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<u64>,
-    /// Seconds a client may take to send a request's headers [default: 10]
-    #[arg(long, env = "SHOPD_HEADER_READ_TIMEOUT_SECS", value_name = "SECS")]
-    pub header_read_timeout_secs: Option<u64>,
-    /// Most HTTP connections served at once; more wait to be accepted [default: 4096]
-    #[arg(long, env = "SHOPD_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Seconds to wait for in-flight requests at shutdown [default: 30]
-    #[arg(long, env = "SHOPD_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
-    pub shutdown_grace_secs: Option<u64>,
-    /// Largest chat message accepted, in bytes; larger ones close with 1009 [default: 65536]
-    #[arg(long, env = "SHOPD_CHAT_MAX_MESSAGE_BYTES", value_name = "BYTES")]
-    pub chat_max_message_bytes: Option<usize>,
-    /// Messages queued for one chat member before it is dropped with 1008 [default: 1024]
-    #[arg(long, env = "SHOPD_CHAT_QUEUE_LEN", value_name = "N")]
-    pub chat_queue_len: Option<usize>,
-    /// Most chat connections at once; more are closed with 1013 [default: 10000]
-    #[arg(long, env = "SHOPD_CHAT_MAX_CONNECTIONS", value_name = "N")]
-    pub chat_max_connections: Option<usize>,
-    /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
-    #[arg(long, env = "SHOPD_LOG_LEVEL", value_name = "FILTER")]
-    pub log_level: Option<String>,
-}
-
-/// The keys of `config.toml`; every one optional, no others allowed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    durability: Option<Durability>,
-    flush_every_ms: Option<u64>,
-    max_body_bytes: Option<u64>,
-    header_read_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    chat_max_message_bytes: Option<usize>,
-    chat_queue_len: Option<usize>,
-    chat_max_connections: Option<usize>,
-    log_level: Option<String>,
-}
-
-/// Every setting, resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Where the database lives.
-    pub data_dir: PathBuf,
-    /// `ADDR:PORT` to listen on.
-    pub listen: String,
-    /// When writes are acknowledged.
-    pub durability: Durability,
-    /// sled's flush interval in `periodic` mode.
-    pub flush_every_ms: u64,
-    /// Request body limit in bytes.
-    pub max_body_bytes: u64,
-    /// Time allowed for a request's headers.
-    pub header_read_timeout_secs: u64,
-    /// Connection limit.
-    pub max_connections: usize,
-    /// Time allowed for in-flight requests at shutdown.
-    pub shutdown_grace_secs: u64,
-    /// Chat message limit in bytes.
-    pub chat_max_message_bytes: usize,
-    /// Per-member chat queue length.
-    pub chat_queue_len: usize,
-    /// Chat connection limit.
-    pub chat_max_connections: usize,
-    /// Log filter.
-    pub log_level: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            data_dir: PathBuf::from("data"),
-            listen: "127.0.0.1:8000".into(),
-            durability: Durability::Sync,
-            flush_every_ms: 500,
-            max_body_bytes: 1024 * 1024,
-            header_read_timeout_secs: 10,
-            max_connections: 4096,
-            shutdown_grace_secs: 30,
-            chat_max_message_bytes: 64 * 1024,
-            chat_queue_len: 1024,
-            chat_max_connections: 10_000,
-            log_level: "info".into(),
-        }
-    }
+    /// The server's flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// A setting that stops start-up.
@@ -144,51 +166,13 @@ pub enum ConfigError {
 impl Settings {
     /// Resolves the settings from parsed flags (which clap already merged
     /// with the environment) and the config file they point to.
-    pub fn load(cli: Cli) -> Result<Settings, ConfigError> {
-        let file = match &cli.config {
+    pub fn load(flags: ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &flags.config {
             Some(path) => read_file(path)?,
             None if Path::new(DEFAULT_CONFIG).is_file() => read_file(Path::new(DEFAULT_CONFIG))?,
             None => FileSettings::default(),
         };
-        let d = Settings::default();
-        let settings = Settings {
-            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
-            durability: cli.durability.or(file.durability).unwrap_or(d.durability),
-            flush_every_ms: cli
-                .flush_every_ms
-                .or(file.flush_every_ms)
-                .unwrap_or(d.flush_every_ms),
-            max_body_bytes: cli
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(d.max_body_bytes),
-            header_read_timeout_secs: cli
-                .header_read_timeout_secs
-                .or(file.header_read_timeout_secs)
-                .unwrap_or(d.header_read_timeout_secs),
-            max_connections: cli
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(d.max_connections),
-            shutdown_grace_secs: cli
-                .shutdown_grace_secs
-                .or(file.shutdown_grace_secs)
-                .unwrap_or(d.shutdown_grace_secs),
-            chat_max_message_bytes: cli
-                .chat_max_message_bytes
-                .or(file.chat_max_message_bytes)
-                .unwrap_or(d.chat_max_message_bytes),
-            chat_queue_len: cli
-                .chat_queue_len
-                .or(file.chat_queue_len)
-                .unwrap_or(d.chat_queue_len),
-            chat_max_connections: cli
-                .chat_max_connections
-                .or(file.chat_max_connections)
-                .unwrap_or(d.chat_max_connections),
-            log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
-        };
+        let settings = Settings::layered(flags, file);
         settings.check()?;
         Ok(settings)
     }
@@ -205,6 +189,9 @@ impl Settings {
             }
         };
         positive("flush_every_ms", self.flush_every_ms)?;
+        positive("database_pool_size", self.database_pool_size as u64)?;
+        positive("database_timeout_ms", self.database_timeout_ms)?;
+        positive("stats_refresh_ms", self.stats_refresh_ms)?;
         positive("max_body_bytes", self.max_body_bytes)?;
         positive("header_read_timeout_secs", self.header_read_timeout_secs)?;
         positive("max_connections", self.max_connections as u64)?;
@@ -232,6 +219,90 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     })
 }
 
+/// A `postgres://` or `postgresql://` URL. It may hold a password, so it is
+/// never shown whole: `Debug` and `Display` print it with the password
+/// replaced by `***`; [`DatabaseUrl::expose`] gives the real text to the
+/// one place that connects.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+/// `url` with the password of its user part and any `password=` parameter
+/// replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(DatabaseUrl(text.to_owned()))
+        } else {
+            // Not echoed: a mistyped URL may still hold a password.
+            Err("expected a postgres:// or postgresql:// URL".into())
+        }
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,12 +312,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shopd.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9\"\ndata_dir = \"/srv/a\"\n").unwrap();
-        let cli = Cli {
+        let flags = ServeArgs {
             config: Some(path),
             data_dir: Some("/srv/b".into()),
-            ..Cli::default()
+            ..ServeArgs::default()
         };
-        let settings = Settings::load(cli).unwrap();
+        let settings = Settings::load(flags).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:9");
         assert_eq!(settings.data_dir, PathBuf::from("/srv/b"));
         assert_eq!(settings.max_body_bytes, 1024 * 1024);
@@ -257,12 +328,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shopd.toml");
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
-        let err = Settings::load(Cli {
+        let err = Settings::load(ServeArgs {
             config: Some(path.clone()),
-            ..Cli::default()
+            ..ServeArgs::default()
         })
         .unwrap_err()
         .to_string();
         assert!(err.contains("shopd.toml") && err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_never_shows_its_password() {
+        let url: DatabaseUrl =
+            "postgres://shop:s3cret@db.example:5433/shop?password=other&sslmode=disable"
+                .parse()
+                .unwrap();
+        let shown = format!("{url} {url:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("other"),
+            "{shown}"
+        );
+        assert!(shown.contains("shop:***@db.example:5433/shop"), "{shown}");
+        assert!(shown.contains("password=***&sslmode=disable"), "{shown}");
+        let settings = Settings {
+            database_url: Some(url),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_database_url_needs_the_postgres_scheme() {
+        assert!("mysql://a:b@h/d".parse::<DatabaseUrl>().is_err());
+        assert!("postgresql://h/d".parse::<DatabaseUrl>().is_ok());
     }
 }

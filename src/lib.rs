@@ -27,4 +27,21 @@ pub mod shutdown;
 pub mod store;
 
 pub use app::{App, AppError, bind};
-pub use config::{Cli, Settings};
+pub use config::{Cli, ServeArgs, Settings};
+
+/// `err` and its causes in one line, `outer: inner: innermost`, for logs
+/// and start-up failures. A cause whose text the message already ends with
+/// (many errors print their source in their own message) is not repeated.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

@@ -4,12 +4,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use shopd::store::Store;
 use shopd::{App, Cli, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::load(Cli::parse()) {
+    let settings = match Settings::load(Cli::parse().serve) {
         Ok(settings) => settings,
         Err(err) => return fail(&err),
     };
@@ -32,27 +33,37 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Opens the store the settings choose, then serves: one monomorphised
+/// [`serve`] per backend.
 async fn run(settings: Settings) -> Result<(), shopd::AppError> {
-    let data_dir = settings.data_dir.clone();
-    let durability = settings.durability;
     let listen = settings.listen.clone();
-    let app = App::open(settings)?;
-    let listener = shopd::bind(&listen).await?;
+    match &settings.database_url {
+        Some(url) => {
+            let store = format!("PostgreSQL at {url}");
+            serve(App::connect(settings).await?, &listen, &store).await
+        }
+        None => {
+            let store = format!(
+                "data directory {} ({:?} durability)",
+                settings.data_dir.display(),
+                settings.durability
+            );
+            serve(App::open(settings)?, &listen, &store).await
+        }
+    }
+}
+
+async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), shopd::AppError> {
+    let listener = shopd::bind(listen).await?;
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
         println!("shopd listening on http://{addr}");
-        tracing::info!(%addr, data_dir = %data_dir.display(), ?durability, "shopd started");
+        tracing::info!(%addr, store, "shopd started");
     }
     app.serve(listener, shopd::shutdown::signal()).await
 }
 
-fn fail(err: &dyn std::error::Error) -> ExitCode {
-    let mut message = format!("shopd: {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("{message}");
+fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("shopd: {}", shopd::error_chain(err));
     ExitCode::FAILURE
 }

@@ -26,13 +26,12 @@ use metrics::{
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use warp::Filter;
-use warp::filters::BoxedFilter;
+
 use warp::http::{Method, StatusCode};
 
 use crate::chat::ChatStats;
-use crate::http::{Routed, State};
-use crate::store::{Store, StoreStats};
+
+use crate::store::StoreStats;
 
 mod process {
     //! The standard `process_*` figures, read from `/proc` (Linux only;
@@ -363,7 +362,9 @@ impl Telemetry {
         shop.chat_messages.absolute(chat.messages);
         shop.items.set(store.items as f64);
         shop.carts.set(store.carts as f64);
-        shop.storage_bytes.set(store.disk_bytes as f64);
+        if let Some(bytes) = store.storage_bytes {
+            shop.storage_bytes.set(bytes as f64);
+        }
         let mut out = self.inner.handle.render();
         self.render_sizes(&mut out);
         if let Some(sample) = process::sample() {
@@ -497,27 +498,6 @@ fn class_index(status: StatusCode) -> u8 {
         400..=499 => 3,
         _ => 4,
     }
-}
-
-/// `GET /metrics`: the Prometheus text exposition. This request itself is
-/// counted after it rendered, as the instrumentator does.
-pub fn route<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    warp::path!("metrics")
-        .and(warp::get())
-        .map(move || {
-            let text = state
-                .telemetry
-                .render(state.store.stats(), state.rooms.stats());
-            Routed {
-                handler: "/metrics",
-                response: crate::http::reply::typed(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text,
-                ),
-            }
-        })
-        .boxed()
 }
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub enum ApiError {
     /// The request is not even HTTP we understand (e.g. a bad header): 400.
     #[error("{0}")]
     BadRequest(String),
+    /// A dependency (the database) cannot be reached now: 503. The store
+    /// logs the outage once, not once per request.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed: 500, logged with its cause.
     #[error("storage failure")]
     Storage(#[source] StoreError),
@@ -43,6 +47,9 @@ impl From<StoreError> for ApiError {
             | StoreError::CartNotFound(_)
             | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
             StoreError::ItemDeleted(_) => ApiError::NotModified,
+            StoreError::Unavailable(_) => {
+                ApiError::Unavailable("The store is unavailable; try again shortly".into())
+            }
             StoreError::Backend(_) => ApiError::Storage(err),
         }
     }
@@ -85,6 +92,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +108,7 @@ impl ApiError {
             }
             ApiError::Invalid(issues) => json(status, &Detail { detail: issues }),
             ApiError::Storage(err) => {
-                tracing::error!(error = %err, cause = ?std::error::Error::source(&err), "request failed in storage");
+                tracing::error!(error = %crate::error_chain(&err), "request failed in storage");
                 json(
                     status,
                     &Detail {

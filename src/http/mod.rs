@@ -6,7 +6,9 @@ mod carts;
 mod docs;
 pub mod error;
 mod extract;
+mod health;
 mod items;
+mod metrics;
 mod openapi;
 mod query;
 pub(crate) mod reply;
@@ -24,7 +26,7 @@ pub use error::ApiError;
 
 use crate::chat::Rooms;
 use crate::metrics::Telemetry;
-use crate::store::Store;
+use crate::store::{StatsCache, Store};
 
 /// A response with the template of the route that produced it
 /// (`/item/{id}`), or `none` when no route matched.
@@ -44,6 +46,8 @@ pub struct State<S> {
     pub max_body_bytes: u64,
     /// Metrics, for `/metrics`.
     pub telemetry: Telemetry,
+    /// The store's sizes as last refreshed, for `/metrics`.
+    pub stats: StatsCache,
     /// Chat rooms, for their figures in `/metrics`.
     pub rooms: Rooms,
 }
@@ -69,7 +73,9 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
     let routes = items::routes(state.clone())
         .or(carts::routes(state.clone()))
         .unify()
-        .or(crate::metrics::route(state))
+        .or(health::routes(state.clone()))
+        .unify()
+        .or(metrics::route(state))
         .unify()
         .or(openapi::route())
         .unify()

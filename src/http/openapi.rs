@@ -51,6 +51,8 @@ nothing is stored.";
         super::carts::add,
         chat,
         metrics,
+        super::health::healthz,
+        super::health::ready,
     ),
     components(
         schemas(
@@ -62,6 +64,7 @@ nothing is stored.";
             super::carts::NewCart,
             SentenceBody,
             IssuesBody,
+            super::health::Healthy,
             Issue,
             Location
         ),
@@ -71,7 +74,7 @@ nothing is stored.";
         (name = "items", description = "What the shop sells"),
         (name = "carts", description = "Lines of items with quantities, priced from the items' current state"),
         (name = "chat", description = "Chat rooms over WebSocket"),
-        (name = "operations", description = "Metrics for Prometheus"),
+        (name = "operations", description = "Metrics for Prometheus, health for load balancers"),
     ),
 )]
 pub struct ApiDoc;

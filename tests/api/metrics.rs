@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone)]
@@ -371,7 +371,7 @@ async fn request_and_response_sizes_expose_sum_and_count_per_route() {
 
 #[tokio::test]
 async fn store_gauges_follow_created_items_and_carts() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| settings.stats_refresh_ms = 20).await;
     let empty = scrape(&app).await;
     assert_eq!(empty.value("shopd_items", &[]), Some(0.0));
     assert_eq!(empty.value("shopd_carts", &[]), Some(0.0));
@@ -390,9 +390,20 @@ async fn store_gauges_follow_created_items_and_carts() {
             .status(),
         200
     );
-    let metrics = scrape(&app).await;
-    assert_eq!(metrics.value("shopd_items", &[]), Some(1.0));
-    assert_eq!(metrics.value("shopd_carts", &[]), Some(3.0));
+    // Sizes are refreshed in the background: wait for a refresh.
+    let refreshed = |metrics: &Exposition| {
+        metrics.value("shopd_items", &[]) == Some(1.0)
+            && metrics.value("shopd_carts", &[]) == Some(3.0)
+    };
+    let mut metrics = scrape(&app).await;
+    for _ in 0..250 {
+        if refreshed(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = scrape(&app).await;
+    }
+    assert!(refreshed(&metrics), "items and carts counted within 5 s");
     assert!(metrics.value("shopd_storage_bytes", &[]) > Some(0.0));
 }
 

@@ -26,6 +26,8 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("delete", "/item/{id}", &["200", "404", "422"]),
     ("get", "/chat/{chat_name}", &["101"]),
     ("get", "/metrics", &["200"]),
+    ("get", "/healthz", &["200"]),
+    ("get", "/readyz", &["200", "503"]),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -13,7 +13,7 @@ use std::sync::{Mutex, mpsc};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// How durable an acknowledged write is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

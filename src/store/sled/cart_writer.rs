@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
-use super::{StoreError, StoreResult};
 use crate::domain::Id;
+use crate::store::{StoreError, StoreResult};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -79,12 +79,12 @@ fn writer(
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let pairs: Vec<(Id, Id)> = batch.iter().map(|add| (add.cart, add.item)).collect();
-        let applied = apply(items, carts, &pairs).map_err(|err| err.to_string());
+        let applied = apply(items, carts, &pairs).map_err(|err| crate::error_chain(&err));
         let synced = applied.and_then(|outcomes| match disk {
             Some(disk) => disk
                 .sync()
                 .map(|()| outcomes)
-                .map_err(|err| err.to_string()),
+                .map_err(|err| crate::error_chain(&err)),
             None => Ok(outcomes),
         });
         match synced {

@@ -10,9 +10,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::codec;
 use super::durability::DiskSync;
-use super::{StoreError, StoreResult, codec};
 use crate::domain::Id;
+use crate::store::{StoreError, StoreResult};
 
 /// Ids reserved at a time in `periodic` mode.
 const BLOCK: u64 = 1024;

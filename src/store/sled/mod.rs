@@ -8,12 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::cart_writer::CartWriter;
-use super::codec::{self, CartRecord, ItemRecord};
-use super::durability::{Committer, DiskSync, Durability};
-use super::ids::IdGen;
-use super::{Store, StoreError, StoreResult, StoreStats};
-use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
+mod cart_writer;
+mod codec;
+mod durability;
+mod ids;
+
+use cart_writer::CartWriter;
+use codec::{CartRecord, ItemRecord};
+use durability::{Committer, DiskSync};
+
+pub use durability::Durability;
+use ids::IdGen;
+
+use super::{LineState, Store, StoreError, StoreResult, StoreStats, page, priced_cart};
+use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// Why the store could not be opened; each message names the path.
 #[derive(Debug, thiserror::Error)]
@@ -163,29 +171,23 @@ impl SledStore {
         }
     }
 
-    fn cart_view(
-        &self,
-        id: Id,
-        record: &CartRecord,
-        item: impl Fn(Id) -> StoreResult<ItemRecord>,
-    ) -> StoreResult<Cart> {
+    /// The cart as `record` holds it, with its items' current state.
+    fn cart_view(&self, id: Id, record: &CartRecord) -> StoreResult<Cart> {
         let lines = record
             .lines
             .iter()
             .map(|line| {
-                let item = item(line.item)?;
-                Ok((
-                    CartLine {
-                        id: line.item,
-                        name: item.name,
-                        quantity: line.quantity,
-                        available: !item.deleted,
-                    },
-                    item.price,
-                ))
+                let item = self.read_item(line.item)?;
+                Ok(LineState {
+                    item: line.item,
+                    quantity: line.quantity,
+                    name: item.name,
+                    price: item.price,
+                    deleted: item.deleted,
+                })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Cart::priced(id, lines))
+        Ok(priced_cart(id, lines))
     }
 }
 
@@ -238,34 +240,6 @@ fn count_live_items(items: &sled::Tree) -> StoreResult<u64> {
         live += u64::from(!record.deleted);
     }
     Ok(live)
-}
-
-/// The part of `entries` (in id order) that a list returns: the accepted
-/// ones, less the first `page.offset`, at most `page.limit`. Reads no
-/// further than it needs.
-fn page<T>(
-    entries: impl Iterator<Item = StoreResult<T>>,
-    page: Page,
-    accepts: impl Fn(&T) -> bool,
-) -> StoreResult<Vec<T>> {
-    let mut skip = page.offset;
-    let mut found = Vec::new();
-    for entry in entries {
-        if found.len() >= page.limit {
-            break;
-        }
-        // A storage error fails the list, also inside the skipped part.
-        let entry = entry?;
-        if !accepts(&entry) {
-            continue;
-        }
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        found.push(entry);
-    }
-    Ok(found)
 }
 
 fn item_of(id: Id, record: ItemRecord) -> Item {
@@ -371,7 +345,7 @@ impl Store for SledStore {
             .map_err(backend)?
             .ok_or(StoreError::CartNotFound(id))?;
         let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-        self.cart_view(id, &record, |item| self.read_item(item))
+        self.cart_view(id, &record)
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
@@ -379,7 +353,7 @@ impl Store for SledStore {
             let (key, value) = entry.map_err(backend)?;
             let id = codec::id_of(&key).map_err(backend)?;
             let record: CartRecord = codec::decode(&value).map_err(backend)?;
-            self.cart_view(id, &record, |item| self.read_item(item))
+            self.cart_view(id, &record)
         });
         page(carts, filter.page, |cart| filter.accepts(cart))
     }
@@ -389,15 +363,21 @@ impl Store for SledStore {
         let record = self.inner.cart_writer.add(cart, item).await?;
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.
-        self.cart_view(cart, &record, |item| self.read_item(item))
+        self.cart_view(cart, &record)
     }
 
-    fn stats(&self) -> StoreStats {
-        StoreStats {
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        // Counted as the store changes: exact and cheap in one process.
+        Ok(StoreStats {
             items: self.inner.live_items.load(Ordering::Relaxed),
             carts: self.inner.cart_count.load(Ordering::Relaxed),
-            disk_bytes: self.inner.db.size_on_disk().unwrap_or(0),
-        }
+            storage_bytes: self.inner.db.size_on_disk().ok(),
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        // In-process: it answers while shopd runs.
+        Ok(())
     }
 
     async fn close(&self) -> StoreResult<()> {

@@ -1,0 +1,68 @@
+//! The store's sizes for `/metrics`. Reading them may take a round trip to a
+//! database, so a background task refreshes a [`StatsCache`] now and then
+//! and a scrape only reads the cache: it never waits on the storage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Store;
+
+/// Sizes of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Items that are not deleted.
+    pub items: u64,
+    /// Carts.
+    pub carts: u64,
+    /// Bytes the data takes in storage, where the backend knows it: the
+    /// data directory for sled, the tables with their indexes for
+    /// PostgreSQL.
+    pub storage_bytes: Option<u64>,
+}
+
+/// The last sizes read; a cheap handle.
+#[derive(Clone, Default)]
+pub struct StatsCache {
+    inner: Arc<Mutex<StoreStats>>,
+    /// Refreshes that failed in a row, so an outage is logged once.
+    failures: Arc<AtomicU64>,
+}
+
+impl StatsCache {
+    /// The sizes as last read (zero before the first read).
+    pub fn get(&self) -> StoreStats {
+        *self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, stats: StoreStats) {
+        *self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = stats;
+    }
+
+    /// Reads the sizes once now, then every `every`, forever; run it as a
+    /// task and abort it at shutdown. A failed read keeps the last sizes.
+    pub async fn refresh<S: Store>(self, store: S, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.stats().await {
+                Ok(stats) => {
+                    self.set(stats);
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(error = %err, "cannot read the store's sizes for the metrics; keeping the last ones");
+                    }
+                }
+            }
+        }
+    }
+}
