@@ -8,5 +8,6 @@ mod items;
 mod metrics;
 mod openapi;
 mod operator;
+mod pg;
 mod prometheus_e2e;
 mod robustness;
