@@ -9,5 +9,6 @@ mod metrics;
 mod openapi;
 mod operator;
 mod pg;
+mod postgres;
 mod prometheus_e2e;
 mod robustness;

@@ -35,8 +35,8 @@ static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 pub struct TestDatabase {
     /// Its URL.
     pub url: String,
-    admin_url: String,
-    name: String,
+    /// The admin URL and the database's name, when this value owns it.
+    owner: Option<(String, String)>,
 }
 
 /// A fresh database, or `None` (after a loud SKIPPED line) when this
@@ -62,12 +62,19 @@ pub async fn fresh_database(test: &str) -> Option<TestDatabase> {
         .expect("create a test database");
     Some(TestDatabase {
         url: with_database(&server.admin_url, &name),
-        admin_url: server.admin_url.clone(),
-        name,
+        owner: Some((server.admin_url.clone(), name)),
     })
 }
 
 impl TestDatabase {
+    /// A database another value owns (a second instance on it).
+    pub fn borrowed(url: &shopd::config::DatabaseUrl) -> TestDatabase {
+        TestDatabase {
+            url: url.expose().to_owned(),
+            owner: None,
+        }
+    }
+
     /// A plain client on this database, for checks behind shopd's back.
     #[allow(dead_code)] // Not every test binary build uses it.
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -77,7 +84,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let Some((admin_url, name)) = self.owner.take() else {
+            return;
+        };
         // Drop runs outside any runtime we could block on: use a thread.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
