@@ -117,6 +117,10 @@ impl<S: Store> App<S> {
             max_body_bytes: self.settings.max_body_bytes,
             telemetry: self.telemetry.clone(),
             stats,
+            access: api::admin::Access {
+                token: self.settings.admin_token.clone(),
+                protect_catalogue: self.settings.protect_catalogue,
+            },
             rooms: self.rooms.clone(),
         };
         let filter = crate::chat::route(self.rooms.clone())

@@ -33,6 +33,10 @@ macro_rules! settings {
             $(#[doc = $odoc:literal])*
             $oname:ident: $oty:ty, $oenv:literal, $ovalue:literal;
         )*}
+        resolved {$(
+            $(#[doc = $rdoc:literal])*
+            $rname:ident: $rty:ty;
+        )*}
     ) => {
         /// The flags of the server (and their `SHOPD_*` variables); every one
         /// optional, as a lower layer may set it.
@@ -72,6 +76,10 @@ macro_rules! settings {
                 $(#[doc = $odoc])*
                 pub $oname: Option<$oty>,
             )*
+            $(
+                $(#[doc = $rdoc])*
+                pub $rname: Option<$rty>,
+            )*
         }
 
         impl Default for Settings {
@@ -79,6 +87,7 @@ macro_rules! settings {
                 Settings {
                     $($name: $default,)*
                     $($oname: None,)*
+                    $($rname: None,)*
                 }
             }
         }
@@ -91,6 +100,7 @@ macro_rules! settings {
                 Settings {
                     $($name: flags.$name.or(file.$name).unwrap_or(defaults.$name),)*
                     $($oname: flags.$oname.or(file.$oname),)*
+                    $($rname: None,)*
                 }
             }
         }
@@ -129,20 +139,92 @@ settings! {
         chat_max_connections: usize = 10_000, "SHOPD_CHAT_MAX_CONNECTIONS", "N";
         /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
         log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
+        /// Whether creating, changing and deleting items needs the admin token too [default: false]
+        protect_catalogue: bool = false, "SHOPD_PROTECT_CATALOGUE", "BOOL";
     }
     optional {
         /// PostgreSQL to store items and carts in instead of the data directory: postgres://USER:PASSWORD@HOST:PORT/DB [default: none, the embedded store]
         database_url: DatabaseUrl, "SHOPD_DATABASE_URL", "URL";
+        /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
+        admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
+    }
+    resolved {
+        /// The admin token, from `SHOPD_ADMIN_TOKEN` or `admin_token_file`.
+        admin_token: Secret;
     }
 }
 
+/// The variable that may hold the admin token itself.
+pub const ADMIN_TOKEN_ENV: &str = "SHOPD_ADMIN_TOKEN";
+
 /// shopd: a small online shop's backend (items, carts, chat, metrics) in one binary.
+///
+/// Without a command it serves; the commands below work on a store.
 #[derive(Debug, Default, Parser)]
 #[command(version, about)]
 pub struct Cli {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The server's flags.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// The commands besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write every item and cart in shopd's export format (NDJSON): from a stopped
+    /// embedded store, from PostgreSQL, or from a running shopd (--url)
+    Export(ExportArgs),
+    /// Load an export into an empty store; checks the whole file first and writes
+    /// nothing if any line is wrong
+    Import(ImportArgs),
+}
+
+/// Where an export or import finds its store: exactly one of these.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct StoreArgs {
+    /// A stopped shopd's data directory
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL database that shopd uses
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+/// `shopd export`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
+pub struct ExportArgs {
+    /// A stopped shopd's data directory
+    #[arg(long, value_name = "DIR", group = "source")]
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL database that shopd uses
+    #[arg(long, value_name = "URL", group = "source")]
+    pub database_url: Option<DatabaseUrl>,
+    /// A running shopd (http://HOST:PORT): an online, consistent export through
+    /// GET /admin/export, with the admin token from --admin-token-file or SHOPD_ADMIN_TOKEN
+    #[arg(long, value_name = "URL", group = "source")]
+    pub url: Option<String>,
+    /// With --url: file holding the admin token
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Where to write the export [default: standard output]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `shopd import`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// Where to import to
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The export to read [default: standard input]
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
 }
 
 /// A setting that stops start-up.
@@ -172,7 +254,11 @@ impl Settings {
             None if Path::new(DEFAULT_CONFIG).is_file() => read_file(Path::new(DEFAULT_CONFIG))?,
             None => FileSettings::default(),
         };
-        let settings = Settings::layered(flags, file);
+        let mut settings = Settings::layered(flags, file);
+        settings.admin_token = admin_token(
+            std::env::var(ADMIN_TOKEN_ENV).ok(),
+            settings.admin_token_file.as_deref(),
+        )?;
         settings.check()?;
         Ok(settings)
     }
@@ -198,6 +284,12 @@ impl Settings {
         positive("chat_max_message_bytes", self.chat_max_message_bytes as u64)?;
         positive("chat_queue_len", self.chat_queue_len as u64)?;
         positive("chat_max_connections", self.chat_max_connections as u64)?;
+        if self.protect_catalogue && self.admin_token.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "protect_catalogue",
+                message: format!("needs an admin token (admin_token_file or {ADMIN_TOKEN_ENV})"),
+            });
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "data_dir",
@@ -205,6 +297,59 @@ impl Settings {
             });
         }
         Ok(())
+    }
+}
+
+/// The admin token: the variable's value, else the file's first line.
+/// Either must be at least 16 characters, so a guessable token is refused.
+pub fn admin_token(
+    from_env: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "admin_token_file",
+        message,
+    };
+    let token = match (from_env, file) {
+        (Some(token), _) => token,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|err| invalid(format!("cannot read {}: {err}", path.display())))?,
+        (None, None) => return Ok(None),
+    };
+    let token = token.lines().next().unwrap_or_default().trim().to_owned();
+    if token.chars().count() < 16 {
+        return Err(invalid(
+            "the admin token must be at least 16 characters".into(),
+        ));
+    }
+    Ok(Some(Secret(token)))
+}
+
+/// A value that must never be shown: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself: only for comparing or sending it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
     }
 }
 

@@ -11,11 +11,13 @@
 //! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults.
 //! - [`app`]: builds shopd from settings and serves it until shutdown.
 //! - [`domain`]: items, carts, filters, validation; pure.
-//! - [`store`]: the [`store::Store`] trait and its sled backend.
+//! - [`store`]: the [`store::Store`] trait, its sled (embedded, default)
+//!   and PostgreSQL backends, and the export format.
 //! - [`http`]: routes per resource, errors, extraction, the connection loop.
 //! - [`chat`]: rooms and one session task per socket.
 //! - [`metrics`]: the recorder and the `/metrics` route.
 //! - [`shutdown`]: the stop signal.
+//! - [`transfer`]: `shopd export` and `shopd import`.
 
 pub mod app;
 pub mod chat;
@@ -25,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
+pub mod transfer;
 
 pub use app::{App, AppError, bind};
 pub use config::{Cli, ServeArgs, Settings};

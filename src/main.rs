@@ -4,13 +4,29 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use shopd::config::Command;
 use shopd::store::Store;
 use shopd::{App, Cli, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::load(Cli::parse().serve) {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Export(args)) => return finish(shopd::transfer::export(args).await),
+        Some(Command::Import(args)) => {
+            let imported = shopd::transfer::import(args).await.map(|imported| {
+                // On stderr: standard output may be part of a pipe.
+                eprintln!(
+                    "imported {} items and {} carts",
+                    imported.items, imported.carts
+                );
+            });
+            return finish(imported);
+        }
+        None => {}
+    }
+    let settings = match Settings::load(cli.serve) {
         Ok(settings) => settings,
         Err(err) => return fail(&err),
     };
@@ -61,6 +77,13 @@ async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), s
         tracing::info!(%addr, store, "shopd started");
     }
     app.serve(listener, shopd::shutdown::signal()).await
+}
+
+fn finish<E: std::error::Error + 'static>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
 }
 
 fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The request is not even HTTP we understand (e.g. a bad header): 400.
     #[error("{0}")]
     BadRequest(String),
+    /// The admin token is missing or wrong: 401 with `WWW-Authenticate`.
+    #[error("Not authenticated")]
+    Unauthorized,
     /// A dependency (the database) cannot be reached now: 503. The store
     /// logs the outage once, not once per request.
     #[error("{0}")]
@@ -50,7 +53,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
             }
-            StoreError::Backend(_) => ApiError::Storage(err),
+            StoreError::Backend(_) | StoreError::NotEmpty { .. } => ApiError::Storage(err),
         }
     }
 }
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +111,19 @@ impl ApiError {
                 response
             }
             ApiError::Invalid(issues) => json(status, &Detail { detail: issues }),
+            ApiError::Unauthorized => {
+                let mut response = json(
+                    status,
+                    &Detail {
+                        detail: "Not authenticated",
+                    },
+                );
+                response.headers_mut().insert(
+                    warp::http::header::WWW_AUTHENTICATE,
+                    warp::http::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
             ApiError::Storage(err) => {
                 tracing::error!(error = %crate::error_chain(&err), "request failed in storage");
                 json(

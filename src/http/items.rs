@@ -3,9 +3,10 @@
 use bytes::Bytes;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
+use super::admin::headers;
 use super::error::{ApiError, SentenceBody};
 use super::extract::{body, path_id, path_ids, raw_query, with_body};
 use super::reply::{created, json};
@@ -20,6 +21,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     // POST /item {"name", "price"} -> 201 item
     let create = warp::path!("item")
         .and(warp::post())
+        .and(headers())
         .and(body(limit))
         .and(state.clone())
         .then(create)
@@ -40,6 +42,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     // PUT /item/{id} {"name", "price"}
     let replace = warp::path!("item" / String)
         .and(warp::put())
+        .and(headers())
         .and(body(limit))
         .and(state.clone())
         .then(replace)
@@ -47,6 +50,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     // PATCH /item/{id} {"name"?, "price"?}
     let patch = warp::path!("item" / String)
         .and(warp::patch())
+        .and(headers())
         .and(body(limit))
         .and(state.clone())
         .then(patch)
@@ -54,6 +58,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     // DELETE /item/{id}
     let delete = warp::path!("item" / String)
         .and(warp::delete())
+        .and(headers())
         .and(state)
         .then(delete)
         .map(answer("/item/{id}"));
@@ -77,6 +82,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     path = "/item",
     tag = "items",
     operation_id = "create_item",
+    security((), ("admin_token" = [])),
     request_body(
         content = NewItem,
         description = "The new item. JSON whatever the Content-Type.",
@@ -95,14 +101,17 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
                 ("AddToCart" = (operation_id = "add_to_cart", parameters(("item_id" = "$response.body#/id")))),
             ),
         ),
+        (status = 401, response = super::openapi::Unauthorized),
         (status = 413, response = super::openapi::TooLarge),
         (status = 422, response = super::openapi::Invalid),
     ),
 )]
 async fn create<S: Store>(
+    headers: HeaderMap,
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
+    state.access.item_write(&headers)?;
     let item = parse_item_body(&body?)?;
     let item = state.store.create_item(item).await?;
     Ok(created(format!("/item/{}", item.id), &item))
@@ -155,6 +164,7 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
     path = "/item/{id}",
     tag = "items",
     operation_id = "replace_item",
+    security((), ("admin_token" = [])),
     params(super::openapi::ItemId),
     request_body(content = NewItem, description = "The new name and price."),
     responses(
@@ -162,15 +172,18 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
         (status = 404, description = "No such item", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
+        (status = 401, response = super::openapi::Unauthorized),
         (status = 413, response = super::openapi::TooLarge),
         (status = 422, response = super::openapi::Invalid),
     ),
 )]
 async fn replace<S: Store>(
     id: String,
+    headers: HeaderMap,
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
+    state.access.item_write(&headers)?;
     let ([id], item) = with_body([path_id(&id, "id", "Item")], parse_item_body(&body?))?;
     let item = state.store.replace_item(id, item).await?;
     Ok(json(StatusCode::OK, &item))
@@ -182,6 +195,7 @@ async fn replace<S: Store>(
     path = "/item/{id}",
     tag = "items",
     operation_id = "patch_item",
+    security((), ("admin_token" = [])),
     params(super::openapi::ItemId),
     request_body(
         content = ItemPatch,
@@ -192,15 +206,18 @@ async fn replace<S: Store>(
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
         (status = 404, description = "No such item", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
+        (status = 401, response = super::openapi::Unauthorized),
         (status = 413, response = super::openapi::TooLarge),
         (status = 422, response = super::openapi::Invalid),
     ),
 )]
 async fn patch<S: Store>(
     id: String,
+    headers: HeaderMap,
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
+    state.access.item_write(&headers)?;
     let ([id], patch) = with_body([path_id(&id, "id", "Item")], parse_item_patch(&body?))?;
     let item = state.store.patch_item(id, patch).await?;
     Ok(json(StatusCode::OK, &item))
@@ -212,8 +229,10 @@ async fn patch<S: Store>(
     path = "/item/{id}",
     tag = "items",
     operation_id = "delete_item",
+    security((), ("admin_token" = [])),
     params(super::openapi::ItemId),
     responses(
+        (status = 401, response = super::openapi::Unauthorized),
         (status = 200, description = "The deleted item (also when it already was)", body = Item,
             example = json!({"id": 1, "name": "Tea", "price": 2.5, "deleted": true})),
         (status = 404, description = "No such item", body = SentenceBody,
@@ -221,7 +240,12 @@ async fn patch<S: Store>(
         (status = 422, response = super::openapi::Invalid),
     ),
 )]
-async fn delete<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
+async fn delete<S: Store>(
+    id: String,
+    headers: HeaderMap,
+    state: State<S>,
+) -> Result<Response, ApiError> {
+    state.access.item_write(&headers)?;
     let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
     let item = state.store.delete_item(id).await?;
     Ok(json(StatusCode::OK, &item))

@@ -2,6 +2,7 @@
 //! extraction, and the outer layer that labels, measures and logs every
 //! request by its route template.
 
+pub mod admin;
 mod carts;
 mod docs;
 pub mod error;
@@ -48,6 +49,8 @@ pub struct State<S> {
     pub telemetry: Telemetry,
     /// The store's sizes as last refreshed, for `/metrics`.
     pub stats: StatsCache,
+    /// The admin token and what it guards.
+    pub access: admin::Access,
     /// Chat rooms, for their figures in `/metrics`.
     pub rooms: Rooms,
 }
@@ -74,6 +77,8 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .or(carts::routes(state.clone()))
         .unify()
         .or(health::routes(state.clone()))
+        .unify()
+        .or(admin::routes(state.clone()))
         .unify()
         .or(metrics::route(state))
         .unify()

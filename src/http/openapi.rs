@@ -53,7 +53,9 @@ nothing is stored.";
         metrics,
         super::health::healthz,
         super::health::ready,
+        super::admin::export,
     ),
+    modifiers(&AdminToken),
     components(
         schemas(
             Item,
@@ -68,7 +70,7 @@ nothing is stored.";
             Issue,
             Location
         ),
-        responses(Invalid, TooLarge, MethodNotAllowed),
+        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized),
     ),
     tags(
         (name = "items", description = "What the shop sells"),
@@ -282,6 +284,39 @@ impl<'r> ToResponse<'r> for TooLarge {
         let description = "The body is larger than the limit; nothing was stored";
         let response = json_response(description, "HTTPError", example);
         ("PayloadTooLarge", response.into())
+    }
+}
+
+/// The 401 reply: the admin token is missing or wrong.
+pub struct Unauthorized;
+
+impl<'r> ToResponse<'r> for Unauthorized {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": "Not authenticated"});
+        let description = "The admin token is needed (`Authorization: Bearer TOKEN`) and was missing or wrong; the reply carries `WWW-Authenticate: Bearer`. Item writes need it only when the operator sets `protect_catalogue`.";
+        let response = json_response(description, "HTTPError", example);
+        ("Unauthorized", response.into())
+    }
+}
+
+/// The `admin_token` security scheme: a bearer token set by the operator.
+struct AdminToken;
+
+impl utoipa::Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The token from `--admin-token-file` or `SHOPD_ADMIN_TOKEN`. Needed by `/admin/*`, and by item writes when `protect_catalogue` is on.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

@@ -12,12 +12,14 @@
 //! either backend. `sled` and `tokio_postgres` are imported in their own
 //! module and nowhere else.
 
+pub mod export;
 mod postgres;
 mod sled;
 mod stats;
 
 use std::future::Future;
 
+pub use export::Snapshot;
 pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
 pub use sled::{Durability, OpenError, SledStore};
 pub use stats::{StatsCache, StoreStats};
@@ -39,6 +41,16 @@ pub enum StoreError {
     /// The item was deleted, so it cannot be added to a cart.
     #[error("Item {0} is deleted")]
     ItemUnavailable(Id),
+    /// An import found the store holding data.
+    #[error(
+        "the store is not empty: it holds {items} items and {carts} carts; import only into an empty store"
+    )]
+    NotEmpty {
+        /// Items found.
+        items: u64,
+        /// Carts found.
+        carts: u64,
+    },
     /// The storage cannot be reached now (database down, timed out, pool
     /// exhausted); the same request may succeed later.
     #[error("storage unavailable")]
@@ -110,6 +122,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Current sizes, read from the storage (it may take a round trip; the
     /// metrics read them from a [`StatsCache`] refreshed in the background).
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;
+    /// Everything the store holds as of one moment, for an export: no
+    /// half-applied add-to-cart, no cart line whose item is missing, and id
+    /// counters above every id handed out by then. Writes go on meanwhile.
+    fn snapshot(&self) -> impl Future<Output = StoreResult<Snapshot>> + Send;
+    /// Loads a checked snapshot (see [`Snapshot::read`]) with its ids, and
+    /// moves the id counters up to the snapshot's, so no id in it is ever
+    /// handed out again. Errors: [`StoreError::NotEmpty`] when the store
+    /// holds any item or cart; nothing is written then.
+    fn import(&self, snapshot: Snapshot) -> impl Future<Output = StoreResult<()>> + Send;
     /// Answers when the storage answers a trivial request; for `/readyz`.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// Makes every write durable; called once at shutdown.

@@ -1,6 +1,7 @@
 //! shopd's integration tests: real HTTP and WebSockets against a real
 //! server on port 0 over a fresh data directory per test.
 
+mod backup;
 mod carts;
 mod chat;
 mod helpers;

@@ -11,6 +11,7 @@
 
 mod errors;
 mod schema;
+mod transfer;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokio_postgres::{NoTls, Row};
 
 use self::errors::{ATTEMPTS, Failure, Outage, backoff};
 pub use self::schema::SchemaError;
-use super::{LineState, Pager, Store, StoreError, StoreResult, StoreStats, priced_cart};
+use super::{LineState, Pager, Snapshot, Store, StoreError, StoreResult, StoreStats, priced_cart};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// How to reach the database.
@@ -79,7 +80,8 @@ macro_rules! with_client {
         let mut attempt = 1;
         let result = loop {
             let outcome: Result<_, Failure> = async {
-                let $client = $store.pool.get().await?;
+                #[allow(unused_mut)]
+                let mut $client = $store.pool.get().await?;
                 $body
             }
             .await;
@@ -492,6 +494,15 @@ impl Store for PgStore {
             carts: u64::try_from(carts).unwrap_or_default(),
             storage_bytes: storage_bytes.and_then(|bytes| u64::try_from(bytes).ok()),
         })
+    }
+
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        with_client!(self, |client| transfer::snapshot(&mut client).await)
+    }
+
+    async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {
+        with_client!(self, |client| transfer::import(&mut client, &snapshot)
+            .await)
     }
 
     async fn ping(&self) -> StoreResult<()> {

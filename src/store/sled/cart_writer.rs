@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
+use super::snapshot::{Gate, Kind, Pass};
 use crate::domain::Id;
 use crate::store::{StoreError, StoreResult};
 
@@ -43,11 +44,12 @@ impl CartWriter {
         items: sled::Tree,
         carts: sled::Tree,
         disk: Option<std::sync::Arc<DiskSync>>,
+        gate: std::sync::Arc<Gate>,
     ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
         let (queue, rx) = mpsc::channel::<Add>();
         let thread = std::thread::Builder::new()
             .name("shopd-carts".into())
-            .spawn(move || writer(&rx, &items, &carts, disk.as_deref()))?;
+            .spawn(move || writer(&rx, &items, &carts, disk.as_deref(), &gate))?;
         Ok((CartWriter { queue: Some(queue) }, thread))
     }
 
@@ -74,12 +76,15 @@ fn writer(
     items: &sled::Tree,
     carts: &sled::Tree,
     disk: Option<&DiskSync>,
+    gate: &Gate,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let pairs: Vec<(Id, Id)> = batch.iter().map(|add| (add.cart, add.item)).collect();
-        let applied = apply(items, carts, &pairs).map_err(|err| crate::error_chain(&err));
+        // Through the gate for the transaction only, not for the sync.
+        let applied =
+            apply(items, carts, &pairs, &gate.pass()).map_err(|err| crate::error_chain(&err));
         let synced = applied.and_then(|outcomes| match disk {
             Some(disk) => disk
                 .sync()
@@ -112,6 +117,7 @@ fn apply(
     items: &sled::Tree,
     carts: &sled::Tree,
     adds: &[(Id, Id)],
+    pass: &Pass<'_>,
 ) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
     type TxError = ConflictableTransactionError<StoreError>;
     let corrupt = |err: codec::CodecError| TxError::Abort(StoreError::backend(err));
@@ -124,7 +130,11 @@ fn apply(
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match carts.get(codec::key(cart))? {
-                    Some(bytes) => (codec::decode(&bytes).map_err(corrupt)?, false),
+                    Some(bytes) => {
+                        // An export in progress keeps the cart as it was.
+                        pass.keep(Kind::Cart, cart, Some(&bytes));
+                        (codec::decode(&bytes).map_err(corrupt)?, false)
+                    }
                     None => {
                         outcomes.push(Err(StoreError::CartNotFound(cart)));
                         continue;

@@ -69,6 +69,24 @@ impl IdGen {
         Ok(id)
     }
 
+    /// The id the next [`IdGen::next`] would give.
+    pub(super) fn peek(&self) -> Id {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Moves the next id up to `next` (an import's counter) and makes that
+    /// durable, so no id below it is ever handed out.
+    pub(super) fn advance_to(&self, next: Id) -> StoreResult<()> {
+        let next = self.next.fetch_max(next, Ordering::Relaxed).max(next);
+        if let Some(reserved) = &self.reserved {
+            let mut reserved = reserved
+                .lock()
+                .map_err(|_| StoreError::backend(std::io::Error::other("id lock poisoned")))?;
+            *reserved = (*reserved).max(next);
+        }
+        self.persist(next)
+    }
+
     /// Records that no id below the next one is free, so a clean restart
     /// continues without a gap.
     pub(super) fn close(&self) -> StoreResult<()> {

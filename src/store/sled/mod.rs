@@ -12,6 +12,7 @@ mod cart_writer;
 mod codec;
 mod durability;
 mod ids;
+mod snapshot;
 
 use cart_writer::CartWriter;
 use codec::{CartRecord, ItemRecord};
@@ -19,7 +20,9 @@ use durability::{Committer, DiskSync};
 
 pub use durability::Durability;
 use ids::IdGen;
+use snapshot::{Gate, Kind};
 
+use super::export::{ExportCart, ExportItem, ExportLine, Snapshot};
 use super::{LineState, Store, StoreError, StoreResult, StoreStats, page, priced_cart};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
@@ -62,6 +65,10 @@ struct Inner {
     disk: Arc<DiskSync>,
     committer: Committer,
     cart_writer: CartWriter,
+    /// Writers pass it around each change; an export captures through it.
+    gate: Arc<Gate>,
+    /// One export at a time.
+    exporting: std::sync::Mutex<()>,
     /// The flusher and cart writer threads, joined when the store goes.
     threads: Vec<std::thread::JoinHandle<()>>,
     live_items: AtomicU64,
@@ -109,8 +116,10 @@ impl SledStore {
         let (item_ids, cart_ids) = (ids(&items, "next_item_id")?, ids(&carts, "next_cart_id")?);
         let (committer, flusher) = Committer::start(durability, disk.clone()).map_err(unusable)?;
         let syncs_adds = (durability == Durability::Sync).then(|| disk.clone());
+        let gate = Arc::new(Gate::default());
         let (cart_writer, writer) =
-            CartWriter::start(items.clone(), carts.clone(), syncs_adds).map_err(unusable)?;
+            CartWriter::start(items.clone(), carts.clone(), syncs_adds, gate.clone())
+                .map_err(unusable)?;
         let live_items = count_live_items(&items).map_err(database)?;
         let cart_count = carts.len() as u64;
         Ok(SledStore {
@@ -123,6 +132,8 @@ impl SledStore {
                 disk,
                 committer,
                 cart_writer,
+                gate,
+                exporting: std::sync::Mutex::new(()),
                 threads: flusher.into_iter().chain([writer]).collect(),
                 live_items: AtomicU64::new(live_items),
                 cart_count: AtomicU64::new(cart_count),
@@ -148,6 +159,7 @@ impl SledStore {
         change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
     ) -> StoreResult<ItemRecord> {
         let key = codec::key(id);
+        let pass = self.inner.gate.pass();
         loop {
             let old = self
                 .inner
@@ -160,6 +172,7 @@ impl SledStore {
                 return Ok(record);
             }
             let new = codec::encode(&record).map_err(backend)?;
+            pass.keep(Kind::Item, id, Some(&old));
             let swapped = self
                 .inner
                 .items
@@ -188,6 +201,66 @@ impl SledStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(priced_cart(id, lines))
+    }
+}
+
+impl SledStore {
+    /// Reads every record as of one moment while writes go on (see
+    /// `snapshot.rs`). Blocking: run it off the async threads.
+    fn read_snapshot(&self) -> StoreResult<Snapshot> {
+        let _one_at_a_time = self
+            .inner
+            .exporting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (capture, (next_item_id, next_cart_id)) = self
+            .inner
+            .gate
+            .open(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
+        let read = || -> StoreResult<Snapshot> {
+            let mut snapshot = Snapshot {
+                next_item_id,
+                next_cart_id,
+                ..Snapshot::default()
+            };
+            for entry in self.inner.items.range(..codec::key(next_item_id)) {
+                let (key, now) = entry.map_err(backend)?;
+                let id = codec::id_of(&key).map_err(backend)?;
+                let Some(bytes) = capture.before(Kind::Item, id).unwrap_or(Some(now)) else {
+                    continue;
+                };
+                let record: ItemRecord = codec::decode(&bytes).map_err(backend)?;
+                snapshot.items.push(ExportItem {
+                    id,
+                    name: record.name,
+                    price: record.price,
+                    deleted: record.deleted,
+                });
+            }
+            for entry in self.inner.carts.range(..codec::key(next_cart_id)) {
+                let (key, now) = entry.map_err(backend)?;
+                let id = codec::id_of(&key).map_err(backend)?;
+                let Some(bytes) = capture.before(Kind::Cart, id).unwrap_or(Some(now)) else {
+                    continue;
+                };
+                let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
+                snapshot.carts.push(ExportCart {
+                    id,
+                    lines: record
+                        .lines
+                        .iter()
+                        .map(|line| ExportLine {
+                            item: line.item,
+                            quantity: line.quantity,
+                        })
+                        .collect(),
+                });
+            }
+            Ok(snapshot)
+        };
+        let snapshot = read();
+        self.inner.gate.close();
+        snapshot
     }
 }
 
@@ -253,17 +326,21 @@ fn item_of(id: Id, record: ItemRecord) -> Item {
 
 impl Store for SledStore {
     async fn create_item(&self, item: NewItem) -> StoreResult<Item> {
-        let id = self.inner.item_ids.next()?;
         let record = ItemRecord {
             name: item.name,
             price: item.price,
             deleted: false,
         };
         let bytes = codec::encode(&record).map_err(backend)?;
+        // The id and the insert under one pass: an export sees both or
+        // neither (ids from its moment on are left out).
+        let pass = self.inner.gate.pass();
+        let id = self.inner.item_ids.next()?;
         self.inner
             .items
             .insert(codec::key(id), bytes)
             .map_err(backend)?;
+        drop(pass);
         self.inner.live_items.fetch_add(1, Ordering::Relaxed);
         self.inner.committer.durable().await?;
         Ok(item_of(id, record))
@@ -326,12 +403,14 @@ impl Store for SledStore {
     }
 
     async fn create_cart(&self) -> StoreResult<Id> {
-        let id = self.inner.cart_ids.next()?;
         let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
+        let pass = self.inner.gate.pass();
+        let id = self.inner.cart_ids.next()?;
         self.inner
             .carts
             .insert(codec::key(id), bytes)
             .map_err(backend)?;
+        drop(pass);
         self.inner.cart_count.fetch_add(1, Ordering::Relaxed);
         self.inner.committer.durable().await?;
         Ok(id)
@@ -373,6 +452,63 @@ impl Store for SledStore {
             carts: self.inner.cart_count.load(Ordering::Relaxed),
             storage_bytes: self.inner.db.size_on_disk().ok(),
         })
+    }
+
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_snapshot())
+            .await
+            .map_err(backend)?
+    }
+
+    async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {
+        let (items, carts) = (self.inner.items.len(), self.inner.carts.len());
+        if items > 0 || carts > 0 {
+            return Err(StoreError::NotEmpty {
+                items: items as u64,
+                carts: carts as u64,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        let mut live = 0;
+        for item in &snapshot.items {
+            let record = ItemRecord {
+                name: item.name.clone(),
+                price: item.price,
+                deleted: item.deleted,
+            };
+            live += u64::from(!item.deleted);
+            batch.insert(
+                &codec::key(item.id),
+                codec::encode(&record).map_err(backend)?,
+            );
+        }
+        self.inner.items.apply_batch(batch).map_err(backend)?;
+        let mut batch = sled::Batch::default();
+        for cart in &snapshot.carts {
+            let record = CartRecord {
+                lines: cart
+                    .lines
+                    .iter()
+                    .map(|line| codec::LineRecord {
+                        item: line.item,
+                        quantity: line.quantity,
+                    })
+                    .collect(),
+            };
+            batch.insert(
+                &codec::key(cart.id),
+                codec::encode(&record).map_err(backend)?,
+            );
+        }
+        self.inner.carts.apply_batch(batch).map_err(backend)?;
+        self.inner.item_ids.advance_to(snapshot.next_item_id)?;
+        self.inner.cart_ids.advance_to(snapshot.next_cart_id)?;
+        self.inner.live_items.fetch_add(live, Ordering::Relaxed);
+        self.inner
+            .cart_count
+            .fetch_add(snapshot.carts.len() as u64, Ordering::Relaxed);
+        self.inner.committer.durable().await
     }
 
     async fn ping(&self) -> StoreResult<()> {

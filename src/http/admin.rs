@@ -1,0 +1,125 @@
+//! Who may do what: the admin token, `/admin/*` routes (an online export),
+//! and, when the operator turns it on, the token for item writes.
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use super::error::{ApiError, SentenceBody};
+use super::reply::typed;
+use super::{Routed, State, answer, with_state};
+use crate::config::Secret;
+use crate::store::Store;
+
+/// The admin token and what it guards.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// `/admin/*` answers 404 without one.
+    pub token: Option<Secret>,
+    /// Whether item writes need the token too.
+    pub protect_catalogue: bool,
+}
+
+impl Access {
+    /// Whether the request's `Authorization` header carries the token:
+    /// 401 if not (the token is compared in constant time).
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.token else {
+            return Err(ApiError::Unauthorized);
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given, token.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+
+    /// For `POST/PUT/PATCH/DELETE /item`: the token when the catalogue is
+    /// protected, nothing otherwise.
+    pub fn item_write(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.protect_catalogue {
+            self.check(headers)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Equal contents, in a time that depends on the lengths only.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (i, byte) in expected.iter().enumerate() {
+        difference |= byte ^ given.get(i).copied().unwrap_or(!byte);
+    }
+    difference == 0
+}
+
+/// The request's headers, for [`Access`] checks in handlers.
+pub fn headers() -> impl Filter<Extract = (HeaderMap,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned()
+}
+
+/// `GET /admin/export`.
+pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
+    warp::path!("admin" / "export")
+        .and(warp::get())
+        .and(headers())
+        .and(with_state(state))
+        .then(export)
+        .map(answer("/admin/export"))
+        .boxed()
+}
+
+/// Every item and cart, consistent at one moment, in the export format.
+///
+/// The same NDJSON as `shopd export` writes (a header line, one line per
+/// item and per cart, a trailer with the counts); `shopd import` reads it.
+/// Writes go on while it is taken. Needs the admin token; answers 404 when
+/// no token is configured.
+#[utoipa::path(
+    get,
+    path = "/admin/export",
+    tag = "operations",
+    operation_id = "export",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The export", content_type = "application/x-ndjson", body = String,
+            example = "{\"format\":\"shopd-export\",\"version\":1,\"shopd\":\"0.1.0\",\"next_item_id\":2,\"next_cart_id\":1}\n{\"item\":{\"id\":1,\"name\":\"Tea\",\"price\":2.5,\"deleted\":false}}\n{\"end\":{\"items\":1,\"carts\":0}}\n"),
+        (status = 401, description = "Missing or wrong `Authorization: Bearer` token", body = SentenceBody,
+            example = json!({"detail": "Not authenticated"})),
+        (status = 404, description = "No admin token is configured", body = SentenceBody,
+            example = json!({"detail": "Not Found"})),
+    ),
+)]
+async fn export<S: Store>(headers: HeaderMap, state: State<S>) -> Result<Response, ApiError> {
+    if state.access.token.is_none() {
+        return Err(ApiError::NotFound("Not Found".into()));
+    }
+    state.access.check(&headers)?;
+    let snapshot = state.store.snapshot().await?;
+    let mut response = typed(StatusCode::OK, "application/x-ndjson", snapshot.to_bytes());
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"shopd-export.ndjson\""),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_bytes_are_equal() {
+        assert!(constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdeF", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdef0", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"", b"0123456789abcdef"));
+    }
+}

@@ -1,0 +1,166 @@
+//! Export and import for PostgreSQL: a snapshot read in one REPEATABLE READ
+//! transaction (one moment of the database, while writes go on), and an
+//! import in one transaction that also moves the identity sequences past
+//! the imported ids.
+
+use deadpool_postgres::Client;
+use tokio_postgres::IsolationLevel;
+
+use super::errors::Failure;
+use super::{api_id, sql_id};
+use crate::store::StoreError;
+use crate::store::export::{ExportCart, ExportItem, ExportLine, Snapshot};
+
+/// Reads every item and cart as of one moment.
+pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // Sequences are not transactional: read after the snapshot began, they
+    // are above every id it holds.
+    let counters = tx
+        .query_one(
+            "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('items', 'id')), 0) + 1,
+                    COALESCE(pg_sequence_last_value(pg_get_serial_sequence('carts', 'id')), 0) + 1,
+                    (SELECT COALESCE(MAX(id), 0) + 1 FROM items),
+                    (SELECT COALESCE(MAX(id), 0) + 1 FROM carts)",
+            &[],
+        )
+        .await?;
+    let next = |sequence: usize, table: usize| -> Result<u64, Failure> {
+        let (a, b): (i64, i64) = (counters.try_get(sequence)?, counters.try_get(table)?);
+        Ok(api_id(a.max(b)))
+    };
+    let mut snapshot = Snapshot {
+        next_item_id: next(0, 2)?,
+        next_cart_id: next(1, 3)?,
+        ..Snapshot::default()
+    };
+    for row in tx
+        .query(
+            "SELECT id, name, price, deleted FROM items ORDER BY id",
+            &[],
+        )
+        .await?
+    {
+        snapshot.items.push(ExportItem {
+            id: api_id(row.try_get(0)?),
+            name: row.try_get(1)?,
+            price: row.try_get(2)?,
+            deleted: row.try_get(3)?,
+        });
+    }
+    let rows = tx
+        .query(
+            "SELECT c.id, l.item_id, l.quantity FROM carts c
+             LEFT JOIN cart_lines l ON l.cart_id = c.id
+             ORDER BY c.id, l.position",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let id = api_id(row.try_get(0)?);
+        if snapshot.carts.last().is_none_or(|cart| cart.id != id) {
+            snapshot.carts.push(ExportCart {
+                id,
+                lines: Vec::new(),
+            });
+        }
+        let item: Option<i64> = row.try_get(1)?;
+        if let (Some(item), Some(cart)) = (item, snapshot.carts.last_mut()) {
+            let quantity: i64 = row.try_get(2)?;
+            cart.lines.push(ExportLine {
+                item: api_id(item),
+                quantity: u64::try_from(quantity).unwrap_or_default(),
+            });
+        }
+    }
+    tx.commit().await?;
+    Ok(snapshot)
+}
+
+/// Loads `snapshot` into an empty database, all or nothing.
+pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(), Failure> {
+    let too_big = || {
+        Failure::Store(StoreError::backend(std::io::Error::other(
+            "an id in the export is above what PostgreSQL's BIGINT holds",
+        )))
+    };
+    let id = |id: u64| sql_id(id).ok_or_else(too_big);
+    let tx = client.transaction().await?;
+    let found = tx
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM carts)",
+            &[],
+        )
+        .await?;
+    let (items, carts): (i64, i64) = (found.try_get(0)?, found.try_get(1)?);
+    if items > 0 || carts > 0 {
+        return Err(StoreError::NotEmpty {
+            items: u64::try_from(items).unwrap_or_default(),
+            carts: u64::try_from(carts).unwrap_or_default(),
+        }
+        .into());
+    }
+    let item_ids = snapshot
+        .items
+        .iter()
+        .map(|item| id(item.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<&str> = snapshot.items.iter().map(|i| i.name.as_str()).collect();
+    let prices: Vec<f64> = snapshot.items.iter().map(|i| i.price).collect();
+    let deleted: Vec<bool> = snapshot.items.iter().map(|i| i.deleted).collect();
+    tx.execute(
+        "INSERT INTO items (id, name, price, deleted)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::FLOAT8[], $4::BOOLEAN[])",
+        &[&item_ids, &names, &prices, &deleted],
+    )
+    .await?;
+    let cart_ids = snapshot
+        .carts
+        .iter()
+        .map(|cart| id(cart.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.execute(
+        "INSERT INTO carts (id) SELECT * FROM UNNEST($1::BIGINT[])",
+        &[&cart_ids],
+    )
+    .await?;
+    let (mut line_carts, mut line_items, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
+    for cart in &snapshot.carts {
+        for line in &cart.lines {
+            line_carts.push(id(cart.id)?);
+            line_items.push(id(line.item)?);
+            quantities.push(i64::try_from(line.quantity).map_err(|_| too_big())?);
+        }
+    }
+    // Positions in file order keep each cart's lines in order.
+    let positions: Vec<i64> = (1..).take(line_carts.len()).collect();
+    tx.execute(
+        "INSERT INTO cart_lines (cart_id, item_id, quantity, position)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[])",
+        &[&line_carts, &line_items, &quantities, &positions],
+    )
+    .await?;
+    // Move every identity past what was imported, so no id is reused.
+    let advance = |table: &str, column: &str, next: i64| {
+        format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), GREATEST({next} - 1, 1), {next} > 1)"
+        )
+    };
+    let next_item = id(snapshot.next_item_id)?;
+    let next_cart = id(snapshot.next_cart_id)?;
+    let next_position = i64::try_from(positions.len()).unwrap_or(i64::MAX) + 1;
+    tx.batch_execute(&format!(
+        "{}; {}; {}",
+        advance("items", "id", next_item),
+        advance("carts", "id", next_cart),
+        advance("cart_lines", "position", next_position)
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

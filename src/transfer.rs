@@ -1,0 +1,186 @@
+//! `shopd export` and `shopd import`: the export format (see
+//! [`crate::store::export`]) to and from any store, or from a running
+//! shopd over HTTP.
+
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::config::{ADMIN_TOKEN_ENV, ExportArgs, ImportArgs, Secret};
+use crate::store::export::ImportError;
+use crate::store::{
+    Durability, OpenError, PgOpenError, PgOptions, PgStore, SledStore, Snapshot, Store, StoreError,
+};
+
+/// Why an export or import failed; messages name the file, store or line.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The data directory cannot be opened (or a shopd runs on it).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The database cannot be reached.
+    #[error(transparent)]
+    Database(#[from] PgOpenError),
+    /// The store failed, or an import found it not empty.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The export is not valid; nothing was imported.
+    #[error("the export is invalid, nothing was imported")]
+    Invalid(#[from] ImportError),
+    /// A file could not be read or written.
+    #[error("{path}")]
+    File {
+        /// The file.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The running shopd could not be asked, or said no.
+    #[error("{url}: {message}")]
+    Remote {
+        /// The shopd asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What an import loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// Items, deleted ones included.
+    pub items: usize,
+    /// Carts.
+    pub carts: usize,
+}
+
+/// Runs `shopd export`.
+pub async fn export(args: ExportArgs) -> Result<(), TransferError> {
+    let file_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| TransferError::File { path, source }
+    };
+    let bytes = match (&args.data_dir, &args.database_url, &args.url) {
+        (Some(dir), _, _) => snapshot_of(&open_sled(dir)?).await?.to_bytes(),
+        (_, Some(url), _) => snapshot_of(&connect(url.clone()).await?).await?.to_bytes(),
+        (_, _, Some(url)) => {
+            let token = crate::config::admin_token(
+                std::env::var(ADMIN_TOKEN_ENV).ok(),
+                args.admin_token_file.as_deref(),
+            )
+            .map_err(|err| TransferError::Remote {
+                url: url.clone(),
+                message: err.to_string(),
+            })?;
+            fetch_export(url, token.as_ref()).await?.to_vec()
+        }
+        // clap requires one source.
+        (None, None, None) => Vec::new(),
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, &bytes).map_err(file_error(path)),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .map_err(file_error(Path::new("standard output"))),
+    }
+}
+
+/// Runs `shopd import`; the whole export is read and checked before the
+/// store is opened.
+pub async fn import(args: ImportArgs) -> Result<Imported, TransferError> {
+    let snapshot = match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|source| TransferError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Snapshot::read(BufReader::new(file))?
+        }
+        None => Snapshot::read(std::io::stdin().lock())?,
+    };
+    let imported = Imported {
+        items: snapshot.items.len(),
+        carts: snapshot.carts.len(),
+    };
+    match (&args.store.data_dir, &args.store.database_url) {
+        (Some(dir), _) => {
+            let store = open_sled(dir)?;
+            store.import(snapshot).await?;
+            store.close().await?;
+        }
+        (_, Some(url)) => connect(url.clone()).await?.import(snapshot).await?,
+        (None, None) => {}
+    }
+    Ok(imported)
+}
+
+fn open_sled(dir: &Path) -> Result<SledStore, OpenError> {
+    SledStore::open(dir, Durability::Sync, 500)
+}
+
+async fn connect(url: crate::config::DatabaseUrl) -> Result<PgStore, PgOpenError> {
+    PgStore::connect(&PgOptions {
+        url,
+        pool_size: 2,
+        timeout: Duration::from_secs(30),
+    })
+    .await
+}
+
+async fn snapshot_of<S: Store>(store: &S) -> Result<Snapshot, StoreError> {
+    let snapshot = store.snapshot().await;
+    store.close().await?;
+    snapshot
+}
+
+/// `GET /admin/export` of the shopd at `url` (`http://HOST:PORT`).
+async fn fetch_export(url: &str, token: Option<&Secret>) -> Result<Bytes, TransferError> {
+    let remote = |message: String| TransferError::Remote {
+        url: url.to_owned(),
+        message,
+    };
+    let authority = url
+        .strip_prefix("http://")
+        .ok_or_else(|| remote("only http:// URLs are supported".into()))?
+        .trim_end_matches('/');
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|err| remote(format!("cannot connect: {err}")))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| remote(err.to_string()))?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::get("/admin/export").header(hyper::header::HOST, authority);
+    if let Some(token) = token {
+        request = request.header(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose()),
+        );
+    }
+    let request = request
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|err| remote(err.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| remote(err.to_string()))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| remote(err.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|body| body["detail"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(remote(format!("answered {status}: {detail}")));
+    }
+    Ok(body)
+}

@@ -1,0 +1,435 @@
+//! Backup and restore: `shopd export`/`import` between stores, the online
+//! export at `/admin/export`, and the admin token that guards it (and, when
+//! asked, item writes).
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use shopd::config::Secret;
+
+use crate::helpers::{
+    Backend, TestApp, backend_tests, detail, scratch, shopd_command, spawn_app_in, spawn_app_with,
+    spawn_process,
+};
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+/// Every item (deleted ones too) and every cart, as clients see them.
+async fn api_view(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
+    async fn all(app: &TestApp, path: &str) -> Vec<Value> {
+        let mut found = Vec::new();
+        loop {
+            let page = app
+                .get_json(&format!("{path}offset={}&limit=100", found.len()))
+                .await;
+            let page = page.as_array().expect("a list").clone();
+            if page.is_empty() {
+                return found;
+            }
+            found.extend(page);
+        }
+    }
+    (
+        all(app, "/item?show_deleted=true&").await,
+        all(app, "/cart?").await,
+    )
+}
+
+/// A shop with deleted items, exact prices and carts in several orders.
+async fn fill(app: &TestApp) {
+    let mut ids = Vec::new();
+    for n in 0..25u32 {
+        let price = f64::from(n) * 0.1 + 0.2;
+        ids.push(
+            app.create_item(&format!("item «{n}»"), price).await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    for n in [3, 7, 11] {
+        assert_eq!(app.delete(&format!("/item/{}", ids[n])).await.status(), 200);
+    }
+    for c in 0..12usize {
+        let cart = app.create_cart().await;
+        for k in 0..(c % 5) {
+            let item = ids[(c * 7 + k * 3) % ids.len()];
+            if [ids[3], ids[7], ids[11]].contains(&item) {
+                continue;
+            }
+            app.add(cart, item).await;
+            if k % 2 == 0 {
+                app.add(cart, item).await;
+            }
+        }
+    }
+}
+
+fn run(cwd: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
+    let mut command = shopd_command(cwd);
+    command.args(args);
+    if let Some(path) = stdin {
+        command.stdin(std::fs::File::open(path).expect("input file"));
+    }
+    command.output().expect("run shopd")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn an_embedded_store_exported_and_imported_reads_the_same() {
+    let app = spawn_app_with(|_| {}).await;
+    fill(&app).await;
+    let before = api_view(&app).await;
+    let dir = app.stop().await;
+    let (_cwd, cwd) = scratch();
+    let export = cwd.join("shop.ndjson");
+    let out = run(
+        &cwd,
+        &[
+            "export",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let target = tempfile::tempdir().unwrap();
+    let out = run(
+        &cwd,
+        &["import", "--data-dir", target.path().to_str().unwrap()],
+        Some(&export),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("imported 25 items and 12 carts"),
+        "{}",
+        stderr(&out)
+    );
+    let restored = spawn_app_in(target, |_| {}).await;
+    assert_eq!(api_view(&restored).await, before);
+    // Ids go on after the imported ones, never reusing one.
+    assert_eq!(restored.create_item("new", 1.0).await["id"], 26);
+    assert_eq!(restored.create_cart().await, 13);
+}
+
+#[tokio::test]
+async fn an_embedded_store_moves_to_postgresql_unchanged() {
+    let Some(Backend::Postgres(database)) =
+        Backend::postgres("an_embedded_store_moves_to_postgresql_unchanged").await
+    else {
+        return;
+    };
+    let app = spawn_app_with(|_| {}).await;
+    fill(&app).await;
+    let before = api_view(&app).await;
+    let dir = app.stop().await;
+    let (_cwd, cwd) = scratch();
+    let export = cwd.join("shop.ndjson");
+    let data_dir = dir.path().to_str().unwrap();
+    let out = run(
+        &cwd,
+        &[
+            "export",
+            "--data-dir",
+            data_dir,
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = database.url.clone();
+    let input = [
+        "import",
+        "--database-url",
+        &url,
+        "--in",
+        export.to_str().unwrap(),
+    ];
+    let out = run(&cwd, &input, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let moved = Backend::Postgres(database).spawn().await;
+    assert_eq!(api_view(&moved).await, before);
+    assert_eq!(moved.create_item("new", 1.0).await["id"], 26);
+    // A second import into the now non-empty database is refused.
+    let out = run(&cwd, &input, None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("26 items and 12 carts"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn bad_exports_are_refused_by_line_and_import_nothing() {
+    let app = spawn_app_with(|_| {}).await;
+    fill(&app).await;
+    let dir = app.stop().await;
+    let (_cwd, cwd) = scratch();
+    let good = cwd.join("good.ndjson");
+    let data_dir = dir.path().to_str().unwrap();
+    let out = run(
+        &cwd,
+        &[
+            "export",
+            "--data-dir",
+            data_dir,
+            "--out",
+            good.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&good).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let garbage = [&lines[..5], &["{not json"], &lines[6..]].concat();
+    let twice = [&lines[..5], &[lines[4]], &lines[6..]].concat();
+    let first_line = "\"lines\":[{\"item\":";
+    let cart_line = lines.iter().position(|l| l.contains(first_line)).unwrap();
+    // Item 12 becomes 99912: no such item in the file.
+    let unknown_item = lines[cart_line].replacen(first_line, &format!("{first_line}999"), 1);
+    let unknown = [
+        &lines[..cart_line],
+        &[unknown_item.as_str()],
+        &lines[cart_line + 1..],
+    ]
+    .concat();
+    let newer = text.replacen("\"version\":1", "\"version\":7", 1);
+    let cases: Vec<(&str, String, usize)> = vec![
+        (
+            "truncated",
+            lines[..lines.len() - 3].join("\n"),
+            lines.len() - 2,
+        ),
+        ("garbage", garbage.join("\n"), 6),
+        ("duplicate id", twice.join("\n"), 6),
+        ("unknown item", unknown.join("\n"), cart_line + 1),
+        ("newer version", newer, 1),
+    ];
+    for (case, text, line) in cases {
+        let file = cwd.join(format!("{case}.ndjson"));
+        std::fs::write(&file, text).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let target_dir = target.path().to_str().unwrap();
+        let out = run(
+            &cwd,
+            &[
+                "import",
+                "--data-dir",
+                target_dir,
+                "--in",
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(!out.status.success(), "{case} was accepted");
+        assert!(
+            stderr(&out).contains(&format!("line {line}:")),
+            "{case}: {}",
+            stderr(&out)
+        );
+        let after = spawn_app_in(target, |_| {}).await;
+        assert_eq!(
+            api_view(&after).await,
+            (vec![], vec![]),
+            "{case} imported something"
+        );
+    }
+}
+
+backend_tests! {
+    async fn an_online_export_under_writes_holds_every_write_acknowledged_before_it(backend) {
+        let app = Arc::new(backend.spawn_with(|s| s.admin_token = Some(Secret::new(TOKEN))).await);
+        fill(&app).await;
+        // Enough items that reading them takes a while.
+        let creating: Vec<_> = (0..16)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    for _ in 0..100 {
+                        app.create_item("stock", 3.0).await;
+                    }
+                })
+            })
+            .collect();
+        for task in creating {
+            task.await.unwrap();
+        }
+        let before = api_view(&app).await;
+        let item = app.create_item("busy", 0.5).await["id"].as_u64().unwrap();
+        let cart = app.create_cart().await;
+        // Writers go on during the export.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (app, stop) = (app.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        if w % 2 == 0 {
+                            app.add(cart, item).await;
+                        } else {
+                            // A new item straight into the cart: an export
+                            // that is not of one moment holds a line whose
+                            // item it lacks, and does not read back.
+                            let new = app.create_item("during", 1.0).await["id"].as_u64().unwrap();
+                            app.add(cart, new).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Several exports, each while the writers go on.
+        let mut snapshots = Vec::new();
+        for _ in 0..5 {
+            let response = app
+                .client
+                .get(app.url("/admin/export"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+            let export = response.bytes().await.unwrap();
+            snapshots.push(shopd::store::Snapshot::read(&export[..]).expect("a valid export"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let snapshot = snapshots.pop().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let store = shopd::store::SledStore::open(target.path(), Default::default(), 500).unwrap();
+        shopd::store::Store::import(&store, snapshot).await.unwrap();
+        drop(store);
+        let restored = spawn_app_in(target, |_| {}).await;
+        let (items, carts) = api_view(&restored).await;
+        // Everything acknowledged before the export began is there as it was.
+        assert_eq!(items[..before.0.len()], before.0[..]);
+        assert_eq!(carts[..before.1.len()], before.1[..]);
+        // The busy cart is whole: its price is its lines' sum.
+        let busy = carts.iter().find(|c| c["id"] == cart).expect("the busy cart");
+        let sum = busy["items"].as_array().unwrap().iter().fold(0.0, |sum, line| {
+            let price = if line["id"] == item { 0.5 } else { 1.0 };
+            sum + price * line["quantity"].as_f64().unwrap()
+        });
+        assert_eq!(busy["price"].as_f64(), Some(sum));
+    }
+
+    async fn admin_routes_need_the_token_and_item_writes_too_when_protected(backend) {
+        let app = backend
+            .spawn_with(|s| {
+                s.admin_token = Some(Secret::new(TOKEN));
+                s.protect_catalogue = true;
+            })
+            .await;
+        let item = json!({"name": "Tea", "price": 1.0});
+        let write = |method: Method, path: &'static str, token: Option<&'static str>| {
+            let mut request = app.client.request(method, app.url(path)).json(&item);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send()
+        };
+        for token in [None, Some("wrong-token-of-some-length"), Some("correct-horse-battery-stapl")] {
+            for (method, path) in [
+                (Method::GET, "/admin/export"),
+                (Method::POST, "/item"),
+                (Method::PUT, "/item/1"),
+                (Method::PATCH, "/item/1"),
+                (Method::DELETE, "/item/1"),
+            ] {
+                let response = write(method.clone(), path, token).await.unwrap();
+                assert_eq!(response.headers()["www-authenticate"], "Bearer", "{method} {path}");
+                assert_eq!(detail(response, 401).await, "Not authenticated");
+            }
+        }
+        let created = write(Method::POST, "/item", Some(TOKEN)).await.unwrap();
+        assert_eq!(created.status(), 201);
+        assert_eq!(write(Method::PUT, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
+        assert_eq!(write(Method::PATCH, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
+        assert_eq!(write(Method::DELETE, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
+        let export = app.client.get(app.url("/admin/export")).bearer_auth(TOKEN).send().await;
+        assert_eq!(export.unwrap().status(), 200);
+        // Reading items and everything on carts stays open.
+        assert_eq!(app.get("/item").await.status(), 200);
+        let cart = app.create_cart().await;
+        assert_eq!(app.get(&format!("/cart/{cart}")).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_admin_routes_are_not_found_and_item_writes_open() {
+    let app = spawn_app_with(|_| {}).await;
+    let response = app
+        .client
+        .get(app.url("/admin/export"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(detail(response, 404).await, "Not Found");
+    app.create_item("open", 1.0).await;
+}
+
+#[test]
+fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
+    let (_cwd, cwd) = scratch();
+    let data = cwd.join("data");
+    let token_file = cwd.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let mut shopd = spawn_process(
+        &cwd,
+        &data,
+        &[
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--log-level",
+            "trace",
+        ],
+    );
+    let url = format!("http://{}", shopd.addr);
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .post(format!("{url}/item"))
+        .json(&json!({"name": "Tea", "price": 2.5}))
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let wrong = client
+        .get(format!("{url}/admin/export"))
+        .header("authorization", format!("Bearer {TOKEN}x"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let out = shopd_command(&cwd)
+        .env("SHOPD_ADMIN_TOKEN", TOKEN)
+        .args(["export", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let export = String::from_utf8(out.stdout).unwrap();
+    assert!(export.contains("\"name\":\"Tea\""), "{export}");
+    unsafe { libc::kill(shopd.child.id() as i32, libc::SIGTERM) };
+    let output = std::mem::replace(
+        &mut shopd.child,
+        std::process::Command::new("true").spawn().unwrap(),
+    )
+    .wait_with_output()
+    .unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains("/admin/export"),
+        "the access log saw the requests: {logs}"
+    );
+    assert!(!logs.contains(TOKEN), "the token leaked into the logs");
+}
