@@ -3,6 +3,7 @@
 //! request by its route template.
 
 mod carts;
+mod chat_page;
 mod docs;
 pub mod error;
 mod extract;
@@ -80,6 +81,8 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .or(openapi::route())
         .unify()
         .or(docs::routes())
+        .unify()
+        .or(chat_page::routes())
         .unify()
         .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
         .unify();
