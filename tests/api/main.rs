@@ -1,8 +1,10 @@
 //! shopd's integration tests: real HTTP and WebSockets against a real
 //! server on port 0 over a fresh data directory per test.
 
+mod browser;
 mod carts;
 mod chat;
+mod chat_page;
 mod helpers;
 mod items;
 mod metrics;
