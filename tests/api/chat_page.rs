@@ -104,8 +104,8 @@ async fn two_browsers_in_one_room_see_each_others_lines_by_name_and_their_own_as
         return;
     };
     let app = spawn_app().await;
-    let ann = driver.session(720, 460).await;
-    let bob = driver.session(720, 460).await;
+    let ann = driver.session(720, 560).await;
+    let bob = driver.session(720, 560).await;
     open_room(&ann, &app, "tea room").await;
     open_room(&bob, &app, "tea room").await;
     assert_eq!(ann.text(&ann.find("#room-title").await).await, "tea room");
@@ -114,7 +114,11 @@ async fn two_browsers_in_one_room_see_each_others_lines_by_name_and_their_own_as
         (&ann, &bob, "hello, anyone here?"),
         (&bob, &ann, "hi! is the sencha back :: in stock?"),
         (&ann, &bob, "yes, since this morning: 2.50 a bag"),
-        (&bob, &ann, "great, two bags for me then 🍵"),
+        (
+            &bob,
+            &ann,
+            "great, two bags for me then. Merci, café crème later?",
+        ),
     ];
     for (from, to, text) in talk {
         say(from, text).await;
