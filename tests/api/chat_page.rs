@@ -366,6 +366,14 @@ async fn the_page_and_its_assets_carry_their_types_the_policy_and_nosniff() {
 async fn chat_paths_keep_their_websocket_behaviour_beside_the_page() {
     let app = spawn_app().await;
     assert_eq!(detail(app.get("/chat/lobby").await, 404).await, "Not Found");
+    for page in ["/chat", "/chat/"] {
+        let response = app.get(page).await;
+        assert_eq!(response.status(), 200, "{page} is the page");
+        assert_eq!(
+            header(&response, "content-type"),
+            "text/html; charset=utf-8"
+        );
+    }
     assert_eq!(
         detail(app.get("/chat/chat.js").await, 404).await,
         "Not Found"
