@@ -11,7 +11,9 @@
 //!   bounded queues;
 //! - `session`: one socket, a reader loop plus a forwarder task;
 //! - `close`: close codes and the signal that asks a session to close;
-//! - `names`: random user names.
+//! - `names`: random user names;
+//! - `page/`: the chat page's HTML, CSS and JavaScript, which
+//!   `http::chat_page` serves at `GET /chat`.
 //!
 //! # Bounds
 //!

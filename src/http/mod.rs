@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod carts;
+mod chat_page;
 mod docs;
 pub mod error;
 mod extract;
@@ -85,6 +86,8 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .or(openapi::route())
         .unify()
         .or(docs::routes())
+        .unify()
+        .or(chat_page::routes())
         .unify()
         .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
         .unify();

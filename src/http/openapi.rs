@@ -50,6 +50,7 @@ nothing is stored.";
         super::carts::get,
         super::carts::add,
         chat,
+        super::chat_page::page,
         metrics,
         super::health::healthz,
         super::health::ready,
@@ -113,7 +114,11 @@ pub fn route() -> BoxedFilter<(Routed,)> {
 static METHODS: LazyLock<Vec<(Vec<String>, HeaderValue)>> = LazyLock::new(|| {
     let document: serde_json::Value =
         serde_json::from_str(document()).expect("the API document is JSON");
-    let mut routes = vec![(vec!["openapi.json".into()], HeaderValue::from_static("GET"))];
+    // Routes left out of the document: the document itself, the chat page's assets.
+    let mut routes: Vec<(Vec<String>, HeaderValue)> = ["openapi.json", "chat.css", "chat.js"]
+        .into_iter()
+        .map(|path| (vec![path.into()], HeaderValue::from_static("GET")))
+        .collect();
     for (template, item) in document["paths"].as_object().into_iter().flatten() {
         let methods: Vec<_> = ["get", "post", "put", "patch", "delete"]
             .into_iter()

@@ -2,8 +2,10 @@
 //! server on port 0 over a fresh data directory per test.
 
 mod backup;
+mod browser;
 mod carts;
 mod chat;
+mod chat_page;
 mod helpers;
 mod items;
 mod metrics;

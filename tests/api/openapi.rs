@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("patch", "/item/{id}", &["200", "304", "404", "413", "422"]),
     ("delete", "/item/{id}", &["200", "404", "422"]),
     ("get", "/chat/{chat_name}", &["101"]),
+    ("get", "/chat", &["200"]),
     ("get", "/metrics", &["200"]),
     ("get", "/healthz", &["200"]),
     ("get", "/readyz", &["200", "503"]),
