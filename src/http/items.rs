@@ -103,7 +103,7 @@ async fn create<S: Store>(
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
-    let item = parse_item_body(&body?)?;
+    let item = parse_item_body(&body?, state.max_name_chars)?;
     let item = state.store.create_item(item).await?;
     Ok(created(format!("/item/{}", item.id), &item))
 }
@@ -121,7 +121,7 @@ async fn create<S: Store>(
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
-    let filter = super::query::item_filter(&query)?;
+    let filter = super::query::item_filter(&query, state.max_list_limit)?;
     let items = state.store.items(filter).await?;
     Ok(json(StatusCode::OK, &items))
 }
@@ -171,7 +171,10 @@ async fn replace<S: Store>(
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
-    let ([id], item) = with_body([path_id(&id, "id", "Item")], parse_item_body(&body?))?;
+    let ([id], item) = with_body(
+        [path_id(&id, "id", "Item")],
+        parse_item_body(&body?, state.max_name_chars),
+    )?;
     let item = state.store.replace_item(id, item).await?;
     Ok(json(StatusCode::OK, &item))
 }
@@ -201,7 +204,10 @@ async fn patch<S: Store>(
     body: Result<Bytes, ApiError>,
     state: State<S>,
 ) -> Result<Response, ApiError> {
-    let ([id], patch) = with_body([path_id(&id, "id", "Item")], parse_item_patch(&body?))?;
+    let ([id], patch) = with_body(
+        [path_id(&id, "id", "Item")],
+        parse_item_patch(&body?, state.max_name_chars),
+    )?;
     let item = state.store.patch_item(id, patch).await?;
     Ok(json(StatusCode::OK, &item))
 }

@@ -5,6 +5,7 @@ mod carts;
 mod chat;
 mod helpers;
 mod items;
+mod limits;
 mod metrics;
 mod openapi;
 mod operator;
