@@ -118,6 +118,10 @@ pub async fn serve(
                     }
                 };
                 tokio::select! {
+                    // The connection first: bytes that arrived while the
+                    // server was busy count before any deadline is checked,
+                    // so a client is never blamed for the server's delay.
+                    biased;
                     result = served => {
                         log_end(result);
                         None
