@@ -46,7 +46,10 @@ async fn seed<S: Store>(store: &S, items: u64, carts: u64) {
         }
         let pick = |k: u64| ids[((n * 3 + k) % ids.len() as u64) as usize];
         for item in [pick(0), pick(1), pick(2), pick(0)] {
-            store.add_to_cart(cart, item).await.expect("add to cart");
+            store
+                .add_to_cart(cart, item, usize::MAX)
+                .await
+                .expect("add to cart");
         }
     }
     store.close().await.expect("flush");

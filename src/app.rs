@@ -11,7 +11,7 @@ use warp::Filter;
 
 use crate::chat::Rooms;
 use crate::config::Settings;
-use crate::http::server::{self, Limits};
+use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
 use crate::store::{
@@ -115,6 +115,9 @@ impl<S: Store> App<S> {
         let state = State {
             store: self.store.clone(),
             max_body_bytes: self.settings.max_body_bytes,
+            max_list_limit: self.settings.max_list_limit,
+            max_name_chars: self.settings.max_name_chars,
+            max_cart_lines: self.settings.max_cart_lines,
             telemetry: self.telemetry.clone(),
             stats,
             access: api::admin::Access {
@@ -127,8 +130,14 @@ impl<S: Store> App<S> {
             .or(api::api(state))
             .unify()
             .boxed();
+        let secs = Duration::from_secs;
         let limits = Limits {
-            header_read_timeout: Duration::from_secs(self.settings.header_read_timeout_secs),
+            timeouts: Timeouts {
+                header_read: secs(self.settings.header_read_timeout_secs),
+                request: secs(self.settings.request_timeout_secs),
+                idle: secs(self.settings.idle_timeout_secs),
+                write: secs(self.settings.write_timeout_secs),
+            },
             max_connections: self.settings.max_connections,
             shutdown_grace: Duration::from_secs(self.settings.shutdown_grace_secs),
         };
@@ -139,7 +148,8 @@ impl<S: Store> App<S> {
             // Chats are upgraded connections the HTTP drain does not see.
             rooms.shutdown().await;
         };
-        server::serve(listener, filter, limits, shutdown).await;
+        let telemetry = self.telemetry.clone();
+        server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
         refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;

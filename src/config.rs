@@ -131,6 +131,18 @@ settings! {
         max_connections: usize = 4096, "SHOPD_MAX_CONNECTIONS", "N";
         /// Seconds to wait for in-flight requests at shutdown [default: 30]
         shutdown_grace_secs: u64 = 30, "SHOPD_SHUTDOWN_GRACE_SECS", "SECS";
+        /// Seconds a client has to send a whole request, headers and body, from its first byte; past it: 408 and the connection closes [default: 30]
+        request_timeout_secs: u64 = 30, "SHOPD_REQUEST_TIMEOUT_SECS", "SECS";
+        /// Seconds a keep-alive connection may wait for its next request before it is closed [default: 75]
+        idle_timeout_secs: u64 = 75, "SHOPD_IDLE_TIMEOUT_SECS", "SECS";
+        /// Seconds a response may make no write progress (its client not reading) before the connection is closed [default: 30]
+        write_timeout_secs: u64 = 30, "SHOPD_WRITE_TIMEOUT_SECS", "SECS";
+        /// Largest `limit` of `GET /item` and `GET /cart`; larger: 422 [default: 1000]
+        max_list_limit: usize = 1000, "SHOPD_MAX_LIST_LIMIT", "N";
+        /// Longest item name, in characters (Unicode code points); longer: 422 [default: 1024]
+        max_name_chars: usize = 1024, "SHOPD_MAX_NAME_CHARS", "N";
+        /// Most distinct items (lines) in one cart; adding another item: 409 [default: 1000]
+        max_cart_lines: usize = 1000, "SHOPD_MAX_CART_LINES", "N";
         /// Largest chat message accepted, in bytes; larger ones close with 1009 [default: 65536]
         chat_max_message_bytes: usize = 64 * 1024, "SHOPD_CHAT_MAX_MESSAGE_BYTES", "BYTES";
         /// Messages queued for one chat member before it is dropped with 1008 [default: 1024]
@@ -281,6 +293,12 @@ impl Settings {
         positive("max_body_bytes", self.max_body_bytes)?;
         positive("header_read_timeout_secs", self.header_read_timeout_secs)?;
         positive("max_connections", self.max_connections as u64)?;
+        positive("request_timeout_secs", self.request_timeout_secs)?;
+        positive("idle_timeout_secs", self.idle_timeout_secs)?;
+        positive("write_timeout_secs", self.write_timeout_secs)?;
+        positive("max_list_limit", self.max_list_limit as u64)?;
+        positive("max_name_chars", self.max_name_chars as u64)?;
+        positive("max_cart_lines", self.max_cart_lines as u64)?;
         positive("chat_max_message_bytes", self.chat_max_message_bytes as u64)?;
         positive("chat_queue_len", self.chat_queue_len as u64)?;
         positive("chat_max_connections", self.chat_max_connections as u64)?;

@@ -1,7 +1,8 @@
 //! The `shopd` binary: settings, logging, then the app until a signal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use shopd::config::Command;
@@ -28,7 +29,8 @@ async fn main() -> ExitCode {
     }
     let settings = match Settings::load(cli.serve) {
         Ok(settings) => settings,
-        Err(err) => return fail(&err),
+        // Logging has not started: stderr is ours alone.
+        Err(err) => return finish(Err(err)),
     };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
@@ -37,17 +39,42 @@ async fn main() -> ExitCode {
     // for a pipe or a terminal. When that thread falls behind by more than
     // its buffer, lines are dropped rather than slowing requests down; the
     // guard flushes what is left at exit.
-    let (writer, _flush_logs) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, flush_logs) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(settings).await {
+    let outcome = run(settings).await;
+    let last_line = match &outcome {
+        Ok(()) => None,
+        Err(err) => Some(format!("shopd: {}", shopd::error_chain(err))),
+    };
+    // From here on stderr belongs to the log writer thread, and with stderr
+    // on a full pipe nobody reads, that thread sits in a write holding
+    // stderr's lock. Flushing the logs and the last line get a bounded wait
+    // on a helper thread; then shopd exits whether they went out or not.
+    let (done, finished) = std::sync::mpsc::channel();
+    let last_words = std::thread::Builder::new()
+        .name("shopd-exit".into())
+        .spawn(move || {
+            drop(flush_logs);
+            if let Some(line) = last_line {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+            let _ = done.send(());
+        });
+    if last_words.is_ok() {
+        let _ = finished.recv_timeout(EXIT_WAIT);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+        Err(_) => ExitCode::FAILURE,
     }
 }
+
+/// The most shopd waits at exit for its last log lines to go out.
+const EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Opens the store the settings choose, then serves: one monomorphised
 /// [`serve`] per backend.
@@ -79,14 +106,13 @@ async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), s
     app.serve(listener, shopd::shutdown::signal()).await
 }
 
+/// The exit of a command that runs without logging: stderr is ours alone.
 fn finish<E: std::error::Error + 'static>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+        Err(err) => {
+            eprintln!("shopd: {}", shopd::error_chain(&err));
+            ExitCode::FAILURE
+        }
     }
-}
-
-fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {
-    eprintln!("shopd: {}", shopd::error_chain(err));
-    ExitCode::FAILURE
 }

@@ -57,6 +57,15 @@ impl Issue {
         )
     }
 
+    /// A number above its upper bound.
+    pub fn above(loc: Vec<Location>, bound: u64) -> Issue {
+        Issue::new(
+            loc,
+            "less_than_equal",
+            format!("Input should be less than or equal to {bound}"),
+        )
+    }
+
     /// A number below its lower bound.
     pub fn below(loc: Vec<Location>, bound: u64) -> Issue {
         Issue::new(
@@ -129,8 +138,21 @@ fn error_offset(body: &[u8], err: &serde_json::Error) -> usize {
     (line_start + err.column().saturating_sub(1)).min(body.len())
 }
 
-fn name_field(value: &Value, issues: &mut Vec<Issue>) -> Option<String> {
+/// A name: a non-empty string of at most `max_chars` characters (Unicode
+/// code points, as pydantic's `max_length` and JSON Schema's `maxLength`
+/// count them).
+fn name_field(value: &Value, max_chars: usize, issues: &mut Vec<Issue>) -> Option<String> {
     match value {
+        // A string of at most `max_chars` bytes is short enough; only a
+        // longer one needs counting.
+        Value::String(name) if name.len() > max_chars && name.chars().count() > max_chars => {
+            issues.push(Issue::new(
+                body_loc("name"),
+                "string_too_long",
+                format!("String should have at most {max_chars} characters"),
+            ));
+            None
+        }
         Value::String(name) if !name.is_empty() => Some(name.clone()),
         Value::String(_) => {
             issues.push(Issue::new(
@@ -188,12 +210,13 @@ fn reject_unknown(map: &Map<String, Value>, issues: &mut Vec<Issue>) {
     }
 }
 
-/// Validates the body of `POST /item` and `PUT /item/{id}`: exactly `name` and `price`.
-pub fn parse_item_body(body: &[u8]) -> Result<NewItem, Vec<Issue>> {
+/// Validates the body of `POST /item` and `PUT /item/{id}`: exactly `name`
+/// (at most `max_name_chars` characters) and `price`.
+pub fn parse_item_body(body: &[u8], max_name_chars: usize) -> Result<NewItem, Vec<Issue>> {
     let map = json_object(body)?;
     let mut issues = Vec::new();
     let name = match map.get("name") {
-        Some(value) => name_field(value, &mut issues),
+        Some(value) => name_field(value, max_name_chars, &mut issues),
         None => {
             issues.push(Issue::new(body_loc("name"), "missing", "Field required"));
             None
@@ -213,12 +236,15 @@ pub fn parse_item_body(body: &[u8]) -> Result<NewItem, Vec<Issue>> {
     }
 }
 
-/// Validates the body of `PATCH /item/{id}`: any of `name` and `price`, nothing else.
-pub fn parse_item_patch(body: &[u8]) -> Result<ItemPatch, Vec<Issue>> {
+/// Validates the body of `PATCH /item/{id}`: any of `name` (at most
+/// `max_name_chars` characters) and `price`, nothing else.
+pub fn parse_item_patch(body: &[u8], max_name_chars: usize) -> Result<ItemPatch, Vec<Issue>> {
     let map = json_object(body)?;
     let mut issues = Vec::new();
     let patch = ItemPatch {
-        name: map.get("name").and_then(|v| name_field(v, &mut issues)),
+        name: map
+            .get("name")
+            .and_then(|v| name_field(v, max_name_chars, &mut issues)),
         price: map.get("price").and_then(|v| price_field(v, &mut issues)),
     };
     reject_unknown(&map, &mut issues);
@@ -233,42 +259,63 @@ pub fn parse_item_patch(body: &[u8]) -> Result<ItemPatch, Vec<Issue>> {
 mod tests {
     use super::*;
 
+    const MAX: usize = 1024;
+
     fn kinds(result: Result<NewItem, Vec<Issue>>) -> Vec<&'static str> {
         result.unwrap_err().into_iter().map(|i| i.kind).collect()
     }
 
     #[test]
     fn accepts_a_valid_item() {
-        let item = parse_item_body(br#"{"name": "tea", "price": 2}"#).unwrap();
+        let item = parse_item_body(br#"{"name": "tea", "price": 2}"#, MAX).unwrap();
         assert_eq!(item.name, "tea");
         assert_eq!(item.price, 2.0);
     }
 
     #[test]
     fn reports_every_problem_once() {
-        let issues = kinds(parse_item_body(br#"{"name": "", "price": -1, "x": 1}"#));
+        let issues = kinds(parse_item_body(
+            br#"{"name": "", "price": -1, "x": 1}"#,
+            MAX,
+        ));
         assert_eq!(
             issues,
             ["string_too_short", "greater_than_equal", "extra_forbidden"]
         );
-        assert_eq!(kinds(parse_item_body(b"{}")), ["missing", "missing"]);
-        assert_eq!(kinds(parse_item_body(b"")), ["missing"]);
-        assert_eq!(kinds(parse_item_body(b"[1]")), ["model_attributes_type"]);
-        assert_eq!(kinds(parse_item_body(b"{\"name\":")), ["json_invalid"]);
+        assert_eq!(kinds(parse_item_body(b"{}", MAX)), ["missing", "missing"]);
+        assert_eq!(kinds(parse_item_body(b"", MAX)), ["missing"]);
         assert_eq!(
-            kinds(parse_item_body(br#"{"name": 1, "price": "1"}"#)),
+            kinds(parse_item_body(b"[1]", MAX)),
+            ["model_attributes_type"]
+        );
+        assert_eq!(kinds(parse_item_body(b"{\"name\":", MAX)), ["json_invalid"]);
+        assert_eq!(
+            kinds(parse_item_body(br#"{"name": 1, "price": "1"}"#, MAX)),
             ["string_type", "float_type"]
         );
         assert_eq!(
-            kinds(parse_item_body(br#"{"name": "a", "price": 1e999}"#)),
+            kinds(parse_item_body(br#"{"name": "a", "price": 1e999}"#, MAX)),
             ["json_invalid"]
         );
     }
 
     #[test]
+    fn names_are_bounded_in_characters_not_bytes() {
+        let fits = format!(r#"{{"name": "{}", "price": 1}}"#, "é".repeat(4));
+        assert!(parse_item_body(fits.as_bytes(), 4).is_ok());
+        let long = format!(r#"{{"name": "{}", "price": 1}}"#, "é".repeat(5));
+        assert_eq!(
+            kinds(parse_item_body(long.as_bytes(), 4)),
+            ["string_too_long"]
+        );
+        let patch = parse_item_patch(br#"{"name": "abcde"}"#, 4).unwrap_err();
+        assert_eq!(patch[0].msg, "String should have at most 4 characters");
+    }
+
+    #[test]
     fn patch_rejects_deleted_and_null() {
-        assert_eq!(parse_item_patch(b"{}").unwrap(), ItemPatch::default());
-        let issues = parse_item_patch(br#"{"deleted": true, "name": null}"#).unwrap_err();
+        assert_eq!(parse_item_patch(b"{}", MAX).unwrap(), ItemPatch::default());
+        let issues = parse_item_patch(br#"{"deleted": true, "name": null}"#, MAX).unwrap_err();
         let kinds: Vec<_> = issues.iter().map(|i| i.kind).collect();
         assert_eq!(kinds, ["string_type", "extra_forbidden"]);
     }

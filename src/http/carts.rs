@@ -98,7 +98,7 @@ async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
-    let filter = super::query::cart_filter(&query)?;
+    let filter = super::query::cart_filter(&query, state.max_list_limit)?;
     let carts = state.store.carts(filter).await?;
     Ok(json(StatusCode::OK, &carts))
 }
@@ -139,6 +139,10 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
                 ("unknown item" = (value = json!({"detail": "Item 5 not found"}))),
                 ("deleted item" = (value = json!({"detail": "Item 5 is deleted"}))),
             )),
+        (status = 409, description = "The cart has the most distinct lines allowed (the \
+            `max_cart_lines` setting) and the item is not one of them; nothing changed",
+            body = SentenceBody,
+            example = json!({"detail": "Cart 7 has the most lines allowed (1000)"})),
         (status = 422, response = super::openapi::Invalid),
     ),
 )]
@@ -148,6 +152,9 @@ async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Re
         path_id(&item, "item_id", "Item"),
     ];
     let [cart, item] = path_ids(ids, Vec::new())?;
-    let cart = state.store.add_to_cart(cart, item).await?;
+    let cart = state
+        .store
+        .add_to_cart(cart, item, state.max_cart_lines)
+        .await?;
     Ok(json(StatusCode::OK, &cart))
 }

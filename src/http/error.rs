@@ -34,6 +34,18 @@ pub enum ApiError {
     /// The admin token is missing or wrong: 401 with `WWW-Authenticate`.
     #[error("Not authenticated")]
     Unauthorized,
+    /// The request did not arrive whole within the request timeout: 408.
+    #[error("The request did not arrive within {0} seconds")]
+    RequestTimeout(u64),
+    /// The request target is longer than hyper reads: 414.
+    #[error("URI Too Long")]
+    UriTooLong,
+    /// Too many headers, or too many bytes of them: 431.
+    #[error("Request Header Fields Too Large")]
+    HeadersTooLarge,
+    /// The change would pass a bound of the resource (a full cart): 409.
+    #[error("{0}")]
+    Conflict(String),
     /// A dependency (the database) cannot be reached now: 503. The store
     /// logs the outage once, not once per request.
     #[error("{0}")]
@@ -50,6 +62,7 @@ impl From<StoreError> for ApiError {
             | StoreError::CartNotFound(_)
             | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
             StoreError::ItemDeleted(_) => ApiError::NotModified,
+            StoreError::CartFull { .. } => ApiError::Conflict(err.to_string()),
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
             }
@@ -95,6 +108,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,6 +156,46 @@ impl ApiError {
                     detail: other.to_string(),
                 },
             ),
+        }
+    }
+}
+
+/// An error reply as bytes for a raw socket, for errors answered outside
+/// the routes (before routing, or after the connection was taken back).
+pub struct ClosingReply {
+    /// Its status.
+    pub status: StatusCode,
+    /// Status line, headers (`connection: close`) and JSON body.
+    pub wire: Vec<u8>,
+    /// The length of the body alone.
+    pub body_len: usize,
+}
+
+impl ApiError {
+    /// The reply as HTTP/1.1 bytes that end the connection. A sentence
+    /// `detail` for every error but 422 (a list) and 304 (no body).
+    pub fn into_closing_reply(self) -> ClosingReply {
+        let status = self.status();
+        let body = match &self {
+            ApiError::NotModified => Ok(Vec::new()),
+            ApiError::Invalid(issues) => serde_json::to_vec(&Detail { detail: issues }),
+            other => serde_json::to_vec(&Detail {
+                detail: other.to_string(),
+            }),
+        }
+        .unwrap_or_default();
+        let mut wire = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default(),
+            body.len()
+        )
+        .into_bytes();
+        wire.extend_from_slice(&body);
+        ClosingReply {
+            status,
+            wire,
+            body_len: body.len(),
         }
     }
 }

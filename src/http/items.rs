@@ -112,7 +112,7 @@ async fn create<S: Store>(
     state: State<S>,
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
-    let item = parse_item_body(&body?)?;
+    let item = parse_item_body(&body?, state.max_name_chars)?;
     let item = state.store.create_item(item).await?;
     Ok(created(format!("/item/{}", item.id), &item))
 }
@@ -130,7 +130,7 @@ async fn create<S: Store>(
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
-    let filter = super::query::item_filter(&query)?;
+    let filter = super::query::item_filter(&query, state.max_list_limit)?;
     let items = state.store.items(filter).await?;
     Ok(json(StatusCode::OK, &items))
 }
@@ -184,7 +184,10 @@ async fn replace<S: Store>(
     state: State<S>,
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
-    let ([id], item) = with_body([path_id(&id, "id", "Item")], parse_item_body(&body?))?;
+    let ([id], item) = with_body(
+        [path_id(&id, "id", "Item")],
+        parse_item_body(&body?, state.max_name_chars),
+    )?;
     let item = state.store.replace_item(id, item).await?;
     Ok(json(StatusCode::OK, &item))
 }
@@ -218,7 +221,10 @@ async fn patch<S: Store>(
     state: State<S>,
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
-    let ([id], patch) = with_body([path_id(&id, "id", "Item")], parse_item_patch(&body?))?;
+    let ([id], patch) = with_body(
+        [path_id(&id, "id", "Item")],
+        parse_item_patch(&body?, state.max_name_chars),
+    )?;
     let item = state.store.patch_item(id, patch).await?;
     Ok(json(StatusCode::OK, &item))
 }

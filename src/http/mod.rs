@@ -15,6 +15,7 @@ mod openapi;
 mod query;
 pub(crate) mod reply;
 pub mod server;
+mod watch;
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -46,6 +47,12 @@ pub struct State<S> {
     pub store: S,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// Largest `limit` of a list.
+    pub max_list_limit: usize,
+    /// Longest item name, in characters.
+    pub max_name_chars: usize,
+    /// Most distinct lines in one cart.
+    pub max_cart_lines: usize,
     /// Metrics, for `/metrics`.
     pub telemetry: Telemetry,
     /// The store's sizes as last refreshed, for `/metrics`.
@@ -74,6 +81,10 @@ fn answer(handler: &'static str) -> impl Fn(Result<Response, ApiError>) -> Route
 /// The whole HTTP API (chat excluded), measured and logged.
 pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
     let telemetry = state.telemetry.clone();
+    let bounds = openapi::Bounds {
+        max_list_limit: state.max_list_limit,
+        max_name_chars: state.max_name_chars,
+    };
     let routes = items::routes(state.clone())
         .or(carts::routes(state.clone()))
         .unify()
@@ -83,7 +94,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(metrics::route(state))
         .unify()
-        .or(openapi::route())
+        .or(openapi::route(bounds))
         .unify()
         .or(docs::routes())
         .unify()

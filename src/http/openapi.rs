@@ -32,7 +32,12 @@ Every error but 304 has a JSON body with `detail`, as FastAPI answers:
 
 A path id that is an integer no resource can have (0, negative, beyond 64 bits)
 is a 404. A body larger than the configured limit (default 1 MiB) is a 413 and
-nothing is stored.";
+nothing is stored.
+
+Requests hyper cannot parse are answered before any route, also with a JSON
+`detail`: 400 (malformed request line, header or `Content-Length`), 414 (URI
+over 65534 bytes), 431 (more than 100 headers, or too many bytes of them). A
+request that does not arrive whole in time gets 408 and its connection closes.";
 
 /// The API document: every route of the shop.
 #[derive(OpenApi)]
@@ -82,6 +87,67 @@ nothing is stored.";
 )]
 pub struct ApiDoc;
 
+/// The bounds of this shopd that the document states (its settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The `max_list_limit` setting.
+    pub max_list_limit: usize,
+    /// The `max_name_chars` setting.
+    pub max_name_chars: usize,
+}
+
+/// The document with this shopd's bounds: the `maximum` of `limit`, the
+/// `maxLength` of names, and a closing paragraph on every bound (its value
+/// here, its default, its setting). The numbers come from the settings
+/// alone, so the document cannot disagree with what is enforced.
+fn document_with(bounds: Bounds) -> String {
+    let mut document: serde_json::Value =
+        serde_json::from_str(document()).expect("the API document is JSON");
+    for list in [
+        "/paths/~1item/get/parameters",
+        "/paths/~1cart/get/parameters",
+    ] {
+        let parameters = document.pointer_mut(list).and_then(|p| p.as_array_mut());
+        for parameter in parameters.into_iter().flatten() {
+            if parameter["name"] == "limit" {
+                parameter["schema"]["maximum"] = bounds.max_list_limit.into();
+            }
+        }
+    }
+    for schema in ["NewItem", "ItemPatch"] {
+        let name = format!("/components/schemas/{schema}/properties/name");
+        if let Some(name) = document.pointer_mut(&name) {
+            name["maxLength"] = bounds.max_name_chars.into();
+        }
+    }
+    let defaults = crate::config::Settings::default();
+    let limits = format!(
+        "\n\nLimits of this server (settings, each in `config.toml`, `SHOPD_*` and flags):\n\
+         - `limit` of a list: at most {} (`max_list_limit`, default {}); more is a 422 \
+         `less_than_equal`.\n\
+         - item names: at most {} characters (`max_name_chars`, default {}); longer is a 422 \
+         `string_too_long`.\n\
+         - distinct lines per cart: `max_cart_lines` (default {}); adding another item is \
+         a 409.\n\
+         - a whole request within `request_timeout_secs` (default {} s) of its first byte, \
+         else 408; idle keep-alive connections close after `idle_timeout_secs` (default {} s); \
+         a response its client does not read for `write_timeout_secs` (default {} s) is \
+         dropped with its connection.",
+        bounds.max_list_limit,
+        defaults.max_list_limit,
+        bounds.max_name_chars,
+        defaults.max_name_chars,
+        defaults.max_cart_lines,
+        defaults.request_timeout_secs,
+        defaults.idle_timeout_secs,
+        defaults.write_timeout_secs,
+    );
+    if let Some(serde_json::Value::String(text)) = document.pointer_mut("/info/description") {
+        text.push_str(&limits);
+    }
+    serde_json::to_string_pretty(&document).expect("the API document serializes")
+}
+
 /// The document as JSON, built once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     ApiDoc::openapi()
@@ -94,13 +160,14 @@ pub fn document() -> &'static str {
     &DOCUMENT
 }
 
-/// `GET /openapi.json`: the API document.
-pub fn route() -> BoxedFilter<(Routed,)> {
+/// `GET /openapi.json`: the API document, with this shopd's bounds.
+pub fn route(bounds: Bounds) -> BoxedFilter<(Routed,)> {
+    let document = bytes::Bytes::from(document_with(bounds));
     warp::path!("openapi.json")
         .and(warp::get())
-        .map(|| Routed {
+        .map(move || Routed {
             handler: "/openapi.json",
-            response: super::reply::typed(StatusCode::OK, "application/json", document()),
+            response: super::reply::typed(StatusCode::OK, "application/json", document.clone()),
         })
         .boxed()
 }
@@ -176,7 +243,7 @@ pub struct ItemQuery {
     /// Matching items skipped before the first one returned.
     #[param(minimum = 0, default = 0, nullable = false)]
     offset: Option<u128>,
-    /// The most items returned.
+    /// The most items returned; the maximum is the `max_list_limit` setting.
     #[param(minimum = 1, default = 10, nullable = false)]
     limit: Option<u128>,
     /// Lowest price listed, inclusive.
@@ -199,7 +266,7 @@ pub struct CartQuery {
     /// Matching carts skipped before the first one returned.
     #[param(minimum = 0, default = 0, nullable = false)]
     offset: Option<u128>,
-    /// The most carts returned.
+    /// The most carts returned; the maximum is the `max_list_limit` setting.
     #[param(minimum = 1, default = 10, nullable = false)]
     limit: Option<u128>,
     /// Lowest cart price listed, inclusive.

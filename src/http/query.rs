@@ -24,8 +24,14 @@ fn loc(name: &str) -> Vec<Location> {
     vec!["query".into(), name.into()]
 }
 
-/// An integer at least `min`; values past 64 bits saturate.
-fn integer(params: &Params, name: &str, min: u64, issues: &mut Vec<Issue>) -> Option<u64> {
+/// An integer at least `min` (and at most `max`, when given); values past
+/// 64 bits saturate.
+fn integer(
+    params: &Params,
+    name: &str,
+    (min, max): (u64, Option<u64>),
+    issues: &mut Vec<Issue>,
+) -> Option<u64> {
     let text = params.get(name)?;
     let Some(value) = parse_integer(text) else {
         issues.push(Issue::not_an_integer(loc(name)));
@@ -33,6 +39,12 @@ fn integer(params: &Params, name: &str, min: u64, issues: &mut Vec<Issue>) -> Op
     };
     if value < i128::from(min) {
         issues.push(Issue::below(loc(name), min));
+        return None;
+    }
+    if let Some(max) = max
+        && value > i128::from(max)
+    {
+        issues.push(Issue::above(loc(name), max));
         return None;
     }
     Some(u64::try_from(value).unwrap_or(u64::MAX))
@@ -74,12 +86,18 @@ fn boolean(params: &Params, name: &str, issues: &mut Vec<Issue>) -> Option<bool>
     }
 }
 
-fn page_and_price(params: &Params, issues: &mut Vec<Issue>) -> (Page, PriceRange) {
+fn page_and_price(
+    params: &Params,
+    max_limit: usize,
+    issues: &mut Vec<Issue>,
+) -> (Page, PriceRange) {
     let defaults = Page::default();
     let to_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+    let max_limit = u64::try_from(max_limit).unwrap_or(u64::MAX);
     let page = Page {
-        offset: integer(params, "offset", 0, issues).map_or(defaults.offset, to_usize),
-        limit: integer(params, "limit", 1, issues).map_or(defaults.limit, to_usize),
+        offset: integer(params, "offset", (0, None), issues).map_or(defaults.offset, to_usize),
+        limit: integer(params, "limit", (1, Some(max_limit)), issues)
+            .map_or(defaults.limit, to_usize),
     };
     let range = PriceRange {
         min: price(params, "min_price", issues),
@@ -88,11 +106,11 @@ fn page_and_price(params: &Params, issues: &mut Vec<Issue>) -> (Page, PriceRange
     (page, range)
 }
 
-/// The filters of `GET /item`.
-pub fn item_filter(raw: &str) -> Result<ItemFilter, Vec<Issue>> {
+/// The filters of `GET /item`; `limit` at most `max_limit`.
+pub fn item_filter(raw: &str, max_limit: usize) -> Result<ItemFilter, Vec<Issue>> {
     let params = Params::parse(raw);
     let mut issues = Vec::new();
-    let (page, price) = page_and_price(&params, &mut issues);
+    let (page, price) = page_and_price(&params, max_limit, &mut issues);
     let show_deleted = boolean(&params, "show_deleted", &mut issues).unwrap_or(false);
     if !issues.is_empty() {
         return Err(issues);
@@ -104,13 +122,13 @@ pub fn item_filter(raw: &str) -> Result<ItemFilter, Vec<Issue>> {
     })
 }
 
-/// The filters of `GET /cart`.
-pub fn cart_filter(raw: &str) -> Result<CartFilter, Vec<Issue>> {
+/// The filters of `GET /cart`; `limit` at most `max_limit`.
+pub fn cart_filter(raw: &str, max_limit: usize) -> Result<CartFilter, Vec<Issue>> {
     let params = Params::parse(raw);
     let mut issues = Vec::new();
-    let (page, price) = page_and_price(&params, &mut issues);
-    let min_quantity = integer(&params, "min_quantity", 0, &mut issues);
-    let max_quantity = integer(&params, "max_quantity", 0, &mut issues);
+    let (page, price) = page_and_price(&params, max_limit, &mut issues);
+    let min_quantity = integer(&params, "min_quantity", (0, None), &mut issues);
+    let max_quantity = integer(&params, "max_quantity", (0, None), &mut issues);
     if !issues.is_empty() {
         return Err(issues);
     }
@@ -127,7 +145,7 @@ mod tests {
     use super::*;
 
     fn kinds(raw: &str) -> Vec<&'static str> {
-        item_filter(raw)
+        item_filter(raw, 1000)
             .unwrap_err()
             .iter()
             .map(|i| i.kind)
@@ -136,7 +154,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_absent() {
-        let filter = item_filter("").unwrap();
+        let filter = item_filter("", 1000).unwrap();
         assert_eq!(filter.page, Page::default());
         assert!(!filter.show_deleted);
     }
@@ -152,16 +170,18 @@ mod tests {
         assert_eq!(kinds("max_price=abc"), ["float_parsing"]);
         assert_eq!(kinds("show_deleted=maybe"), ["bool_parsing"]);
         assert_eq!(kinds("limit="), ["int_parsing"]);
+        assert_eq!(kinds("limit=1001"), ["less_than_equal"]);
+        assert_eq!(kinds("limit=99999999999999999999999"), ["less_than_equal"]);
     }
 
     #[test]
     fn python_style_booleans_and_huge_numbers_are_accepted() {
-        assert!(item_filter("show_deleted=True").unwrap().show_deleted);
-        assert!(!item_filter("show_deleted=OFF").unwrap().show_deleted);
-        let filter = item_filter("offset=99999999999999999999999&limit=5").unwrap();
+        assert!(item_filter("show_deleted=True", 1000).unwrap().show_deleted);
+        assert!(!item_filter("show_deleted=OFF", 1000).unwrap().show_deleted);
+        let filter = item_filter("offset=99999999999999999999999&limit=5", 1000).unwrap();
         assert_eq!(filter.page.offset, usize::MAX);
         assert_eq!(filter.page.limit, 5);
-        let filter = cart_filter("min_quantity=0&max_quantity=3&limit=1").unwrap();
+        let filter = cart_filter("min_quantity=0&max_quantity=3&limit=1", 1000).unwrap();
         assert_eq!(
             (filter.min_quantity, filter.max_quantity),
             (Some(0), Some(3))

@@ -51,6 +51,10 @@ pub enum StoreError {
         /// Carts found.
         carts: u64,
     },
+    /// The cart already has the most distinct lines allowed, and the item
+    /// is not one of them.
+    #[error("Cart {cart} has the most lines allowed ({limit})")]
+    CartFull { cart: Id, limit: usize },
     /// The storage cannot be reached now (database down, timed out, pool
     /// exhausted); the same request may succeed later.
     #[error("storage unavailable")]
@@ -114,11 +118,19 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Carts passing the filter, by ascending id.
     fn carts(&self, filter: CartFilter) -> impl Future<Output = StoreResult<Vec<Cart>>> + Send;
     /// Adds one of a live item to a cart, atomically (also against adds
-    /// from other processes sharing the storage), and returns the cart.
+    /// from other processes sharing the storage), and returns the cart. A
+    /// cart holds at most `max_lines` distinct items (the `max_cart_lines`
+    /// setting, passed by the caller so every backend enforces the same
+    /// one); an item already in it can always be added again.
     /// Errors, checked in this order: [`StoreError::CartNotFound`],
     /// [`StoreError::ItemNotFound`], [`StoreError::ItemUnavailable`] (404:
-    /// the item is deleted).
-    fn add_to_cart(&self, cart: Id, item: Id) -> impl Future<Output = StoreResult<Cart>> + Send;
+    /// the item is deleted), [`StoreError::CartFull`] (409).
+    fn add_to_cart(
+        &self,
+        cart: Id,
+        item: Id,
+        max_lines: usize,
+    ) -> impl Future<Output = StoreResult<Cart>> + Send;
     /// Current sizes, read from the storage (it may take a round trip; the
     /// metrics read them from a [`StatsCache`] refreshed in the background).
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;

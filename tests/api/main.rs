@@ -8,6 +8,7 @@ mod chat;
 mod chat_page;
 mod helpers;
 mod items;
+mod limits;
 mod metrics;
 mod openapi;
 mod operator;

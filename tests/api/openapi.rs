@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("get", "/metrics", &["200"]),
     ("get", "/healthz", &["200"]),
     ("get", "/readyz", &["200", "503"]),
+    ("get", "/admin/export", &["200", "401", "404"]),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -1,8 +1,9 @@
 //! The operator interface: flags, environment, config file, the data
 //! directory lock, fail-fast start-up, signals and durability.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -297,4 +298,122 @@ fn sigterm_drains_flushes_and_exits_zero() {
         .json()
         .unwrap();
     assert_eq!(items[0]["name"], "flushed");
+}
+
+#[test]
+fn a_start_up_error_names_its_path_once_and_its_cause_once() {
+    let (_cwd_dir, cwd) = scratch();
+    let file = cwd.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let output = shopd_command(&cwd)
+        .arg("--data-dir")
+        .arg(file.join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr_of(&output);
+    assert_eq!(message.matches("not-a-dir/data").count(), 1, "{message}");
+    // The OS's reason, e.g. "Not a directory (os error 20)", once.
+    assert_eq!(message.matches("(os error").count(), 1, "{message}");
+}
+
+#[test]
+fn sigterm_exits_even_when_nobody_reads_stderr() {
+    let (_cwd_dir, cwd) = scratch();
+    let (_data, data_dir) = scratch();
+    let mut command = shopd_command(&cwd);
+    // Every request logs an access line; stderr is a pipe this test never
+    // reads, so it fills and the log writer blocks on it.
+    command
+        .env("SHOPD_LOG_LEVEL", "info")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("shopd listening on http://")
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    // About 150 bytes a line: far more than a pipe's 64 KiB.
+    for _ in 0..3000 {
+        let path = format!("http://{addr}/item/{}", "9".repeat(40));
+        let _ = client.get(path).send().unwrap();
+    }
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = exit_within_20s(&mut child);
+    let status = status.expect("shopd did not exit within 20 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    drop(child.stderr.take());
+}
+
+/// The child's exit status, or `None` (and the child killed) when it has
+/// not exited within 20 s: a liveness bound, generous on a busy machine,
+/// not a timing claim.
+fn exit_within_20s(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        // Polling for the exit; nothing waits for start-up here.
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    status
+}
+
+/// A pipe whose buffer is already full, and its read end, which nobody
+/// reads: a child's writes to the write end block.
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two descriptors we pass, which we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let chunk = [b'x'; 4096];
+    // SAFETY: fcntl(2) and write(2) on a descriptor we own, from a live buffer.
+    unsafe {
+        let flags = libc::fcntl(fds[1], libc::F_GETFL);
+        libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+        while libc::write(fds[1], chunk.as_ptr().cast(), chunk.len()) > 0 {}
+        libc::fcntl(fds[1], libc::F_SETFL, flags);
+    }
+    (read, write)
+}
+
+#[test]
+fn a_start_up_error_with_stderr_on_a_full_pipe_still_exits() {
+    let (_cwd_dir, cwd) = scratch();
+    let (_data, data_dir) = scratch();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (_unread, full) = full_pipe();
+    let mut child = shopd_command(&cwd)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", &addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(full))
+        .spawn()
+        .unwrap();
+    let status = exit_within_20s(&mut child);
+    let status = status.expect("shopd did not exit within 20 s of failing to start");
+    assert!(!status.success());
 }

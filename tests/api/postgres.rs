@@ -141,7 +141,7 @@ async fn ids_no_row_can_have_are_404_not_500() {
         format!("Item {huge} not found")
     );
     assert_eq!(
-        app.get(&format!("/item?offset={huge}&limit={huge}"))
+        app.get(&format!("/item?offset={huge}&limit=10"))
             .await
             .status(),
         200

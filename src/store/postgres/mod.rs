@@ -416,7 +416,8 @@ impl Store for PgStore {
         Ok(pager.into_found())
     }
 
-    async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+    async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
+        let max_lines = i64::try_from(max_lines).unwrap_or(i64::MAX);
         let cart_key = sql_id(cart).ok_or(StoreError::CartNotFound(cart))?;
         let item_key = sql_id(item);
         with_client!(self, |client| {
@@ -430,16 +431,28 @@ impl Store for PgStore {
                     None => Err(StoreError::CartNotFound(cart).into()),
                 };
             };
+            // One statement: a new line only while the cart has fewer than
+            // `max_lines`; an existing line always. (Concurrent adds of
+            // different new items may each see the count below the bound
+            // under READ COMMITTED: the cart can pass it by at most the
+            // number of such adds running at once.)
             let add = client
                 .prepare_cached(
                     "INSERT INTO cart_lines (cart_id, item_id, quantity)
                      SELECT c.id, i.id, 1 FROM carts c, items i
                      WHERE c.id = $1 AND i.id = $2 AND NOT i.deleted
+                       AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1) < $3
+                            OR EXISTS (SELECT 1 FROM cart_lines
+                                       WHERE cart_id = $1 AND item_id = $2))
                      ON CONFLICT (cart_id, item_id)
                      DO UPDATE SET quantity = cart_lines.quantity + 1",
                 )
                 .await?;
-            if client.execute(&add, &[&cart_key, &item_key]).await? == 0 {
+            if client
+                .execute(&add, &[&cart_key, &item_key, &max_lines])
+                .await?
+                == 0
+            {
                 // Nothing added: say why, in the contract's order.
                 let why = client
                     .prepare_cached(
@@ -453,7 +466,12 @@ impl Store for PgStore {
                 return Err(match (cart_exists, deleted) {
                     (false, _) => StoreError::CartNotFound(cart),
                     (true, None) => StoreError::ItemNotFound(item),
-                    (true, Some(_)) => StoreError::ItemUnavailable(item),
+                    (true, Some(true)) => StoreError::ItemUnavailable(item),
+                    // Live item, existing cart, nothing added: the cart is full.
+                    (true, Some(false)) => StoreError::CartFull {
+                        cart,
+                        limit: usize::try_from(max_lines).unwrap_or(usize::MAX),
+                    },
                 }
                 .into());
             }

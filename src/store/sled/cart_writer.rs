@@ -27,6 +27,8 @@ const MAX_BATCH: usize = 256;
 struct Add {
     cart: Id,
     item: Id,
+    /// The most distinct lines the cart may hold.
+    max_lines: usize,
     reply: oneshot::Sender<StoreResult<CartRecord>>,
 }
 
@@ -61,12 +63,25 @@ impl CartWriter {
 
     /// Adds one of `item` to `cart`; resolves once the transaction that
     /// holds it has committed (and, in `sync` mode, is durable), with the
-    /// cart as that add left it.
-    pub(super) async fn add(&self, cart: Id, item: Id) -> StoreResult<CartRecord> {
+    /// cart as that add left it. A new line is refused with
+    /// [`StoreError::CartFull`] when the cart has `max_lines` already.
+    pub(super) async fn add(
+        &self,
+        cart: Id,
+        item: Id,
+        max_lines: usize,
+    ) -> StoreResult<CartRecord> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
         let queue = self.queue.as_ref().ok_or_else(gone)?;
-        queue.send(Add { cart, item, reply }).map_err(|_| gone())?;
+        queue
+            .send(Add {
+                cart,
+                item,
+                max_lines,
+                reply,
+            })
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -81,7 +96,10 @@ fn writer(
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-        let pairs: Vec<(Id, Id)> = batch.iter().map(|add| (add.cart, add.item)).collect();
+        let pairs: Vec<(Id, Id, usize)> = batch
+            .iter()
+            .map(|add| (add.cart, add.item, add.max_lines))
+            .collect();
         // Through the gate for the transaction only, not for the sync.
         let applied =
             apply(items, carts, &pairs, &gate.pass()).map_err(|err| crate::error_chain(&err));
@@ -116,7 +134,7 @@ fn writer(
 fn apply(
     items: &sled::Tree,
     carts: &sled::Tree,
-    adds: &[(Id, Id)],
+    adds: &[(Id, Id, usize)],
     pass: &Pass<'_>,
 ) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
     type TxError = ConflictableTransactionError<StoreError>;
@@ -126,7 +144,7 @@ fn apply(
         // changed cart is written once, at the end.
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(adds.len());
-        for &(cart, item) in adds {
+        for &(cart, item, max_lines) in adds {
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match carts.get(codec::key(cart))? {
@@ -152,13 +170,22 @@ fn apply(
                 }
                 None => Err(StoreError::ItemNotFound(item)),
             };
-            if let Err(err) = live {
+            let line = record.lines.iter().position(|line| line.item == item);
+            let full = line.is_none() && record.lines.len() >= max_lines;
+            let refused = live.err().or(full.then_some(StoreError::CartFull {
+                cart,
+                limit: max_lines,
+            }));
+            if let Some(err) = refused {
                 outcomes.push(Err(err));
                 changed.insert(cart, (record, dirty));
                 continue;
             }
-            match record.lines.iter_mut().find(|line| line.item == item) {
-                Some(line) => line.quantity = line.quantity.saturating_add(1),
+            match line {
+                Some(at) => {
+                    let line = &mut record.lines[at];
+                    line.quantity = line.quantity.saturating_add(1);
+                }
                 None => record.lines.push(LineRecord { item, quantity: 1 }),
             }
             outcomes.push(Ok(record.clone()));

@@ -437,9 +437,9 @@ impl Store for SledStore {
         page(carts, filter.page, |cart| filter.accepts(cart))
     }
 
-    async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
+    async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
         // Durable on return: in `sync` mode the cart writer syncs each batch.
-        let record = self.inner.cart_writer.add(cart, item).await?;
+        let record = self.inner.cart_writer.add(cart, item, max_lines).await?;
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.
         self.cart_view(cart, &record)

@@ -1,0 +1,419 @@
+//! One connection, watched: what it is doing as far as its deadlines care
+//! ([`Progress`]), and the socket wrapper that records read and write
+//! progress ([`Watched`]).
+//!
+//! The wrapper also gives hyper's own error replies a body. hyper answers
+//! a request it cannot parse (bad request line, bad `Content-Length`, URI
+//! too long, too many or too large headers) with an empty 400, 414 or 431
+//! before any route sees it. Such a reply is recognised on its way out (a
+//! lone response head with `content-length: 0`, which no route of ours
+//! sends for these statuses) and replaced by the same status with a JSON
+//! `detail`, counted in the metrics under the handler `none`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use warp::http::Method;
+
+use super::error::ApiError;
+use crate::metrics::Telemetry;
+
+/// The deadlines of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From a request's first byte to its complete headers.
+    pub header_read: Duration,
+    /// From a request's first byte to its answer (headers, body, handler).
+    pub request: Duration,
+    /// Between the end of a response and the next request's first byte.
+    pub idle: Duration,
+    /// Without any write progress while a response is waiting to go out.
+    pub write: Duration,
+}
+
+/// Why the watchdog gave up on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// A request's headers did not arrive in time: 408 if it can be sent.
+    RequestTimedOut,
+    /// Nothing was asked for too long: closed without a word.
+    Idle,
+    /// The client stopped reading a response: closed.
+    WriteStalled,
+}
+
+/// What one connection is doing, shared by its socket wrapper, its
+/// service wrapper and its watchdog. Times are milliseconds since the
+/// connection was accepted; a stored 0 means "not now", so set times are
+/// stored plus one.
+pub struct Progress {
+    epoch: Instant,
+    /// The first byte of the request being received arrived at (plus one).
+    request_started: AtomicU64,
+    /// Requests handed to the routes whose response is not yet all sent.
+    in_flight: AtomicU32,
+    /// The last read or write progress, or the end of a response.
+    last_activity: AtomicU64,
+    /// Writes find the socket full, with no progress since (plus one).
+    write_blocked: AtomicU64,
+    /// A response was sent: waiting now counts as idle, not header time.
+    answered: AtomicBool,
+    /// The connection became a WebSocket: its bytes are no longer HTTP.
+    upgraded: AtomicBool,
+    /// Set before the watchdog drops the connection: the socket is handed
+    /// back through `returned`, so a last reply can be written on it.
+    reclaim: AtomicBool,
+    returned: Mutex<Option<TcpStream>>,
+    /// The method of the request being received, for the metrics.
+    method: Mutex<Method>,
+    /// Rings when a deadline may have moved earlier.
+    changed: Notify,
+}
+
+impl Progress {
+    /// A connection accepted now.
+    pub fn new() -> Arc<Progress> {
+        Arc::new(Progress {
+            epoch: Instant::now(),
+            request_started: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            last_activity: AtomicU64::new(0),
+            write_blocked: AtomicU64::new(0),
+            answered: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            reclaim: AtomicBool::new(false),
+            returned: Mutex::new(None),
+            method: Mutex::new(Method::GET),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        let now = self.now();
+        self.last_activity.store(now, Relaxed);
+        if self.in_flight.load(Relaxed) == 0 && self.request_started.load(Relaxed) == 0 {
+            self.request_started.store(now + 1, Relaxed);
+            let token = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+            let method = Method::from_bytes(token).unwrap_or(Method::CONNECT);
+            if let Ok(mut slot) = self.method.lock() {
+                *slot = method;
+            }
+            self.changed.notify_one();
+        }
+    }
+
+    fn on_write_progress(&self) {
+        self.last_activity.store(self.now(), Relaxed);
+        self.write_blocked.store(0, Relaxed);
+    }
+
+    fn on_write_blocked(&self) {
+        if self.write_blocked.load(Relaxed) == 0 {
+            self.write_blocked.store(self.now() + 1, Relaxed);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A request's headers are in and the routes take it: returns when its
+    /// first byte arrived and a guard that counts it until its response
+    /// is all sent.
+    pub fn begin_request(self: &Arc<Self>) -> (Instant, InFlight) {
+        let started = match self.request_started.swap(0, Relaxed) {
+            0 => Instant::now(),
+            at => self.epoch + Duration::from_millis(at - 1),
+        };
+        self.in_flight.fetch_add(1, Relaxed);
+        (started, InFlight(self.clone()))
+    }
+
+    /// Marks the connection upgraded (to a WebSocket).
+    pub fn set_upgraded(&self) {
+        self.upgraded.store(true, Relaxed);
+    }
+
+    /// The method of the request being received, or of the last one.
+    pub fn method(&self) -> Method {
+        self.method
+            .lock()
+            .map(|method| method.clone())
+            .unwrap_or(Method::GET)
+    }
+
+    /// How long the request being received has taken so far.
+    pub fn request_elapsed(&self) -> Duration {
+        match self.request_started.load(Relaxed) {
+            0 => Duration::ZERO,
+            at => Duration::from_millis(self.now().saturating_sub(at - 1)),
+        }
+    }
+
+    /// The next deadline (milliseconds since accept) and what passing it means.
+    fn next_deadline(&self, timeouts: &Timeouts) -> (u64, Expiry) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let mut next = (u64::MAX, Expiry::Idle);
+        let mut consider = |at: u64, expiry| {
+            if at < next.0 {
+                next = (at, expiry);
+            }
+        };
+        let blocked = self.write_blocked.load(Relaxed);
+        if blocked > 0 {
+            consider(blocked - 1 + ms(timeouts.write), Expiry::WriteStalled);
+        }
+        // While the routes hold a request, they answer its deadline (408).
+        if self.in_flight.load(Relaxed) == 0 {
+            let started = self.request_started.load(Relaxed);
+            let last = self.last_activity.load(Relaxed);
+            if started > 0 {
+                let allowed = timeouts.header_read.min(timeouts.request);
+                consider(started - 1 + ms(allowed), Expiry::RequestTimedOut);
+            } else if self.answered.load(Relaxed) {
+                consider(last + ms(timeouts.idle), Expiry::Idle);
+            } else {
+                // A new connection that sends nothing has header time only.
+                consider(last + ms(timeouts.header_read), Expiry::Idle);
+            }
+        }
+        next
+    }
+
+    /// Resolves once a deadline has passed; with [`Expiry::RequestTimedOut`]
+    /// the socket will be handed back when the connection is dropped.
+    pub async fn watchdog(&self, timeouts: Timeouts) -> Expiry {
+        loop {
+            let changed = self.changed.notified();
+            let (at, expiry) = self.next_deadline(&timeouts);
+            let now = self.now();
+            if at <= now {
+                if expiry == Expiry::RequestTimedOut {
+                    self.reclaim.store(true, Relaxed);
+                }
+                return expiry;
+            }
+            let wait = Duration::from_millis((at - now).min(86_400_000));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = changed => {}
+            }
+        }
+    }
+
+    /// The socket, once the connection was dropped after
+    /// [`Expiry::RequestTimedOut`].
+    pub fn take_socket(&self) -> Option<TcpStream> {
+        self.returned.lock().ok()?.take()
+    }
+}
+
+/// Counts a request from the routes taking it until its response is sent
+/// (hyper drops the response body then) or abandoned.
+pub struct InFlight(Arc<Progress>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let progress = &self.0;
+        progress.last_activity.store(progress.now(), Relaxed);
+        progress.answered.store(true, Relaxed);
+        if progress.in_flight.fetch_sub(1, Relaxed) == 1 {
+            progress.changed.notify_one();
+        }
+    }
+}
+
+/// A TCP stream that reports its progress and replaces hyper's empty
+/// error replies.
+pub struct Watched {
+    stream: Option<TcpStream>,
+    progress: Arc<Progress>,
+    telemetry: Telemetry,
+    /// Our reply in place of hyper's, and how much of it is sent.
+    replacement: Vec<u8>,
+    sent: usize,
+}
+
+impl Watched {
+    /// Watches `stream` on behalf of `progress`.
+    pub fn new(stream: TcpStream, progress: Arc<Progress>, telemetry: Telemetry) -> Watched {
+        Watched {
+            stream: Some(stream),
+            progress,
+            telemetry,
+            replacement: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        match self.stream.as_mut() {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Tracks the outcome of one write to the socket.
+    fn track(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &poll {
+            Poll::Ready(Ok(n)) if *n > 0 => self.progress.on_write_progress(),
+            Poll::Pending => self.progress.on_write_blocked(),
+            _ => {}
+        }
+        poll
+    }
+
+    /// Sends what is left of a replacement reply.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.replacement.len() {
+            let (sent, replacement) = (self.sent, std::mem::take(&mut self.replacement));
+            let poll = self.stream()?.poll_write(cx, &replacement[sent..]);
+            self.replacement = replacement;
+            match self.track(poll) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `buf` in place of hyper's error reply it holds, if it is one.
+    fn replaces(&mut self, buf: &[u8]) -> bool {
+        if self.progress.upgraded.load(Relaxed) {
+            return false;
+        }
+        let Some(error) = hyper_error(buf) else {
+            return false;
+        };
+        let reply = error.into_closing_reply();
+        let status = reply.status;
+        self.telemetry.record_request(
+            "none",
+            &self.progress.method(),
+            status,
+            self.progress.request_elapsed(),
+            0,
+            reply.body_len as u64,
+        );
+        tracing::info!(
+            target: "shopd::access",
+            method = %self.progress.method(),
+            status = status.as_u16(),
+            "refused before routing"
+        );
+        self.replacement = reply.wire;
+        self.sent = 0;
+        true
+    }
+}
+
+/// The error a reply written by hyper itself stands for: a lone response
+/// head, `content-length: 0`, with a status only hyper's parser produces.
+fn hyper_error(buf: &[u8]) -> Option<ApiError> {
+    let head = std::str::from_utf8(buf).ok()?.strip_suffix("\r\n\r\n")?;
+    let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    if head.contains("\r\n\r\n")
+        || !head
+            .split("\r\n")
+            .any(|line| line.eq_ignore_ascii_case("content-length: 0"))
+    {
+        return None;
+    }
+    match status {
+        "400" => Some(ApiError::BadRequest(
+            "Bad Request: the request line or a header is malformed".into(),
+        )),
+        "414" => Some(ApiError::UriTooLong),
+        "431" => Some(ApiError::HeadersTooLarge),
+        _ => None,
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if self.progress.reclaim.load(Relaxed)
+            && let Ok(mut slot) = self.progress.returned.lock()
+        {
+            *slot = self.stream.take();
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(this.stream()?.poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        if !new.is_empty() {
+            this.progress.on_read(new);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        if this.replaces(buf) {
+            // hyper's bytes count as written; ours go out now or on flush.
+            if let Poll::Ready(Err(err)) = this.poll_replacement(cx) {
+                return Poll::Ready(Err(err));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let poll = this.stream()?.poll_write(cx, buf);
+        this.track(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        if let Some(first) = bufs.iter().find(|buf| !buf.is_empty())
+            && hyper_error(first).is_some()
+        {
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let poll = this.stream()?.poll_write_vectored(cx, bufs);
+        this.track(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        this.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        this.stream()?.poll_shutdown(cx)
+    }
+}
