@@ -19,91 +19,12 @@ LARGE=${LARGE:-100000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
-if ! command -v wrk >/dev/null; then
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-    else
-        echo "bench/run.sh needs wrk (apt-get install wrk)" >&2
-        exit 1
-    fi
+if [[ ${1:-} == postgres ]]; then
+    exec bench/postgres.sh
 fi
 
-cargo build --release --quiet --bin shopd --example ceiling --example seed
-bin=${CARGO_TARGET_DIR:-target}/release
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start NAME CMD...: runs CMD pinned to the server CPU, waits for its
-# "listening on http://ADDR" line, sets $addr and $pid.
-start() {
-    local name=$1
-    shift
-    local out="$work/$name.out"
-    local started=$(date +%s.%N)
-    taskset -c "$SERVER_CPU" "$@" >"$out" 2>"$work/$name.err" &
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 1 600); do
-        if grep -q "listening on http://" "$out" 2>/dev/null; then
-            addr=$(sed -n 's/.*listening on http:\/\///p' "$out" | head -n 1)
-            startup_ms=$(echo "($(date +%s.%N) - $started) * 1000" | bc)
-            return
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$work/$name.err" >&2
-            echo "$name did not start" >&2
-            exit 1
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start in 30 s" >&2
-    exit 1
-}
-
-stop() {
-    kill -TERM "$1"
-    wait "$1" 2>/dev/null || true
-}
-
-shopd() {
-    start "$1" "$bin/shopd" --data-dir "$work/$1" --listen 127.0.0.1:0 \
-        --log-level warn --config /dev/null "${@:2}"
-}
-
-# load NAME=VALUE... URL: one wrk run; prints "rps p50_ms p99_ms".
-load() {
-    local url=${!#}
-    local out
-    out=$(env "${@:1:$#-1}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" \
-        --latency -s bench/random_paths.lua "$url")
-    local rps p50 p99 errors
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-    if [[ -n $errors ]]; then
-        echo "warning: $errors non-2xx answers in $*" >&2
-    fi
-    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
-}
-
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-        printf "%.2f", n }'
-}
-
-rows=()
-row() {
-    rows+=("$1|$2")
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # The ceiling: measured first and last, the better run counts, so a busy
 # moment on the machine does not flatter shopd.

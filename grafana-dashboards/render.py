@@ -203,7 +203,7 @@ def main():
     start = end - args.minutes * 60
     step = max(1.0, round(args.minutes * 60 / 240))
     variables = {"$__rate_interval": args.rate_interval, "$__interval": f"{int(step)}s",
-                 "$__range": f"{int(args.minutes * 60)}s"}
+                 "$__range": f"{int(args.minutes * 60)}s", "$instance": ".*"}
 
     panels = list(panels_of(dashboard))
     units = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)

@@ -13,13 +13,103 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A shopd serving in this process on a fresh data directory.
+use crate::pg::TestDatabase;
+
+/// A shopd serving in this process on a fresh data directory (or a fresh
+/// PostgreSQL database).
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    /// The database, with the PostgreSQL backend; dropped after the server.
+    pub database: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
+}
+
+/// Which store a test runs shopd on.
+pub enum Backend {
+    /// The embedded store in a fresh temp dir.
+    Sled,
+    /// PostgreSQL, on a fresh database.
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    /// PostgreSQL on a fresh database, or `None` when this machine has none
+    /// (the test then skips, loudly).
+    pub async fn postgres(test: &str) -> Option<Backend> {
+        crate::pg::fresh_database(test).await.map(Backend::Postgres)
+    }
+
+    /// shopd with default settings on this backend.
+    pub async fn spawn(self) -> TestApp {
+        self.spawn_with(|_| {}).await
+    }
+
+    /// shopd with settings changed by `configure` on this backend.
+    pub async fn spawn_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        match self {
+            Backend::Sled => spawn_app_with(configure).await,
+            Backend::Postgres(database) => spawn_pg_app(database, configure).await,
+        }
+    }
+}
+
+/// Runs each test once per backend: `async fn name(backend) { .. }` becomes
+/// a module `name` with the tests `sled` and `postgres`, where `backend` is
+/// a [`Backend`] to spawn shopd on.
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sled() {
+                let $backend = crate::helpers::Backend::Sled;
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some($backend) = crate::helpers::Backend::postgres(module_path!()).await else {
+                    return;
+                };
+                $body
+            }
+        }
+    )*};
+}
+pub(crate) use backend_tests;
+
+/// shopd on PostgreSQL database `database`, settings changed by `configure`.
+pub async fn spawn_pg_app(
+    database: TestDatabase,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    settings.database_url = Some(database.url.parse().expect("a postgres:// URL"));
+    configure(&mut settings);
+    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let app = App::connect(settings)
+        .await
+        .expect("connect to the database");
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        dir,
+        database: Some(database),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
 }
 
 /// shopd with default settings on a fresh temp dir and a free port.
@@ -57,6 +147,7 @@ pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -
         addr,
         client: reqwest::Client::new(),
         dir,
+        database: None,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -83,6 +174,14 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
     }
 
     pub async fn post(&self, path: &str) -> reqwest::Response {

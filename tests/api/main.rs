@@ -8,5 +8,7 @@ mod items;
 mod metrics;
 mod openapi;
 mod operator;
+mod pg;
+mod postgres;
 mod prometheus_e2e;
 mod robustness;

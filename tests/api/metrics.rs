@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, backend_tests, spawn_app};
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone)]
@@ -369,42 +369,43 @@ async fn request_and_response_sizes_expose_sum_and_count_per_route() {
     );
 }
 
-#[tokio::test]
-async fn store_gauges_follow_created_items_and_carts() {
-    let app = spawn_app_with(|settings| settings.stats_refresh_ms = 20).await;
-    let empty = scrape(&app).await;
-    assert_eq!(empty.value("shopd_items", &[]), Some(0.0));
-    assert_eq!(empty.value("shopd_carts", &[]), Some(0.0));
-    let doomed = app.create_item("Tea", 2.5).await;
-    app.create_item("Cake", 3.0).await;
-    for _ in 0..3 {
-        app.create_cart().await;
-    }
-    let path = format!("/item/{}", doomed["id"]);
-    assert_eq!(
-        app.client
-            .delete(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    // Sizes are refreshed in the background: wait for a refresh.
-    let refreshed = |metrics: &Exposition| {
-        metrics.value("shopd_items", &[]) == Some(1.0)
-            && metrics.value("shopd_carts", &[]) == Some(3.0)
-    };
-    let mut metrics = scrape(&app).await;
-    for _ in 0..250 {
-        if refreshed(&metrics) {
-            break;
+backend_tests! {
+    async fn store_gauges_follow_created_items_and_carts(backend) {
+        let app = backend.spawn_with(|settings| settings.stats_refresh_ms = 20).await;
+        let empty = scrape(&app).await;
+        assert_eq!(empty.value("shopd_items", &[]), Some(0.0));
+        assert_eq!(empty.value("shopd_carts", &[]), Some(0.0));
+        let doomed = app.create_item("Tea", 2.5).await;
+        app.create_item("Cake", 3.0).await;
+        for _ in 0..3 {
+            app.create_cart().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        metrics = scrape(&app).await;
+        let path = format!("/item/{}", doomed["id"]);
+        assert_eq!(
+            app.client
+                .delete(app.url(&path))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        // Sizes are refreshed in the background: wait for a refresh.
+        let refreshed = |metrics: &Exposition| {
+            metrics.value("shopd_items", &[]) == Some(1.0)
+                && metrics.value("shopd_carts", &[]) == Some(3.0)
+        };
+        let mut metrics = scrape(&app).await;
+        for _ in 0..250 {
+            if refreshed(&metrics) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            metrics = scrape(&app).await;
+        }
+        assert!(refreshed(&metrics), "items and carts counted within 5 s");
+        assert!(metrics.value("shopd_storage_bytes", &[]) > Some(0.0));
     }
-    assert!(refreshed(&metrics), "items and carts counted within 5 s");
-    assert!(metrics.value("shopd_storage_bytes", &[]) > Some(0.0));
 }
 
 #[tokio::test]

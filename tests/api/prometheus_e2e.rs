@@ -16,6 +16,8 @@ const GRAFANA_VARIABLES: &[(&str, &str)] = &[
     ("$__rate_interval", "10s"),
     ("$__interval", "2s"),
     ("$__range", "1m"),
+    // The dashboard's `instance` variable set to "All".
+    ("$instance", ".*"),
 ];
 
 /// How long Prometheus may take to start and to show every panel's series.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, detail, issues, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, backend_tests, detail, issues, spawn_app, spawn_app_with};
 
 async fn item_count(app: &TestApp) -> usize {
     app.get_json("/item?show_deleted=true&limit=1000")
@@ -18,79 +18,80 @@ async fn item_count(app: &TestApp) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn invalid_item_bodies_are_422_and_store_nothing() {
-    let app = spawn_app().await;
-    type Case = (&'static [u8], Vec<(&'static str, &'static str)>);
-    let cases: Vec<Case> = vec![
-        (
-            b"{\"name\": \"a\", \"price\": ",
-            vec![("body.23", "json_invalid")],
-        ),
-        (b"not json", vec![("body.0", "json_invalid")]),
-        (b"", vec![("body", "missing")]),
-        (b"[]", vec![("body", "model_attributes_type")]),
-        (
-            b"{\"name\": 5, \"price\": \"1\"}",
-            vec![("body.name", "string_type"), ("body.price", "float_type")],
-        ),
-        (
-            b"{\"name\": \"a\", \"price\": true}",
-            vec![("body.price", "float_type")],
-        ),
-        (
-            b"{\"name\": \"a\", \"price\": null}",
-            vec![("body.price", "float_type")],
-        ),
-        (
-            b"{\"name\": \"\", \"price\": -0.01}",
-            vec![
-                ("body.name", "string_too_short"),
-                ("body.price", "greater_than_equal"),
-            ],
-        ),
-        (
-            b"{\"name\": \"a\", \"price\": 1, \"deleted\": false}",
-            vec![("body.deleted", "extra_forbidden")],
-        ),
-        (b"{\"price\": 1}", vec![("body.name", "missing")]),
-        (
-            b"{\"name\": \"a\", \"price\": NaN}",
-            vec![("body.23", "json_invalid")],
-        ),
-        (
-            b"{\"name\": \"a\", \"price\": 1e999}",
-            vec![("body.28", "json_invalid")],
-        ),
-        (b"\xff\xfe garbage", vec![("body.0", "json_invalid")]),
-    ];
-    for (body, expected) in cases {
-        let response = app.send_raw(Method::POST, "/item", body.to_vec()).await;
-        let expected: Vec<(String, String)> = expected
-            .into_iter()
-            .map(|(l, t)| (l.to_owned(), t.to_owned()))
-            .collect();
-        let found = issues(response).await;
-        // Byte offsets of JSON errors are informative; compare their kind and root only.
-        let simplify = |v: Vec<(String, String)>| -> Vec<(String, String)> {
-            v.into_iter()
-                .map(|(l, t)| {
-                    if t == "json_invalid" {
-                        ("body.N".to_owned(), t)
-                    } else {
-                        (l, t)
-                    }
-                })
-                .collect()
-        };
-        assert_eq!(
-            simplify(found),
-            simplify(expected),
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+backend_tests! {
+    async fn invalid_item_bodies_are_422_and_store_nothing(backend) {
+        let app = backend.spawn().await;
+        type Case = (&'static [u8], Vec<(&'static str, &'static str)>);
+        let cases: Vec<Case> = vec![
+            (
+                b"{\"name\": \"a\", \"price\": ",
+                vec![("body.23", "json_invalid")],
+            ),
+            (b"not json", vec![("body.0", "json_invalid")]),
+            (b"", vec![("body", "missing")]),
+            (b"[]", vec![("body", "model_attributes_type")]),
+            (
+                b"{\"name\": 5, \"price\": \"1\"}",
+                vec![("body.name", "string_type"), ("body.price", "float_type")],
+            ),
+            (
+                b"{\"name\": \"a\", \"price\": true}",
+                vec![("body.price", "float_type")],
+            ),
+            (
+                b"{\"name\": \"a\", \"price\": null}",
+                vec![("body.price", "float_type")],
+            ),
+            (
+                b"{\"name\": \"\", \"price\": -0.01}",
+                vec![
+                    ("body.name", "string_too_short"),
+                    ("body.price", "greater_than_equal"),
+                ],
+            ),
+            (
+                b"{\"name\": \"a\", \"price\": 1, \"deleted\": false}",
+                vec![("body.deleted", "extra_forbidden")],
+            ),
+            (b"{\"price\": 1}", vec![("body.name", "missing")]),
+            (
+                b"{\"name\": \"a\", \"price\": NaN}",
+                vec![("body.23", "json_invalid")],
+            ),
+            (
+                b"{\"name\": \"a\", \"price\": 1e999}",
+                vec![("body.28", "json_invalid")],
+            ),
+            (b"\xff\xfe garbage", vec![("body.0", "json_invalid")]),
+        ];
+        for (body, expected) in cases {
+            let response = app.send_raw(Method::POST, "/item", body.to_vec()).await;
+            let expected: Vec<(String, String)> = expected
+                .into_iter()
+                .map(|(l, t)| (l.to_owned(), t.to_owned()))
+                .collect();
+            let found = issues(response).await;
+            // Byte offsets of JSON errors are informative; compare their kind and root only.
+            let simplify = |v: Vec<(String, String)>| -> Vec<(String, String)> {
+                v.into_iter()
+                    .map(|(l, t)| {
+                        if t == "json_invalid" {
+                            ("body.N".to_owned(), t)
+                        } else {
+                            (l, t)
+                        }
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                simplify(found),
+                simplify(expected),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(item_count(&app).await, 0);
     }
-    assert_eq!(item_count(&app).await, 0);
 }
 
 #[tokio::test]
@@ -107,38 +108,39 @@ async fn bodies_are_json_whatever_the_content_type() {
     assert_eq!(response.status(), 201);
 }
 
-#[tokio::test]
-async fn oversized_bodies_are_413_and_store_nothing() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 1024).await;
-    let name = "x".repeat(2000);
-    let response = app
-        .send_json(Method::POST, "/item", &json!({"name": name, "price": 1}))
-        .await;
-    assert!(detail(response, 413).await.contains("1024"));
-    // Without a Content-Length (chunked), the limit holds while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..10).map(|_| Ok(vec![b' '; 200])).collect();
-    let response = app
-        .client
-        .post(app.url("/item"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
-    let id = app.create_item("small", 1.0).await["id"].clone();
-    let response = app
-        .send_json(
-            Method::PUT,
-            &format!("/item/{id}"),
-            &json!({"name": name, "price": 2}),
-        )
-        .await;
-    assert_eq!(response.status(), 413);
-    assert_eq!(item_count(&app).await, 1);
-    assert_eq!(app.get_json(&format!("/item/{id}")).await["name"], "small");
+backend_tests! {
+    async fn oversized_bodies_are_413_and_store_nothing(backend) {
+        let app = backend.spawn_with(|s| s.max_body_bytes = 1024).await;
+        let name = "x".repeat(2000);
+        let response = app
+            .send_json(Method::POST, "/item", &json!({"name": name, "price": 1}))
+            .await;
+        assert!(detail(response, 413).await.contains("1024"));
+        // Without a Content-Length (chunked), the limit holds while reading.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            (0..10).map(|_| Ok(vec![b' '; 200])).collect();
+        let response = app
+            .client
+            .post(app.url("/item"))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413);
+        let id = app.create_item("small", 1.0).await["id"].clone();
+        let response = app
+            .send_json(
+                Method::PUT,
+                &format!("/item/{id}"),
+                &json!({"name": name, "price": 2}),
+            )
+            .await;
+        assert_eq!(response.status(), 413);
+        assert_eq!(item_count(&app).await, 1);
+        assert_eq!(app.get_json(&format!("/item/{id}")).await["name"], "small");
+    }
 }
 
 #[tokio::test]
@@ -214,33 +216,34 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     app.create_item("others are served", 1.0).await;
 }
 
-#[tokio::test]
-async fn weird_but_valid_ids_and_queries_never_yield_5xx() {
-    let app = spawn_app().await;
-    app.create_item("a", 1.0).await;
-    let paths = [
-        "/item/%31",
-        "/item/+1",
-        "/item/-1",
-        "/item/18446744073709551615",
-        "/item/18446744073709551616",
-        "/item/%E2%9C%93",
-        "/item?limit=99999999999999999999999&offset=99999999999999999999",
-        "/item?min_price=inf&max_price=1e308",
-        "/item?min_price=nan",
-        "/item?limit=%ZZ",
-        "/cart?min_quantity=18446744073709551616",
-        "/cart/%00",
-    ];
-    for path in paths {
-        let response = app.get(path).await;
-        assert!(
-            response.status().as_u16() < 500,
-            "{path}: {}",
-            response.status()
-        );
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(!body.is_null(), "{path} answers JSON");
+backend_tests! {
+    async fn weird_but_valid_ids_and_queries_never_yield_5xx(backend) {
+        let app = backend.spawn().await;
+        app.create_item("a", 1.0).await;
+        let paths = [
+            "/item/%31",
+            "/item/+1",
+            "/item/-1",
+            "/item/18446744073709551615",
+            "/item/18446744073709551616",
+            "/item/%E2%9C%93",
+            "/item?limit=99999999999999999999999&offset=99999999999999999999",
+            "/item?min_price=inf&max_price=1e308",
+            "/item?min_price=nan",
+            "/item?limit=%ZZ",
+            "/cart?min_quantity=18446744073709551616",
+            "/cart/%00",
+        ];
+        for path in paths {
+            let response = app.get(path).await;
+            assert!(
+                response.status().as_u16() < 500,
+                "{path}: {}",
+                response.status()
+            );
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(!body.is_null(), "{path} answers JSON");
+        }
+        assert_eq!(app.get_json("/item/%31").await["id"], 1);
     }
-    assert_eq!(app.get_json("/item/%31").await["id"], 1);
 }

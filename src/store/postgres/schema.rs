@@ -92,8 +92,8 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), SchemaError> {
 }
 
 /// `CREATE TABLE IF NOT EXISTS` can still fail when two sessions run it at
-/// the same moment (on the catalog's unique keys): the loser retries and
-/// then finds the table.
+/// the same moment (on the catalog's unique keys: the table's row type may
+/// be the duplicate): the loser retries and then finds the table.
 async fn create_version_table(client: &Client) -> Result<(), tokio_postgres::Error> {
     let mut attempt = 0;
     loop {
@@ -108,8 +108,13 @@ async fn create_version_table(client: &Client) -> Result<(), tokio_postgres::Err
         match created {
             Err(err)
                 if attempt < 5
-                    && (err.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                        || err.code() == Some(&SqlState::DUPLICATE_TABLE)) =>
+                    && [
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                    ]
+                    .iter()
+                    .any(|code| err.code() == Some(code)) =>
             {
                 attempt += 1;
             }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# shopd on PostgreSQL beside pgbench on the same database, in one run.
+#
+# Starts a throwaway PostgreSQL cluster (Debian's binaries) pinned to the
+# server CPU with shopd, seeds it through shopd's store code, then measures
+# each scenario twice: over HTTP through shopd (wrk, 64 connections), and as
+# the same SQL statement straight to the database (pgbench, the same number of
+# connections, prepared statements). shopd / pgbench is what the HTTP layer,
+# JSON and pricing cost on top of the database's own limit.
+#
+#   bench/postgres.sh            # also: bench/run.sh postgres
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+ITEMS=${ITEMS:-100}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [[ -z $pgbin ]]; then
+    echo "bench/postgres.sh needs PostgreSQL (apt-get install postgresql)" >&2
+    exit 1
+fi
+
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+# PostgreSQL refuses to run as root.
+as_pg() {
+    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pgdir="$work/pg"
+mkdir -p "$pgdir"
+[[ $(id -u) == 0 ]] && chown postgres: "$pgdir"
+as_pg "$pgbin/initdb" -D "$pgdir/data" -U shopd --auth=trust -E UTF8 >/dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg taskset -c "$SERVER_CPU" "$pgbin/postgres" -D "$pgdir/data" -p "$port" -k "$pgdir" \
+    -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB \
+    >"$pgdir/log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do
+    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.05
+done
+"$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U shopd -d postgres -c "CREATE DATABASE bench"
+url="postgres://shopd@127.0.0.1:$port/bench"
+
+"$bin/examples/seed" "$url" "$ITEMS" "$ITEMS" >/dev/null
+shopd pg --database-url "$url"
+shopd_pid=$pid
+
+# pgbench NAME SQL: the statement at $CONNECTIONS connections; prints tps.
+pgbench_tps() {
+    local script="$work/$1.sql"
+    printf '\\set a random(1, %s)\n%s\n' "$ITEMS" "$2" >"$script"
+    taskset -c "$LOAD_CPU" "$pgbin/pgbench" -n -M prepared -c "$CONNECTIONS" -j 1 \
+        -T "$DURATION" -f "$script" -h 127.0.0.1 -p "$port" -U shopd bench 2>/dev/null |
+        awk '/^tps = / {print $3}'
+}
+
+rows=()
+compare() {
+    local name=$1 http=$2 sql=$3
+    rows+=("$name|$http|$sql")
+}
+
+ids="BENCH_IDS=$ITEMS"
+item_body='BENCH_BODY={"name": "bench item", "price": 9.99}'
+compare "GET /item/{id}" \
+    "$(load $ids BENCH_PATH=/item/{a} "http://$addr")" \
+    "$(pgbench_tps get_item 'SELECT id, name, price, deleted FROM items WHERE id = :a;')"
+compare "GET /cart/{id} (3 lines)" \
+    "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")" \
+    "$(pgbench_tps get_cart 'SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted FROM carts c LEFT JOIN cart_lines l ON l.cart_id = c.id LEFT JOIN items i ON i.id = l.item_id WHERE c.id = :a ORDER BY l.position;')"
+compare "GET /item?limit=10" \
+    "$(load $ids BENCH_PATH=/item?limit=10 "http://$addr")" \
+    "$(pgbench_tps list_items "SELECT id, name, price, deleted FROM items WHERE (false OR NOT deleted) AND price >= '-Infinity' AND price <= 'Infinity' ORDER BY id LIMIT 10 OFFSET 0;")"
+compare "POST /item" \
+    "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")" \
+    "$(pgbench_tps create_item "INSERT INTO items (name, price) VALUES ('bench item', 9.99) RETURNING id, name, price, deleted;")"
+compare "POST /cart/{id}/add/{item_id}, item n to cart n" \
+    "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{a} "http://$addr")" \
+    "$(pgbench_tps add 'INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT c.id, i.id, 1 FROM carts c, items i WHERE c.id = :a AND i.id = :a AND NOT i.deleted ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1;')"
+rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$shopd_pid/status")
+stop "$shopd_pid"
+
+echo
+echo "| scenario ($CONNECTIONS connections, ${DURATION}s, PostgreSQL) | shopd rps | p50 ms | p99 ms | pgbench tps, same SQL | shopd / pgbench |"
+echo "|---|---:|---:|---:|---:|---:|"
+for entry in "${rows[@]}"; do
+    IFS='|' read -r name http sql <<<"$entry"
+    read -r rps p50 p99 <<<"$http"
+    ratio=$(awk -v a="$rps" -v b="$sql" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    echo "| $name | $(printf '%.0f' "$rps") | $p50 | $p99 | $(printf '%.0f' "$sql") | $ratio |"
+done
+echo
+echo "- shopd: pool of 16 connections (the default); pgbench: $CONNECTIONS connections, prepared statements"
+echo "- PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') and shopd pinned to CPU $SERVER_CPU, wrk and pgbench to CPU $LOAD_CPU; fsync and synchronous_commit on"
+echo "- shopd RSS after the run: $((rss_kib / 1024)) MiB; $ITEMS items and $ITEMS carts of 3 lines"
+echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB"
