@@ -23,8 +23,8 @@ async fn main() {
         seed(&store, items, carts).await;
     } else {
         // Periodic durability: one flush at the end instead of one per write.
-        let store = SledStore::open(target.as_ref(), Durability::Periodic, 1000)
-            .expect("open the store");
+        let store =
+            SledStore::open(target.as_ref(), Durability::Periodic, 1000).expect("open the store");
         seed(&store, items, carts).await;
     }
     println!("seeded {items} items and {carts} carts into the store");

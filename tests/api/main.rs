@@ -3,6 +3,7 @@
 
 mod carts;
 mod chat;
+mod chat_bus;
 mod helpers;
 mod items;
 mod metrics;
