@@ -56,8 +56,6 @@ pub struct Nats {
     pub port: u16,
     /// Monitoring (HTTP) port.
     pub monitor: u16,
-    /// Cluster (route) port, in a cluster.
-    pub route: Option<u16>,
     _dir: TempDir,
 }
 
@@ -129,7 +127,6 @@ impl Nats {
             child,
             port,
             monitor,
-            route,
             _dir: dir,
         };
         nats.wait_ready().await;

@@ -4,6 +4,7 @@
 mod carts;
 mod chat;
 mod chat_bus;
+mod cluster;
 mod helpers;
 mod items;
 mod metrics;
