@@ -1,12 +1,21 @@
 //! Measures a running shopd's chat: lines delivered per second in rooms
-//! where every member talks and listens (2 and 50 members by default), and
-//! the server's memory per idle chat connection.
+//! where every member talks and listens (2 and 50 members by default), the
+//! server's memory per idle chat connection, and the latency from one
+//! member's send to another's receipt (p50, p99), within one instance and,
+//! with `--peer`, from an instance to another one over the chat bus.
 //!
 //! ```sh
 //! cargo build --release --bin shopd --example chat_bench
-//! target/release/shopd --data-dir /tmp/shopd-bench & SHOPD=$!
-//! target/release/examples/chat_bench --url ws://127.0.0.1:8000 --pid $SHOPD
+//! nats-server -p 4222 &
+//! FAST="--chat-rate-per-sec 1000000 --chat-rate-burst 1000000 --chat-bus nats://127.0.0.1:4222"
+//! target/release/shopd --data-dir /tmp/shopd-a --listen 127.0.0.1:8000 $FAST & SHOPD=$!
+//! target/release/shopd --data-dir /tmp/shopd-b --listen 127.0.0.1:8001 $FAST &
+//! target/release/examples/chat_bench --url ws://127.0.0.1:8000 --pid $SHOPD \
+//!     --peer ws://127.0.0.1:8001
 //! ```
+//!
+//! The rate limit (100 lines a second per member by default) would measure
+//! only itself: raise it as above.
 //!
 //! It starts nothing itself. Senders stay a few lines ahead of their
 //! listeners (`--queue-len`, the server's `chat_queue_len`, sets how far):
@@ -56,6 +65,13 @@ struct Args {
     /// Idle connections opened for the memory estimate.
     #[arg(long, default_value_t = 1000)]
     idle: usize,
+    /// Another instance on the same chat bus: latency is also measured
+    /// from --url to it.
+    #[arg(long)]
+    peer: Option<String>,
+    /// Lines sent for each latency figure.
+    #[arg(long, default_value_t = 20_000)]
+    latency_lines: usize,
 }
 
 #[tokio::main]
@@ -68,6 +84,67 @@ async fn main() -> Result<(), Error> {
     for &members in &args.members {
         throughput(&url, members.max(2), &args).await?;
     }
+    latency("one instance", &url, &url, &args).await?;
+    if let Some(peer) = &args.peer {
+        let peer = peer.trim_end_matches('/');
+        latency("across instances", &url, peer, &args).await?;
+    }
+    Ok(())
+}
+
+/// One sender in a room on `from`, one listener in the same room on `to`;
+/// the sender keeps at most 64 lines in flight. Prints the delivery rate
+/// and the send-to-receipt latency.
+async fn latency(label: &str, from: &str, to: &str, args: &Args) -> Result<(), Error> {
+    const IN_FLIGHT: usize = 64;
+    let room = format!("latency-{}-{}", std::process::id(), label.len());
+    let listener = connect(&format!("{to}/chat/{room}")).await?;
+    let talker = connect(&format!("{from}/chat/{room}")).await?;
+    let count = args.latency_lines;
+    let pad = "x".repeat(args.size.saturating_sub(21));
+    let began = Instant::now();
+    let (heard_tx, mut heard) = watch::channel(0usize);
+    let listen = tokio::spawn(async move {
+        let (_sink, mut stream) = listener.split();
+        let mut micros = Vec::with_capacity(count);
+        while micros.len() < count {
+            match stream.next().await {
+                Some(Ok(Message::Text(line))) => {
+                    let (_, text) = line.split_once(" :: ").ok_or("a line without a name")?;
+                    let sent: u64 = text.get(..20).ok_or("short line")?.trim().parse()?;
+                    let now = began.elapsed().as_micros() as u64;
+                    micros.push(now.saturating_sub(sent));
+                    heard_tx.send_replace(micros.len());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(Error::from(err)),
+                None => return Err("listener's connection ended early".into()),
+            }
+        }
+        Ok::<_, Error>(micros)
+    });
+    let (mut sink, _stream) = talker.split();
+    for sent in 0..count {
+        if sent >= IN_FLIGHT {
+            heard.wait_for(|heard| *heard + IN_FLIGHT > sent).await?;
+        }
+        let stamp = began.elapsed().as_micros() as u64;
+        sink.send(Message::text(format!("{stamp:>20}{pad}")))
+            .await?;
+    }
+    let mut micros = tokio::time::timeout(ROOM_TIMEOUT, listen).await???;
+    let elapsed = began.elapsed().as_secs_f64();
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    println!(
+        "latency, {label}: {count} lines of {} bytes, {IN_FLIGHT} in flight: {:.0} lines/s; \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        args.size,
+        count as f64 / elapsed,
+        at(0.5),
+        at(0.99),
+        at(1.0),
+    );
     Ok(())
 }
 

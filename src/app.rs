@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use warp::Filter;
 
-use crate::chat::Rooms;
+use crate::chat::{Bus, BusError, ChatOptions, Rooms};
 use crate::config::Settings;
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
@@ -27,6 +27,9 @@ pub enum AppError {
     /// The database is unreachable, refused us, or has a newer schema.
     #[error(transparent)]
     Database(#[from] PgOpenError),
+    /// The chat bus is unreachable or cannot carry the longest chat line.
+    #[error(transparent)]
+    Bus(#[from] BusError),
     /// The listen address is busy, invalid or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,11 +85,14 @@ impl App<PgStore> {
 impl<S: Store> App<S> {
     /// shopd over any store.
     pub fn with_store(store: S, settings: Settings) -> Self {
-        let rooms = Rooms::new(
-            settings.chat_max_message_bytes,
-            settings.chat_queue_len,
-            settings.chat_max_connections,
-        );
+        let rooms = Rooms::with_options(ChatOptions {
+            max_message_bytes: settings.chat_max_message_bytes,
+            queue_len: settings.chat_queue_len,
+            max_connections: settings.chat_max_connections,
+            stall_timeout: Duration::from_secs(settings.chat_stall_timeout_secs),
+            rate_per_sec: settings.chat_rate_per_sec,
+            rate_burst: settings.chat_rate_burst,
+        });
         App {
             store,
             settings,
@@ -101,12 +107,22 @@ impl<S: Store> App<S> {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains and
-    /// flushes. Returns once storage is closed.
+    /// flushes. Returns once storage is closed. With a chat bus, connects
+    /// to it first: an unreachable bus stops start-up here.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
+        if let Some(urls) = &self.settings.chat_bus {
+            let bus = Bus::connect(
+                urls,
+                &self.settings.chat_bus_subject_prefix,
+                self.settings.chat_max_message_bytes,
+            )
+            .await?;
+            self.rooms.attach_bus(bus);
+        }
         let stats = StatsCache::default();
         let refresh = tokio::spawn(stats.clone().refresh(
             self.store.clone(),

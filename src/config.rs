@@ -13,6 +13,7 @@ use std::str::FromStr;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::chat::BusUrls;
 use crate::store::Durability;
 
 /// The config file read when `--config` is not given, if it exists.
@@ -149,6 +150,14 @@ settings! {
         chat_queue_len: usize = 1024, "SHOPD_CHAT_QUEUE_LEN", "N";
         /// Most chat connections at once; more are closed with 1013 [default: 10000]
         chat_max_connections: usize = 10_000, "SHOPD_CHAT_MAX_CONNECTIONS", "N";
+        /// Seconds a chat member with a full queue may go without reading before it is dropped with 1008 [default: 10]
+        chat_stall_timeout_secs: u64 = 10, "SHOPD_CHAT_STALL_TIMEOUT_SECS", "SECS";
+        /// Chat lines a second one member may send on average; faster senders are slowed down [default: 100]
+        chat_rate_per_sec: u32 = 100, "SHOPD_CHAT_RATE_PER_SEC", "N";
+        /// Chat lines one member may send at once before chat_rate_per_sec applies [default: 200]
+        chat_rate_burst: u32 = 200, "SHOPD_CHAT_RATE_BURST", "N";
+        /// With a chat bus: the prefix of the rooms' NATS subjects [default: shopd.chat]
+        chat_bus_subject_prefix: String = "shopd.chat".into(), "SHOPD_CHAT_BUS_SUBJECT_PREFIX", "PREFIX";
         /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
         log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
         /// Whether creating, changing and deleting items needs the admin token too [default: false]
@@ -157,6 +166,8 @@ settings! {
     optional {
         /// PostgreSQL to store items and carts in instead of the data directory: postgres://USER:PASSWORD@HOST:PORT/DB [default: none, the embedded store]
         database_url: DatabaseUrl, "SHOPD_DATABASE_URL", "URL";
+        /// NATS servers joining several shopd into one chat: nats://HOST:PORT[,nats://HOST:PORT...] [default: none, chat within this instance]
+        chat_bus: BusUrls, "SHOPD_CHAT_BUS", "URLS";
         /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
         admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
     }
@@ -306,6 +317,23 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "protect_catalogue",
                 message: format!("needs an admin token (admin_token_file or {ADMIN_TOKEN_ENV})"),
+            });
+        }
+        positive("chat_stall_timeout_secs", self.chat_stall_timeout_secs)?;
+        positive("chat_rate_per_sec", u64::from(self.chat_rate_per_sec))?;
+        positive("chat_rate_burst", u64::from(self.chat_rate_burst))?;
+        let prefix = &self.chat_bus_subject_prefix;
+        if prefix.is_empty()
+            || prefix.split('.').any(|token| {
+                token.is_empty()
+                    || token.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
+            })
+        {
+            return Err(ConfigError::Invalid {
+                key: "chat_bus_subject_prefix",
+                message:
+                    "must be NATS subject tokens separated by dots, without spaces, `*` or `>`"
+                        .into(),
             });
         }
         if self.data_dir.as_os_str().is_empty() {

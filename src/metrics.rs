@@ -120,6 +120,8 @@ const DURATION: &str = "http_request_duration_seconds";
 const HIGHR: &str = "http_request_duration_highr_seconds";
 const REQUEST_SIZE: &str = "http_request_size_bytes";
 const RESPONSE_SIZE: &str = "http_response_size_bytes";
+const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
+const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -131,6 +133,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "shopd_chat_messages_total",
         "Chat messages received from members since start.",
+    ),
+    (
+        CHAT_BUS_SLOW,
+        "Chat lines from other instances dropped because this instance took them too slowly from the chat bus (NATS slow-consumer events).",
     ),
 ];
 const HISTOGRAMS: &[(&str, &str)] = &[
@@ -146,6 +152,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
 const GAUGES: &[(&str, &str)] = &[
     ("shopd_chat_connections", "Open chat connections."),
     ("shopd_chat_rooms", "Chat rooms with at least one member."),
+    (
+        CHAT_BUS_CONNECTED,
+        "1 while the chat bus (NATS) is connected, 0 while it is not; absent without a bus.",
+    ),
     ("shopd_items", "Items that are not deleted."),
     ("shopd_carts", "Carts."),
     ("shopd_storage_bytes", "Bytes the store takes on disk."),
@@ -196,6 +206,9 @@ struct ShopHandles {
     chat_connections: Gauge,
     chat_rooms: Gauge,
     chat_messages: Counter,
+    /// Registered at the first scrape that has a bus, so shopd without a
+    /// bus shows neither.
+    chat_bus: OnceLock<(Gauge, Counter)>,
     items: Gauge,
     carts: Gauge,
     storage_bytes: Gauge,
@@ -234,6 +247,7 @@ impl Telemetry {
                 &Key::from_static_name("shopd_chat_messages_total"),
                 &METADATA,
             ),
+            chat_bus: OnceLock::new(),
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
             storage_bytes: gauge("shopd_storage_bytes"),
@@ -360,6 +374,17 @@ impl Telemetry {
         shop.chat_connections.set(chat.connections as f64);
         shop.chat_rooms.set(chat.rooms as f64);
         shop.chat_messages.absolute(chat.messages);
+        if let Some(bus) = chat.bus {
+            let (connected, slow) = shop.chat_bus.get_or_init(|| {
+                let recorder = &self.inner.recorder;
+                (
+                    recorder.register_gauge(&Key::from_static_name(CHAT_BUS_CONNECTED), &METADATA),
+                    recorder.register_counter(&Key::from_static_name(CHAT_BUS_SLOW), &METADATA),
+                )
+            });
+            connected.set(if bus.connected { 1.0 } else { 0.0 });
+            slow.absolute(bus.slow_consumers);
+        }
         shop.items.set(store.items as f64);
         shop.carts.set(store.carts as f64);
         if let Some(bytes) = store.storage_bytes {

@@ -35,10 +35,11 @@ impl CloseReason {
         code: 1007,
         text: "text is not valid UTF-8",
     };
-    /// The member's outgoing queue filled up: it reads slower than the room talks.
+    /// The member's outgoing queue stayed full while it read nothing for
+    /// the stall timeout.
     pub(crate) const TOO_SLOW: CloseReason = CloseReason {
         code: 1008,
-        text: "outgoing queue full: reading too slowly",
+        text: "outgoing queue full and nothing read: reading stalled",
     };
     /// A message over the configured limit.
     pub(crate) const TOO_BIG: CloseReason = CloseReason {
@@ -54,7 +55,7 @@ impl CloseReason {
 
 /// Asks a session to close its connection, once, for the first reason given.
 ///
-/// The room kicks slow members through this from the sender's task, the
+/// Delivery kicks stalled members through this from the sender's task, the
 /// session itself on bad frames, the registry at shutdown; whoever comes
 /// first decides the close code.
 #[derive(Debug, Default)]

@@ -7,23 +7,34 @@
 //! # Layout
 //!
 //! - this file: the [`Rooms`] handle and the [`route`] that upgrades;
-//! - `rooms`: the registry, rooms and members, delivery into the members'
-//!   bounded queues;
+//! - `rooms`: the registry, rooms and members;
+//! - `deliver`: a line into a room's members' bounded queues, with flow
+//!   control; fed by members here and by the bus alike;
+//! - `pace`: the per-member rate limit;
 //! - `session`: one socket, a reader loop plus a forwarder task;
+//! - `bus`: rooms spanning instances over NATS (optional);
 //! - `close`: close codes and the signal that asks a session to close;
 //! - `names`: random user names;
 //! - `page/`: the chat page's HTML, CSS and JavaScript, which
 //!   `http::chat_page` serves at `GET /chat`.
 //!
-//! # Bounds
+//! # Bounds and flow control
 //!
-//! Each member has an outgoing queue of `queue_len` lines. Delivery never
-//! waits: a member whose queue is full is closed with 1008 and the room
-//! goes on. Texts over `max_message_bytes` close with 1009 and binary
-//! messages with 1003. Shutdown closes every connection with 1001.
+//! Each member has an outgoing queue of `queue_len` lines. When a room
+//! mate's queue is full, the sender's reader waits for room (it reads no
+//! more frames meanwhile), so a fast sender slows down to the pace of the
+//! room's readers instead of getting them dropped. A member whose queue
+//! stays full while it makes no progress reading for `stall_timeout` is
+//! closed with 1008 and the sender goes on. Each member may send `rate`
+//! lines a second (`burst` at once); beyond that its reads pause too.
+//! Texts over `max_message_bytes` close with 1009 and binary messages with
+//! 1003. Shutdown closes every connection with 1001.
 
+mod bus;
 mod close;
+mod deliver;
 mod names;
+mod pace;
 mod rooms;
 mod session;
 
@@ -38,7 +49,9 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::ws::Ws;
 
+pub use bus::{Bus, BusError, BusStats, BusUrls};
 use close::CloseReason;
+use pace::Pace;
 use rooms::Registry;
 use session::Session;
 
@@ -54,6 +67,41 @@ pub struct ChatStats {
     pub connections: u64,
     /// Messages received from members since start.
     pub messages: u64,
+    /// The chat bus's figures, when there is a bus.
+    pub bus: Option<BusStats>,
+}
+
+/// The limits of chat connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// Texts over this many bytes close with 1009.
+    pub max_message_bytes: usize,
+    /// Lines queued for one member.
+    pub queue_len: usize,
+    /// Connections beyond this many are closed with 1013.
+    pub max_connections: usize,
+    /// A member whose queue is full and that has taken nothing from it for
+    /// this long is closed with 1008.
+    pub stall_timeout: Duration,
+    /// Lines a second one member may send, on average.
+    pub rate_per_sec: u32,
+    /// Lines one member may send at once, beyond the average.
+    pub rate_burst: u32,
+}
+
+impl Default for ChatOptions {
+    /// 64 KiB messages, 1024 queued lines, 10,000 connections, 10 s to
+    /// stall, 100 lines a second with bursts of 200.
+    fn default() -> Self {
+        ChatOptions {
+            max_message_bytes: 64 * 1024,
+            queue_len: 1024,
+            max_connections: 10_000,
+            stall_timeout: Duration::from_secs(10),
+            rate_per_sec: 100,
+            rate_burst: 200,
+        }
+    }
 }
 
 /// The registry of chat rooms; a cheap handle.
@@ -64,11 +112,9 @@ pub struct Rooms {
 
 struct Inner {
     registry: Arc<Registry>,
-    max_message_bytes: usize,
-    queue_len: usize,
-    /// Connections beyond this many are closed with 1013 right after the
-    /// upgrade (an HTTP refusal would be a 5xx).
-    max_connections: u64,
+    /// Connections beyond `max_connections` are closed with 1013 right
+    /// after the upgrade (an HTTP refusal would be a 5xx).
+    options: ChatOptions,
     /// Cancelled by [`Rooms::shutdown`]; every session watches it.
     stop: CancellationToken,
     /// Every session and forwarder, so shutdown can wait for them.
@@ -76,28 +122,48 @@ struct Inner {
 }
 
 impl Default for Rooms {
-    /// The default limits: 64 KiB messages, 1024 queued lines per member,
-    /// 10,000 connections.
+    /// The default limits (see [`ChatOptions`]).
     fn default() -> Self {
-        Rooms::new(64 * 1024, 1024, 10_000)
+        Rooms::with_options(ChatOptions::default())
     }
 }
 
 impl Rooms {
-    /// An empty registry. Texts over `max_message_bytes` close with 1009;
-    /// a member with `queue_len` lines waiting for it is closed with 1008;
-    /// a connection beyond `max_connections` is closed at once with 1013.
+    /// An empty registry with the default flow control. Texts over
+    /// `max_message_bytes` close with 1009; each member has `queue_len`
+    /// lines of queue; a connection beyond `max_connections` is closed at
+    /// once with 1013.
     pub fn new(max_message_bytes: usize, queue_len: usize, max_connections: usize) -> Rooms {
+        Rooms::with_options(ChatOptions {
+            max_message_bytes,
+            queue_len,
+            max_connections,
+            ..ChatOptions::default()
+        })
+    }
+
+    /// An empty registry with `options`.
+    pub fn with_options(mut options: ChatOptions) -> Rooms {
+        options.queue_len = options.queue_len.max(1);
         Rooms {
             inner: Arc::new(Inner {
-                registry: Arc::default(),
-                max_message_bytes,
-                queue_len: queue_len.max(1),
-                max_connections: max_connections as u64,
+                registry: Arc::new(Registry::new(options.stall_timeout)),
+                options,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Joins this instance's rooms to the other instances' on `bus`. Call
+    /// before serving; false if a bus was already attached.
+    pub fn attach_bus(&self, bus: Bus) -> bool {
+        self.inner.registry.attach_bus(bus)
+    }
+
+    /// The attached bus, if any.
+    pub fn bus(&self) -> Option<&Bus> {
+        self.inner.registry.bus()
     }
 
     /// Current rooms, members and messages, for the metrics.
@@ -124,21 +190,26 @@ impl Rooms {
 
     /// Joins room `room_name` and finishes the upgrade.
     ///
-    /// The member joins before the 101 reply goes out: once a client's
-    /// handshake completes, it receives every line sent after that. Should
-    /// the upgrade fail, the session is dropped and so leaves the room.
-    fn accept(&self, room_name: &str, ws: Ws) -> Response {
+    /// The member joins, and with a bus the room's subscription is live,
+    /// before the 101 reply goes out: once a client's handshake completes,
+    /// it receives every line sent after that. Should the upgrade fail,
+    /// the session is dropped and so leaves the room.
+    async fn accept(self, room_name: String, ws: Ws) -> Response {
         let inner = &self.inner;
+        let options = &inner.options;
         // Checked before joining; concurrent joins may overshoot by a few.
-        let full = inner.registry.stats().connections >= inner.max_connections;
-        let (membership, inbox) = inner.registry.join(room_name, inner.queue_len);
+        let full = inner.registry.stats().connections >= options.max_connections as u64;
+        let (membership, inbox) = inner.registry.join(&room_name, options.queue_len);
         if full {
             membership.closer().close(CloseReason::TRY_AGAIN_LATER);
+        } else {
+            membership.link().await;
         }
         let session = Session {
             membership,
             inbox,
-            max_message_bytes: inner.max_message_bytes,
+            max_message_bytes: options.max_message_bytes,
+            pace: Pace::new(options.rate_per_sec, options.rate_burst),
             stop: inner.stop.clone(),
             tasks: inner.tasks.clone(),
         };
@@ -149,10 +220,10 @@ impl Rooms {
         // which the client's close answer cannot be read; up to the cap we
         // read whole messages and check the real limit ourselves, for a
         // clean close handshake.
-        let cap = inner
+        let cap = options
             .max_message_bytes
             .saturating_mul(2)
-            .max(inner.max_message_bytes.saturating_add(1));
+            .max(options.max_message_bytes.saturating_add(1));
         ws.max_message_size(cap)
             .max_frame_size(cap)
             .on_upgrade(move |socket| async move {
@@ -174,7 +245,7 @@ pub fn route(rooms: Rooms) -> BoxedFilter<(Response,)> {
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::ws())
-        .map(move |raw_name: String, ws: Ws| rooms.accept(&room_name(&raw_name), ws))
+        .then(move |raw_name: String, ws: Ws| rooms.clone().accept(room_name(&raw_name), ws))
         .boxed()
 }
 

@@ -4,46 +4,48 @@
 //! Joining and leaving take the registry lock and then the room's lock, so
 //! "last member leaves" and "new member joins the same name" cannot
 //! interleave: the joiner either finds the old room (still in the map, not
-//! yet empty) or creates a fresh one after the old one is gone. Talking
-//! takes only the room's lock, so busy rooms do not contend with each
-//! other.
+//! yet empty) or creates a fresh one after the old one is gone. A room's
+//! member list is a shared snapshot, replaced on each join and leave:
+//! delivery takes it under the room's lock for an instant, then delivers
+//! without any lock, so it may wait on slow members and busy rooms do not
+//! contend with each other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::mpsc::{self, error::TrySendError};
-use warp::ws::Message;
+use tokio::sync::{OnceCell, mpsc};
 
 use super::ChatStats;
-use super::close::{CloseReason, Closer};
+use super::bus::{Bus, RoomLink};
+use super::close::Closer;
+use super::deliver::{Line, Member, Progress, deliver};
 use super::names::random_name;
 
 /// Every room and the chat figures.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     next_member: AtomicU64,
+    /// How long a member with a full queue may make no progress before it
+    /// is dropped.
+    stall: Duration,
+    /// The bus joining this instance's rooms to other instances', if any.
+    bus: OnceLock<Bus>,
     // Counted under the registry lock, read without it for the metrics.
     live_rooms: AtomicU64,
     connections: AtomicU64,
     messages: AtomicU64,
 }
 
-/// The members of one room.
+/// The members of one room, and its link to the bus.
 #[derive(Debug, Default)]
-struct Room {
-    members: Mutex<Vec<Member>>,
-}
-
-/// What the room keeps about one member: where to put its lines and how
-/// to kick it.
-#[derive(Debug)]
-struct Member {
-    id: u64,
-    name: Arc<str>,
-    outbox: mpsc::Sender<Message>,
-    closer: Arc<Closer>,
+pub(crate) struct Room {
+    members: Mutex<Arc<Vec<Member>>>,
+    /// Set by the first member's upgrade when there is a bus; unsubscribes
+    /// when the room is dropped.
+    link: OnceCell<RoomLink>,
 }
 
 /// One member's place in a room; leaving the room is dropping it.
@@ -55,6 +57,7 @@ pub(crate) struct Membership {
     id: u64,
     name: Arc<str>,
     closer: Arc<Closer>,
+    progress: Arc<Progress>,
 }
 
 /// Locks `mutex` even if a thread panicked while holding it: every critical
@@ -65,19 +68,50 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// No rooms yet; members that stop reading are dropped after `stall`.
+    pub(crate) fn new(stall: Duration) -> Registry {
+        Registry {
+            rooms: Mutex::default(),
+            next_member: AtomicU64::new(0),
+            stall,
+            bus: OnceLock::new(),
+            live_rooms: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+        }
+    }
+
+    /// Joins rooms to other instances' through `bus`; only before the
+    /// first member joins. False if a bus was already attached.
+    pub(crate) fn attach_bus(&self, bus: Bus) -> bool {
+        self.bus.set(bus).is_ok()
+    }
+
+    /// The bus, if one is attached.
+    pub(crate) fn bus(&self) -> Option<&Bus> {
+        self.bus.get()
+    }
+
     /// Adds a member to room `room_name`, creating the room if needed. The
-    /// member gets a random name no other member of the room has, and the
-    /// receiving end of its outgoing queue of `queue_len` lines.
+    /// member gets a random name no other member of the room has (with a
+    /// bus, ending in this instance's tag, so no other instance's members
+    /// have it either), and the receiving end of its outgoing queue of
+    /// `queue_len` lines.
     pub(crate) fn join(
         self: &Arc<Self>,
         room_name: &str,
         queue_len: usize,
-    ) -> (Membership, mpsc::Receiver<Message>) {
+    ) -> (Membership, mpsc::Receiver<Line>) {
         let (outbox, inbox) = mpsc::channel(queue_len.max(1));
         let closer = Arc::new(Closer::new());
+        let progress = Arc::new(Progress::new());
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let draw = || match self.bus() {
+            Some(bus) => format!("{}-{}", random_name(), bus.tag()),
+            None => random_name(),
+        };
         // Drawn before taking any lock; re-drawn only on a clash.
-        let mut name = random_name();
+        let mut name = draw();
 
         let mut rooms = lock(&self.rooms);
         let (room_name, room) = match rooms.get_key_value(room_name) {
@@ -92,15 +126,19 @@ impl Registry {
         };
         let mut members = lock(&room.members);
         while members.iter().any(|member| *member.name == name) {
-            name = random_name();
+            name = draw();
         }
         let name: Arc<str> = name.into();
-        members.push(Member {
+        let mut next = Vec::with_capacity(members.len() + 1);
+        next.extend(members.iter().cloned());
+        next.push(Member {
             id,
             name: Arc::clone(&name),
             outbox,
             closer: Arc::clone(&closer),
+            progress: Arc::clone(&progress),
         });
+        *members = Arc::new(next);
         self.connections.fetch_add(1, Ordering::Relaxed);
         drop(members);
         drop(rooms);
@@ -112,6 +150,7 @@ impl Registry {
             id,
             name,
             closer,
+            progress,
         };
         (membership, inbox)
     }
@@ -122,7 +161,17 @@ impl Registry {
             rooms: self.live_rooms.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
+            bus: self.bus().map(Bus::stats),
         }
+    }
+}
+
+impl Room {
+    /// Queues `line` for every member of the room but `except`, waiting
+    /// while queues are full (see [`deliver`]).
+    pub(crate) async fn deliver(&self, line: &Line, except: Option<u64>, stall: Duration) {
+        let members = Arc::clone(&lock(&self.members));
+        deliver(&members, except, line, stall).await;
     }
 }
 
@@ -137,22 +186,35 @@ impl Membership {
         &self.closer
     }
 
-    /// Queues `{name} :: {text}` for every other member of the room.
-    ///
-    /// Never waits: a member whose queue is full is told to close (1008)
-    /// and skipped, so one slow reader cannot hold up the room.
-    pub(crate) fn say(&self, text: &str) {
+    /// Where the member's forwarder records that it reads.
+    pub(crate) fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Subscribes the room to the bus, if there is one and this is the
+    /// room's first member here; returns once the subscription is live,
+    /// so the member hears every line sent after this returns.
+    pub(crate) async fn link(&self) {
+        let Some(bus) = self.registry.bus() else {
+            return;
+        };
+        let stall = self.registry.stall;
+        self.room
+            .link
+            .get_or_init(|| bus.link(&self.room_name, Arc::downgrade(&self.room), stall))
+            .await;
+    }
+
+    /// Sends `{name} :: {text}` to every other member of the room: here,
+    /// waiting while their queues are full; then once to the bus.
+    pub(crate) async fn say(&self, text: &str) {
         self.registry.messages.fetch_add(1, Ordering::Relaxed);
-        // Formatted once; each clone shares the same bytes.
-        let line = Message::text(format!("{} :: {}", self.name, text));
-        let members = lock(&self.room.members);
-        for member in members.iter().filter(|member| member.id != self.id) {
-            match member.outbox.try_send(line.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => member.closer.close(CloseReason::TOO_SLOW),
-                // Its session is ending and will leave the room shortly.
-                Err(TrySendError::Closed(_)) => {}
-            }
+        let line = Line::new(&self.name, text);
+        self.room
+            .deliver(&line, Some(self.id), self.registry.stall)
+            .await;
+        if let (Some(bus), Some(link)) = (self.registry.bus(), self.room.link.get()) {
+            bus.publish(link, &line).await;
         }
     }
 }
@@ -162,8 +224,13 @@ impl Drop for Membership {
         let registry = &self.registry;
         let mut rooms = lock(&registry.rooms);
         let mut members = lock(&self.room.members);
-        if let Some(index) = members.iter().position(|member| member.id == self.id) {
-            members.swap_remove(index);
+        if members.iter().any(|member| member.id == self.id) {
+            let rest: Vec<Member> = members
+                .iter()
+                .filter(|member| member.id != self.id)
+                .cloned()
+                .collect();
+            *members = Arc::new(rest);
             registry.connections.fetch_sub(1, Ordering::Relaxed);
         }
         let empty = members.is_empty();
@@ -183,15 +250,17 @@ impl Drop for Membership {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
-    fn text(message: &Message) -> &str {
-        message.to_str().expect("a text message")
+    fn registry() -> Arc<Registry> {
+        Arc::new(Registry::new(Duration::from_secs(30)))
     }
 
     #[test]
     fn a_room_lives_from_its_first_join_to_its_last_leave() {
-        let registry = Arc::new(Registry::default());
+        let registry = registry();
         let (a, _a_inbox) = registry.join("lobby", 8);
         let (b, _b_inbox) = registry.join("lobby", 8);
         let (c, _c_inbox) = registry.join("other", 8);
@@ -205,20 +274,20 @@ mod tests {
         assert!(lock(&registry.rooms).is_empty());
     }
 
-    #[test]
-    fn lines_go_to_the_other_members_in_order_and_are_counted() {
-        let registry = Arc::new(Registry::default());
+    #[tokio::test]
+    async fn lines_go_to_the_other_members_in_order_and_are_counted() {
+        let registry = registry();
         let (a, mut a_inbox) = registry.join("lobby", 8);
         let (_b, mut b_inbox) = registry.join("lobby", 8);
         let (_c, mut c_inbox) = registry.join("elsewhere", 8);
-        a.say("one");
-        a.say("two :: three");
+        a.say("one").await;
+        a.say("two :: three").await;
         let expected = [
             format!("{} :: one", a.name()),
             format!("{} :: two :: three", a.name()),
         ];
         for line in expected {
-            assert_eq!(text(&b_inbox.try_recv().expect("a line")), line);
+            assert_eq!(b_inbox.try_recv().expect("a line").as_str(), line);
         }
         assert!(b_inbox.try_recv().is_err());
         assert!(a_inbox.try_recv().is_err(), "no echo");
@@ -227,22 +296,8 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_closes_its_member_with_1008_and_spares_the_others() {
-        let registry = Arc::new(Registry::default());
-        let (talker, _talker_inbox) = registry.join("lobby", 2);
-        let (slow, _slow_inbox) = registry.join("lobby", 2);
-        let (_fast, mut fast_inbox) = registry.join("lobby", 2);
-        for round in 0..10 {
-            talker.say(&round.to_string());
-            assert!(fast_inbox.try_recv().is_ok(), "round {round}");
-        }
-        assert_eq!(slow.closer().reason(), Some(CloseReason::TOO_SLOW));
-        assert_eq!(talker.closer().reason(), None);
-    }
-
-    #[test]
     fn names_are_distinct_within_a_room() {
-        let registry = Arc::new(Registry::default());
+        let registry = registry();
         let members: Vec<_> = (0..200).map(|_| registry.join("crowd", 1)).collect();
         let names: std::collections::HashSet<&str> =
             members.iter().map(|(member, _)| member.name()).collect();
@@ -251,11 +306,17 @@ mod tests {
 
     #[test]
     fn many_threads_joining_and_leaving_the_same_rooms_lose_and_leak_nothing() {
-        let registry = Arc::new(Registry::default());
+        let registry = registry();
         let threads: Vec<_> = (0..8)
             .map(|thread| {
                 let registry = Arc::clone(&registry);
                 std::thread::spawn(move || {
+                    // Delivery's timers need a runtime to register with.
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .expect("runtime");
+                    let _context = runtime.enter();
                     let mut held = Vec::new();
                     for round in 0..2000 {
                         let room = format!("room-{}", (thread + round) % 3);
@@ -266,7 +327,8 @@ mod tests {
                             held.swap_remove(round % held.len());
                         }
                         if let Some((member, _)) = held.last() {
-                            member.say("hi");
+                            // Gives up at the first full queue: nobody reads.
+                            let _ = member.say("hi").now_or_never();
                         }
                     }
                     held

@@ -1,6 +1,8 @@
 //! One chat connection: the session reads the member's frames and turns
-//! them into room lines; a forwarder task writes the member's queue to the
-//! socket. Whoever decides to close (the room, the session, shutdown) fires
+//! them into room lines, at the member's allowed pace and no faster than
+//! the room's readers take them (it stops reading while it waits); a
+//! forwarder task writes the member's queue to the socket and records its
+//! progress. Whoever decides to close (the room, the session, shutdown) fires
 //! the member's [`Closer`]; the forwarder then sends the close frame and the
 //! session waits, briefly, for the client's answer.
 
@@ -17,6 +19,8 @@ use tungstenite::error::{Error as WsError, ProtocolError};
 use warp::ws::{Message, WebSocket};
 
 use super::close::{CloseReason, Closer};
+use super::deliver::{Line, Progress};
+use super::pace::Pace;
 use super::rooms::Membership;
 
 /// How long a closing connection gets to take its close frame and answer
@@ -31,9 +35,11 @@ pub(crate) struct Session {
     /// The member's place in its room.
     pub(crate) membership: Membership,
     /// The member's outgoing queue.
-    pub(crate) inbox: mpsc::Receiver<Message>,
+    pub(crate) inbox: mpsc::Receiver<Line>,
     /// Longest text accepted, in bytes.
     pub(crate) max_message_bytes: usize,
+    /// The member's rate limit.
+    pub(crate) pace: Pace,
     /// Cancelled when the server stops.
     pub(crate) stop: CancellationToken,
     /// Where the forwarder is tracked, so shutdown can wait for it.
@@ -48,13 +54,21 @@ impl Session {
             membership,
             inbox,
             max_message_bytes,
+            pace,
             stop,
             tasks,
         } = self;
         let closer = Arc::clone(membership.closer());
+        let progress = Arc::clone(membership.progress());
         let (sink, stream) = socket.split();
-        let mut forwarder = tasks.spawn(forward(sink, inbox, closer));
-        read(stream, &membership, max_message_bytes, &stop).await;
+        let mut forwarder = tasks.spawn(forward(sink, inbox, closer, progress));
+        let reader = Reader {
+            membership: &membership,
+            max_message_bytes,
+            pace,
+            stop: &stop,
+        };
+        reader.read(stream).await;
         // Leave first, so nothing more is queued for a departing member.
         drop(membership);
         // The forwarder ends on its own: its queue is now closed, or it is
@@ -69,74 +83,101 @@ impl Session {
     }
 }
 
-/// Reads frames until the stream ends, the connection breaks, or a close
-/// handshake begun by either side completes or times out.
-async fn read(
-    mut stream: SplitStream<WebSocket>,
-    membership: &Membership,
+/// The reading half of a session.
+struct Reader<'a> {
+    membership: &'a Membership,
     max_message_bytes: usize,
-    stop: &CancellationToken,
-) {
-    let closer = membership.closer();
-    let kicked = closer.fired();
-    let stopped = stop.cancelled();
-    tokio::pin!(kicked, stopped);
-    // Set once closing has begun, from either side; until then frames are
-    // chat lines, afterwards they are only read to reach the close answer
-    // (reading also lets tungstenite send its pongs and close replies).
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = &mut kicked, if deadline.is_none() => {
-                if let Some(reason) = closer.reason() {
-                    tracing::debug!(
-                        member = membership.name(),
-                        code = reason.code,
-                        reason = reason.text,
-                        "closing chat connection"
-                    );
+    pace: Pace,
+    stop: &'a CancellationToken,
+}
+
+impl Reader<'_> {
+    /// Reads frames until the stream ends, the connection breaks, or a
+    /// close handshake begun by either side completes or times out.
+    async fn read(mut self, mut stream: SplitStream<WebSocket>) {
+        let membership = self.membership;
+        let closer = membership.closer();
+        let kicked = closer.fired();
+        let stopped = self.stop.cancelled();
+        tokio::pin!(kicked, stopped);
+        // Set once closing has begun, from either side; until then frames
+        // are chat lines, afterwards they are only read to reach the close
+        // answer (reading also lets tungstenite send its pongs and close
+        // replies).
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = &mut kicked, if deadline.is_none() => {
+                    deadline = Some(closing(membership));
+                    continue;
                 }
-                deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                () = &mut stopped, if deadline.is_none() => {
+                    closer.close(CloseReason::GOING_AWAY);
+                    deadline = Some(closing(membership));
+                    continue;
+                }
+                () = expire(deadline) => break,
+                next = stream.next() => next,
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    if let Some(reason) = reason_for(&err) {
+                        closer.close(reason);
+                    }
+                    tracing::debug!(error = %err, member = membership.name(), "chat connection ended");
+                    break;
+                }
+                None => break,
+            };
+            if deadline.is_some() {
                 continue;
             }
-            () = &mut stopped, if deadline.is_none() => {
-                closer.close(CloseReason::GOING_AWAY);
-                deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-                continue;
-            }
-            () = expire(deadline) => break,
-            next = stream.next() => next,
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            Some(Err(err)) => {
-                if let Some(reason) = reason_for(&err) {
-                    closer.close(reason);
+            if let Ok(text) = message.to_str() {
+                if text.len() > self.max_message_bytes {
+                    closer.close(CloseReason::TOO_BIG);
+                    continue;
                 }
-                tracing::debug!(error = %err, member = membership.name(), "chat connection ended");
-                break;
+                // No frame is read while this waits (for the member's pace,
+                // or for room in the others' queues): the client's sends
+                // back up into its socket. Closing cuts the wait short.
+                let say = async {
+                    self.pace.take().await;
+                    membership.say(text).await;
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut kicked => deadline = Some(closing(membership)),
+                    () = &mut stopped => {
+                        closer.close(CloseReason::GOING_AWAY);
+                        deadline = Some(closing(membership));
+                    }
+                    () = say => {}
+                }
+            } else if message.is_binary() {
+                closer.close(CloseReason::BINARY);
+            } else if message.is_close() {
+                // tungstenite queued the reply; the next read sends it and
+                // ends the stream.
+                deadline = Some(Instant::now() + CLOSE_TIMEOUT);
             }
-            None => break,
-        };
-        if deadline.is_some() {
-            continue;
+            // Pings: tungstenite answers them on the next read. Pongs: nothing to do.
         }
-        if let Ok(text) = message.to_str() {
-            if text.len() > max_message_bytes {
-                closer.close(CloseReason::TOO_BIG);
-            } else {
-                membership.say(text);
-            }
-        } else if message.is_binary() {
-            closer.close(CloseReason::BINARY);
-        } else if message.is_close() {
-            // tungstenite queued the reply; the next read sends it and ends
-            // the stream.
-            deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-        }
-        // Pings: tungstenite answers them on the next read. Pongs: nothing to do.
     }
+}
+
+/// Logs why the member's closer fired; the deadline for the close answer.
+fn closing(membership: &Membership) -> Instant {
+    if let Some(reason) = membership.closer().reason() {
+        tracing::debug!(
+            member = membership.name(),
+            code = reason.code,
+            reason = reason.text,
+            "closing chat connection"
+        );
+    }
+    Instant::now() + CLOSE_TIMEOUT
 }
 
 /// Resolves at `deadline`, or never when there is none.
@@ -168,8 +209,9 @@ fn reason_for(err: &warp::Error) -> Option<CloseReason> {
 /// frame, dropping whatever is still queued.
 async fn forward(
     mut sink: SplitSink<WebSocket, Message>,
-    mut inbox: mpsc::Receiver<Message>,
+    mut inbox: mpsc::Receiver<Line>,
     closer: Arc<Closer>,
+    progress: Arc<Progress>,
 ) {
     let kicked = closer.fired();
     tokio::pin!(kicked);
@@ -187,10 +229,11 @@ async fn forward(
         tokio::select! {
             biased;
             () = &mut kicked => break,
-            written = write_batch(&mut sink, first, &mut inbox) => {
+            written = write_batch(&mut sink, first, &mut inbox, &progress) => {
                 if written.is_err() {
                     return;
                 }
+                progress.mark();
             }
         }
     }
@@ -202,16 +245,22 @@ async fn forward(
 }
 
 /// Writes `first` and what else is already queued, then flushes once: one
-/// system call for a burst instead of one per line.
+/// system call for a burst instead of one per line. Each line taken from
+/// the queue counts as progress.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    first: Message,
-    inbox: &mut mpsc::Receiver<Message>,
+    first: Line,
+    inbox: &mut mpsc::Receiver<Line>,
+    progress: &Progress,
 ) -> Result<(), warp::Error> {
-    sink.feed(first).await?;
+    progress.mark();
+    sink.feed(Message::text(first.as_str())).await?;
     for _ in 1..BATCH {
         match inbox.try_recv() {
-            Ok(line) => sink.feed(line).await?,
+            Ok(line) => {
+                progress.mark();
+                sink.feed(Message::text(line.as_str())).await?;
+            }
             Err(_) => break,
         }
     }

@@ -1,6 +1,6 @@
 //! Health for load balancers and orchestrators: `GET /healthz` (the process
-//! serves HTTP) and `GET /readyz` (the store answers, so requests can
-//! succeed).
+//! serves HTTP) and `GET /readyz` (the store answers and the chat bus, if
+//! any, is connected, so requests can succeed).
 
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
 pub(super) fn healthz() {}
 
 /// Whether requests can succeed now: the store answered a trivial request
-/// within 2 seconds.
+/// within 2 seconds and, with a chat bus, the bus is connected.
 ///
 /// For readiness probes and load balancers' health checks: an instance
 /// whose database is unreachable answers 503 and should get no traffic
@@ -79,7 +79,7 @@ pub(super) fn healthz() {}
 )]
 async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => chat_bus_ready(&state),
         Ok(Err(err)) => Err(ApiError::Unavailable(format!(
             "The store is unavailable: {}",
             describe(&err)
@@ -88,6 +88,17 @@ async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
             "The store is unavailable: no answer within {} s",
             READY_TIMEOUT.as_secs()
         ))),
+    }
+}
+
+/// Ready unless there is a chat bus and it is disconnected.
+fn chat_bus_ready<S: Store>(state: &State<S>) -> Result<(), ApiError> {
+    match state.rooms.bus() {
+        Some(bus) if !bus.stats().connected => Err(ApiError::Unavailable(format!(
+            "The chat bus is unavailable: not connected to NATS at {}",
+            bus.describe()
+        ))),
+        _ => Ok(()),
     }
 }
 

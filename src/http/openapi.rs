@@ -416,8 +416,11 @@ impl<'r> ToResponse<'r> for MethodNotAllowed {
 /// - Each text frame a member sends is delivered, as one text frame
 ///   `{username} :: {message}`, to every *other* member of its room, in the
 ///   order sent. The sender gets no echo; the server sends nothing else.
-/// - A member that does not read is disconnected (close 1008) once its bounded
-///   queue is full; the others go on.
+/// - A fast sender is slowed down (its frames are read later) while a room
+///   mate's bounded queue is full, and beyond its rate (default 100 lines a
+///   second, bursts of 200). A member that reads nothing for the stall
+///   timeout (default 10 s) while its queue is full is closed with 1008; the
+///   others go on.
 /// - A text frame over the message limit (default 64 KiB) closes with 1009, a
 ///   binary frame with 1003; at shutdown chats close with 1001; beyond the
 ///   chat connection limit (default 10,000) a new connection closes with 1013.

@@ -1,0 +1,199 @@
+//! Chat rooms over real WebSockets, by concern: delivery (who hears what,
+//! in which order, at which pace), limits (close codes, slow readers) and
+//! lifecycle (joining, leaving, shutdown, figures). This file holds the
+//! client helpers they share.
+#![allow(dead_code)] // Not every module uses every helper.
+
+mod delivery;
+mod lifecycle;
+mod limits;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use shopd::chat::{ChatStats, Rooms};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::TestApp;
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Only a failure guard: every wait below normally ends in milliseconds.
+pub const GUARD: Duration = Duration::from_secs(20);
+
+/// Connects to room `room` (as it appears in the path, so already
+/// percent-encoded); the server has added us to the room once this returns.
+pub async fn join(addr: SocketAddr, room: &str) -> Client {
+    let url = format!("ws://{addr}/chat/{room}");
+    // Without TCP_NODELAY, Nagle and delayed ACKs stall a talker that
+    // sends small frames and reads nothing.
+    let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
+    let (client, response) = timeout(GUARD, connecting)
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    assert_eq!(response.status(), 101);
+    client
+}
+
+/// Like [`join`], over a socket with a tiny receive buffer, so that a
+/// client that does not read backs up into the server quickly.
+pub async fn join_with_small_buffer(addr: SocketAddr, room: &str) -> Client {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    let url = format!("ws://{addr}/chat/{room}");
+    let (client, _) = timeout(
+        GUARD,
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    client
+}
+
+pub async fn say(client: &mut Client, text: &str) {
+    client.send(Message::text(text)).await.expect("send");
+}
+
+pub async fn next_frame(client: &mut Client) -> Message {
+    timeout(GUARD, client.next())
+        .await
+        .expect("a frame in time")
+        .expect("the connection is open")
+        .expect("a valid frame")
+}
+
+/// The next frame, which must be a chat line, as `(user name, text)`.
+pub async fn next_line(client: &mut Client) -> (String, String) {
+    match next_frame(client).await {
+        Message::Text(line) => {
+            let (name, text) = line.split_once(" :: ").expect("`name :: text`");
+            (name.to_owned(), text.to_owned())
+        }
+        other => panic!("expected a chat line, got {other:?}"),
+    }
+}
+
+/// Reads (and drops) chat lines until the server's close frame, then
+/// answers it as a well-behaved client does; the frame's code.
+pub async fn close_code(client: &mut Client) -> u16 {
+    let code = loop {
+        match next_frame(client).await {
+            Message::Close(Some(frame)) => break frame.code.into(),
+            Message::Close(None) => panic!("a close frame without a code"),
+            Message::Text(_) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    finish_close(client).await;
+    code
+}
+
+/// Reads on after a close frame: that sends tungstenite's queued answer
+/// and waits for the server to end the connection.
+pub async fn finish_close(client: &mut Client) {
+    let rest = timeout(GUARD, async {
+        while let Some(Ok(_)) = client.next().await {}
+    })
+    .await;
+    rest.expect("the server ends the connection after the close handshake");
+}
+
+/// Drops the connection with a TCP reset: no close frame, no FIN.
+pub fn reset(client: Client) {
+    if let MaybeTlsStream::Plain(tcp) = client.get_ref() {
+        tcp.set_zero_linger().expect("SO_LINGER 0");
+    }
+    drop(client);
+}
+
+/// A server with only the chat route, over rooms the test can inspect.
+pub async fn chat_only(rooms: &Rooms) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = warp::serve(shopd::chat::route(rooms.clone()))
+        .incoming(listener)
+        .graceful(async {
+            let _ = stopped.await;
+        })
+        .run();
+    tokio::spawn(server);
+    (addr, stop)
+}
+
+/// Waits until the rooms' figures (messages aside) reach `rooms` and
+/// `connections`: sessions clean up just after their socket ends.
+pub async fn wait_for_stats(registry: &Rooms, rooms: u64, connections: u64) -> ChatStats {
+    let wanted = |stats: ChatStats| stats.rooms == rooms && stats.connections == connections;
+    let waited = timeout(GUARD, async {
+        while !wanted(registry.stats()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let stats = registry.stats();
+    assert!(
+        waited.is_ok(),
+        "wanted {rooms} rooms and {connections} connections, have {stats:?}"
+    );
+    stats
+}
+
+pub fn is_generated_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() == 3
+        && parts[..2]
+            .iter()
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[2].len() == 4
+        && parts[2].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Sends `lines` from `talker` and checks `reader` gets each in order, the
+/// talker staying at most `window` lines ahead (below the queue length, so
+/// the reader, a live client, never counts as too slow).
+pub async fn relay(talker: &mut Client, reader: &mut Client, lines: &[String], window: usize) {
+    let window = Semaphore::new(window);
+    let talk = async {
+        for line in lines {
+            window.acquire().await.expect("open").forget();
+            say(talker, line).await;
+        }
+    };
+    let listen = async {
+        for line in lines {
+            assert_eq!(next_line(reader).await.1, *line);
+            window.add_permits(1);
+        }
+    };
+    tokio::join!(talk, listen);
+}
+
+/// `(rooms, connections, messages)` as `GET /metrics` has them.
+pub async fn chat_metrics(app: &TestApp) -> (u64, u64, u64) {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("metrics text");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .trim()
+            .parse::<f64>()
+            .expect("a number") as u64
+    };
+    (
+        value("shopd_chat_rooms"),
+        value("shopd_chat_connections"),
+        value("shopd_chat_messages_total"),
+    )
+}
