@@ -213,10 +213,12 @@ impl SledStore {
             .exporting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = std::time::Instant::now();
         let (capture, (next_item_id, next_cart_id)) = self
             .inner
             .gate
             .open(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
+        let opened = started.elapsed();
         let read = || -> StoreResult<Snapshot> {
             let mut snapshot = Snapshot {
                 next_item_id,
@@ -259,7 +261,20 @@ impl SledStore {
             Ok(snapshot)
         };
         let snapshot = read();
+        let closing = std::time::Instant::now();
         self.inner.gate.close();
+        let closed = closing.elapsed();
+        if let Ok(snapshot) = &snapshot {
+            // Writers wait only while the gate opens and closes.
+            tracing::info!(
+                items = snapshot.items.len(),
+                carts = snapshot.carts.len(),
+                millis = started.elapsed().as_millis() as u64,
+                open_micros = opened.as_micros() as u64,
+                close_micros = closed.as_micros() as u64,
+                "snapshot taken"
+            );
+        }
         snapshot
     }
 }
