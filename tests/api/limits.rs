@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, detail, issues, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, backend_tests, detail, issues, spawn_app, spawn_app_with};
 
 /// A liveness guard, not a timing assertion: generous on a busy machine.
 const GUARD: Duration = Duration::from_secs(30);
@@ -252,50 +252,52 @@ async fn a_list_limit_over_the_maximum_is_422_like_pydantic() {
     assert_eq!(app.get("/item?limit=1000").await.status(), 200);
 }
 
-#[tokio::test]
-async fn names_longer_than_the_maximum_are_422_counted_in_characters() {
-    let app = spawn_app_with(|s| s.max_name_chars = 8).await;
-    // Eight characters of two bytes each fit.
-    let item = app.create_item("éééééééé", 1.0).await;
-    let id = item["id"].as_u64().unwrap();
-    let long = json!({"name": "ninechars", "price": 1});
-    for (method, path) in [
-        (reqwest::Method::POST, "/item".to_owned()),
-        (reqwest::Method::PUT, format!("/item/{id}")),
-        (reqwest::Method::PATCH, format!("/item/{id}")),
-    ] {
-        let response = app.send_json(method, &path, &long).await;
+backend_tests! {
+    async fn names_longer_than_the_maximum_are_422_counted_in_characters(backend) {
+        let app = backend.spawn_with(|s| s.max_name_chars = 8).await;
+        // Eight characters of two bytes each fit.
+        let item = app.create_item("éééééééé", 1.0).await;
+        let id = item["id"].as_u64().unwrap();
+        let long = json!({"name": "ninechars", "price": 1});
+        for (method, path) in [
+            (reqwest::Method::POST, "/item".to_owned()),
+            (reqwest::Method::PUT, format!("/item/{id}")),
+            (reqwest::Method::PATCH, format!("/item/{id}")),
+        ] {
+            let response = app.send_json(method, &path, &long).await;
+            assert_eq!(
+                issues(response).await,
+                vec![("body.name".to_owned(), "string_too_long".to_owned())],
+                "{path}"
+            );
+        }
         assert_eq!(
-            issues(response).await,
-            vec![("body.name".to_owned(), "string_too_long".to_owned())],
-            "{path}"
+            app.get_json(&format!("/item/{id}")).await["name"],
+            "éééééééé"
         );
     }
-    assert_eq!(
-        app.get_json(&format!("/item/{id}")).await["name"],
-        "éééééééé"
-    );
 }
 
-#[tokio::test]
-async fn a_cart_full_of_lines_refuses_a_new_item_with_409_but_counts_old_ones() {
-    let app = spawn_app_with(|s| s.max_cart_lines = 2).await;
-    let cart = app.create_cart().await;
-    let mut ids = Vec::new();
-    for name in ["a", "b", "c"] {
-        ids.push(app.create_item(name, 1.0).await["id"].as_u64().unwrap());
+backend_tests! {
+    async fn a_cart_full_of_lines_refuses_a_new_item_with_409_but_counts_old_ones(backend) {
+        let app = backend.spawn_with(|s| s.max_cart_lines = 2).await;
+        let cart = app.create_cart().await;
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            ids.push(app.create_item(name, 1.0).await["id"].as_u64().unwrap());
+        }
+        app.add(cart, ids[0]).await;
+        app.add(cart, ids[1]).await;
+        let refused = app.post(&format!("/cart/{cart}/add/{}", ids[2])).await;
+        let sentence = detail(refused, 409).await;
+        assert!(
+            sentence.contains(&cart.to_string()) && sentence.contains('2'),
+            "{sentence}"
+        );
+        let again = app.add(cart, ids[0]).await;
+        assert_eq!(again["items"][0]["quantity"], 2);
+        assert_eq!(again["items"].as_array().unwrap().len(), 2);
     }
-    app.add(cart, ids[0]).await;
-    app.add(cart, ids[1]).await;
-    let refused = app.post(&format!("/cart/{cart}/add/{}", ids[2])).await;
-    let sentence = detail(refused, 409).await;
-    assert!(
-        sentence.contains(&cart.to_string()) && sentence.contains('2'),
-        "{sentence}"
-    );
-    let again = app.add(cart, ids[0]).await;
-    assert_eq!(again["items"][0]["quantity"], 2);
-    assert_eq!(again["items"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
