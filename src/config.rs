@@ -140,9 +140,31 @@ settings! {
 #[derive(Debug, Default, Parser)]
 #[command(version, about)]
 pub struct Cli {
+    /// A tool to run instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The server's flags.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Start on a damaged data directory anyway: serve what is left, new ids continue after every acknowledged one (a flag only, for the one start that needs it)
+    #[arg(long)]
+    pub accept_data_loss: bool,
+}
+
+/// The tools `shopd` runs instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Read every record of a stopped data directory and compare with its manifest; exit 0 when clean, 1 on damage or when it cannot be checked
+    Check {
+        /// The data directory to check [default: ./data]
+        #[arg(
+            long,
+            env = "SHOPD_DATA_DIR",
+            value_name = "DIR",
+            default_value = "data"
+        )]
+        data_dir: PathBuf,
+    },
 }
 
 /// A setting that stops start-up.

@@ -4,13 +4,22 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shopd::store::Store;
-use shopd::{App, Cli, Settings};
+use shopd::store::{OnDamage, Store};
+use shopd::{App, Cli, Command, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::load(Cli::parse().serve) {
+    let cli = Cli::parse();
+    if let Some(Command::Check { data_dir }) = &cli.command {
+        return check(data_dir);
+    }
+    let on_damage = if cli.accept_data_loss {
+        OnDamage::AcceptDataLoss
+    } else {
+        OnDamage::Refuse
+    };
+    let settings = match Settings::load(cli.serve) {
         Ok(settings) => settings,
         Err(err) => return fail(&err),
     };
@@ -27,7 +36,7 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(settings).await {
+    match run(settings, on_damage).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
@@ -35,7 +44,7 @@ async fn main() -> ExitCode {
 
 /// Opens the store the settings choose, then serves: one monomorphised
 /// [`serve`] per backend.
-async fn run(settings: Settings) -> Result<(), shopd::AppError> {
+async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
     let listen = settings.listen.clone();
     match &settings.database_url {
         Some(url) => {
@@ -48,7 +57,7 @@ async fn run(settings: Settings) -> Result<(), shopd::AppError> {
                 settings.data_dir.display(),
                 settings.durability
             );
-            serve(App::open(settings)?, &listen, &store).await
+            serve(App::open_with(settings, on_damage)?, &listen, &store).await
         }
     }
 }
@@ -61,6 +70,22 @@ async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), s
         tracing::info!(%addr, store, "shopd started");
     }
     app.serve(listener, shopd::shutdown::signal()).await
+}
+
+/// `shopd check`: prints the summary; exit 0 when clean, 1 otherwise.
+fn check(data_dir: &std::path::Path) -> ExitCode {
+    match shopd::store::check(data_dir) {
+        Ok(report) => {
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                println!("damaged: see the README's \"Damaged stores and full disks\" to recover");
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => fail(&err),
+    }
 }
 
 fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {

@@ -19,7 +19,9 @@ mod stats;
 use std::future::Future;
 
 pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
-pub use sled::{Durability, OpenError, SledStore};
+pub use sled::{
+    CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,
+};
 pub use stats::{StatsCache, StoreStats};
 
 use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};

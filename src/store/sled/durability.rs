@@ -2,17 +2,26 @@
 //! on stable storage, and concurrent writers share that wait: one flusher
 //! thread takes all writers waiting at once, flushes sled, fsyncs its files
 //! and answers them all (group commit), so a burst of N writes costs about
-//! one or two fsyncs, not N.
+//! one or two fsyncs, not N. After each sync that stored new records it
+//! brings the manifest up to date before it answers (see `manifest.rs`); in
+//! `periodic` mode the same thread does that every `flush_every_ms`.
+//!
+//! sled stops writing for good after its first I/O error (a full disk, say):
+//! every later write fails until the database is opened again. So the first
+//! failed sync marks the store failed, says so once in the log, and every
+//! later sync fails at once.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::manifest::Ledger;
 use crate::store::{StoreError, StoreResult};
 
 /// How durable an acknowledged write is.
@@ -54,6 +63,8 @@ pub(super) struct DiskSync {
     /// The highest blob file already fsynced (blob files are named by a
     /// growing log sequence number, and sled does not fsync them).
     synced_blob: Mutex<u64>,
+    /// Why storage failed, once it has: sled writes no more in this process.
+    failed: OnceLock<String>,
 }
 
 impl DiskSync {
@@ -63,14 +74,47 @@ impl DiskSync {
             log: File::open(sled_dir.join("db"))?,
             blobs: sled_dir.join("blobs"),
             synced_blob: Mutex::new(0),
+            failed: OnceLock::new(),
         })
     }
 
     /// Makes every write made so far durable.
     pub(super) fn sync(&self) -> io::Result<()> {
-        self.db.flush().map_err(io::Error::other)?;
-        self.log.sync_data()?;
-        self.sync_new_blobs()
+        if let Some(why) = self.failed() {
+            return Err(io::Error::other(format!("storage failed earlier: {why}")));
+        }
+        let synced = self
+            .db
+            .flush()
+            .map_err(io::Error::other)
+            .and_then(|_| self.log.sync_data())
+            .and_then(|()| self.sync_new_blobs());
+        if let Err(err) = &synced {
+            self.fail(err.to_string());
+        }
+        synced
+    }
+
+    /// Syncs, then brings the manifest up to what that sync made durable.
+    pub(super) fn sync_and_record(&self, ledger: &Ledger) -> io::Result<()> {
+        let snapshot = ledger.snapshot();
+        self.sync()?;
+        ledger.publish(snapshot)
+    }
+
+    /// Why storage failed, if it has.
+    pub(super) fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    fn fail(&self, why: String) {
+        if self.failed.set(why.clone()).is_ok() {
+            tracing::error!(
+                error = %why,
+                "storage failed: sled writes nothing more in this process; writes fail and \
+                 /readyz answers 503 until shopd is restarted (once the disk has room)"
+            );
+        }
     }
 
     fn sync_new_blobs(&self) -> io::Result<()> {
@@ -108,29 +152,46 @@ impl DiskSync {
 #[derive(Clone)]
 pub(super) struct Committer {
     waiters: Option<mpsc::Sender<Waiter>>,
+    /// In `periodic` mode: dropping the last one ends the manifest thread.
+    _ticker: Option<mpsc::Sender<()>>,
 }
 
 impl Committer {
-    /// Starts the flusher thread for `sync` mode (its handle comes back so
-    /// the store can wait for it to end); in `periodic` mode writers never wait.
+    /// Starts the flusher thread (in `periodic` mode, the thread that
+    /// syncs and updates the manifest every `every`); its handle comes back
+    /// so the store can wait for it to end.
     pub(super) fn start(
         mode: Durability,
-        disk: std::sync::Arc<DiskSync>,
-    ) -> io::Result<(Committer, Option<std::thread::JoinHandle<()>>)> {
+        every: Duration,
+        disk: Arc<DiskSync>,
+        ledger: Arc<Ledger>,
+    ) -> io::Result<(Committer, std::thread::JoinHandle<()>)> {
+        let builder = std::thread::Builder::new().name("shopd-flusher".into());
         if mode == Durability::Periodic {
-            return Ok((Committer::stopped(), None));
+            let (tx, rx) = mpsc::channel::<()>();
+            let thread = builder.spawn(move || ticker(&rx, every, &disk, &ledger))?;
+            let committer = Committer {
+                waiters: None,
+                _ticker: Some(tx),
+            };
+            return Ok((committer, thread));
         }
         let (tx, rx) = mpsc::channel::<Waiter>();
-        let thread = std::thread::Builder::new()
-            .name("shopd-flusher".into())
-            .spawn(move || flusher(&rx, &disk))?;
-        Ok((Committer { waiters: Some(tx) }, Some(thread)))
+        let thread = builder.spawn(move || flusher(&rx, &disk, &ledger))?;
+        let committer = Committer {
+            waiters: Some(tx),
+            _ticker: None,
+        };
+        Ok((committer, thread))
     }
 
     /// A committer whose writers never wait; dropping the last real one in
     /// favour of this ends the flusher thread.
     pub(super) fn stopped() -> Committer {
-        Committer { waiters: None }
+        Committer {
+            waiters: None,
+            _ticker: None,
+        }
     }
 
     /// Resolves once every write made before the call is durable.
@@ -147,19 +208,31 @@ impl Committer {
     }
 }
 
-/// Takes every waiting writer, syncs once, answers them all; until every
-/// sender is gone.
-fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync) {
+/// Takes every waiting writer, syncs once, records the new ids in the
+/// manifest, answers them all; until every sender is gone.
+fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync, ledger: &Ledger) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = disk.sync().map_err(|err| {
+        let result = disk.sync_and_record(ledger).map_err(|err| {
             tracing::error!(error = %err, "flushing storage failed");
             err.to_string()
         });
         for waiter in batch {
             // A writer that went away (client hung up) needs no answer.
             let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// `periodic` mode: every `every`, syncs and records the new ids in the
+/// manifest; until the stop sender is gone.
+fn ticker(stop: &mpsc::Receiver<()>, every: Duration, disk: &DiskSync, ledger: &Ledger) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        if disk.failed().is_none()
+            && let Err(err) = disk.sync_and_record(ledger)
+        {
+            tracing::error!(error = %err, "flushing storage failed");
         }
     }
 }
