@@ -3,6 +3,7 @@
 
 mod carts;
 mod chat;
+mod damage;
 mod helpers;
 mod items;
 mod metrics;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::codec::{self, CartRecord, ItemRecord};
+use super::durability::SYNC_KEY;
 use super::manifest::{Kind, Manifest};
 use crate::domain::Id;
 
@@ -36,6 +37,8 @@ pub struct Scan {
     pub problems: Vec<String>,
     /// How many problems there are in all.
     pub problem_count: usize,
+    /// The number of the last sync whose mark the store holds.
+    pub sync: u64,
 }
 
 impl Scan {
@@ -47,9 +50,17 @@ impl Scan {
     }
 }
 
-/// Reads every item and cart.
-pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree) -> Scan {
+/// Reads every item and cart, and the last sync's mark in `meta`.
+pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) -> Scan {
     let mut scan = Scan::default();
+    match meta.get(SYNC_KEY) {
+        Ok(Some(bytes)) => match codec::id_of(&bytes) {
+            Ok(number) => scan.sync = number,
+            Err(_) => scan.problem("the last sync's mark does not decode".into()),
+        },
+        Ok(None) => {}
+        Err(err) => scan.problem(format!("the last sync's mark cannot be read: {err}")),
+    }
     let mut item_ids = HashSet::new();
     for entry in items.iter() {
         let (key, value) = match entry {
@@ -140,6 +151,13 @@ pub(super) fn missing(found: &Scan, manifest: &Manifest) -> Vec<String> {
             ));
         }
     }
+    if found.sync < manifest.sync {
+        missing.push(format!(
+            "the store holds writes up to sync {} but writes up to sync {} were acknowledged: \
+             the store lost its latest changes",
+            found.sync, manifest.sync
+        ));
+    }
     missing
 }
 
@@ -201,11 +219,13 @@ impl fmt::Display for CheckReport {
             "carts: {} records, highest id {}",
             scan.carts.count, scan.carts.highest
         )?;
+        writeln!(f, "last sync: {}", scan.sync)?;
         match (&self.manifest_state, &self.manifest) {
             (ManifestState::Present, Some(manifest)) => {
                 writeln!(f, "manifest: acknowledged so far")?;
                 kind_line(f, "items", manifest.items)?;
                 kind_line(f, "carts", manifest.carts)?;
+                writeln!(f, "  last sync: {}", manifest.sync)?;
             }
             (ManifestState::Damaged(why), _) => writeln!(f, "manifest: damaged: {why}")?,
             _ => writeln!(f, "manifest: none (shopd writes one at its next start)")?,

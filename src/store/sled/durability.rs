@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::manifest::Ledger;
+use super::manifest::{LAZY, Ledger};
 use crate::store::{StoreError, StoreResult};
 
 /// How durable an acknowledged write is.
@@ -65,41 +65,88 @@ pub(super) struct DiskSync {
     synced_blob: Mutex<u64>,
     /// Why storage failed, once it has: sled writes no more in this process.
     failed: OnceLock<String>,
+    /// Where each sync writes its number first.
+    meta: sled::Tree,
+    /// The number of the last sync begun.
+    sync_number: Mutex<u64>,
+    ledger: Arc<Ledger>,
 }
 
+/// The key in `meta` of the last sync's number.
+pub(super) const SYNC_KEY: &str = "last_sync";
+
 impl DiskSync {
-    pub(super) fn new(db: sled::Db, sled_dir: &Path) -> io::Result<DiskSync> {
+    /// Syncs `db` (whose files are in `sled_dir`) and records each sync in
+    /// `meta` and in the manifest through `ledger`; sync numbers continue
+    /// after `last_sync`.
+    pub(super) fn new(
+        db: sled::Db,
+        sled_dir: &Path,
+        meta: sled::Tree,
+        last_sync: u64,
+        ledger: Arc<Ledger>,
+    ) -> io::Result<DiskSync> {
         Ok(DiskSync {
             db,
             log: File::open(sled_dir.join("db"))?,
             blobs: sled_dir.join("blobs"),
             synced_blob: Mutex::new(0),
             failed: OnceLock::new(),
+            meta,
+            sync_number: Mutex::new(last_sync),
+            ledger,
         })
     }
 
-    /// Makes every write made so far durable.
+    /// Makes every write made so far durable, then brings the manifest up
+    /// to what this sync made durable.
     pub(super) fn sync(&self) -> io::Result<()> {
+        let mut snapshot = self.ledger.snapshot();
+        snapshot.sync = self.sync_files()?;
+        self.ledger.publish(snapshot)
+    }
+
+    /// Makes every write made so far durable; returns the sync's number.
+    fn sync_files(&self) -> io::Result<u64> {
         if let Some(why) = self.failed() {
             return Err(io::Error::other(format!("storage failed earlier: {why}")));
         }
         let synced = self
-            .db
-            .flush()
-            .map_err(io::Error::other)
-            .and_then(|_| self.log.sync_data())
-            .and_then(|()| self.sync_new_blobs());
+            .number_sync()
+            .and_then(|number| {
+                self.db.flush().map_err(io::Error::other)?;
+                Ok(number)
+            })
+            .and_then(|number| {
+                self.log.sync_data()?;
+                self.sync_new_blobs()?;
+                Ok(number)
+            });
         if let Err(err) = &synced {
             self.fail(err.to_string());
         }
         synced
     }
 
-    /// Syncs, then brings the manifest up to what that sync made durable.
-    pub(super) fn sync_and_record(&self, ledger: &Ledger) -> io::Result<()> {
-        let snapshot = ledger.snapshot();
-        self.sync()?;
-        ledger.publish(snapshot)
+    /// Writes the next sync number into sled, in order (under a lock, so
+    /// the stored number never goes back).
+    fn number_sync(&self) -> io::Result<u64> {
+        let mut number = self
+            .sync_number
+            .lock()
+            .map_err(|_| io::Error::other("sync number lock poisoned"))?;
+        *number += 1;
+        self.meta
+            .insert(SYNC_KEY, &number.to_be_bytes())
+            .map_err(io::Error::other)?;
+        Ok(*number)
+    }
+
+    /// The last sync, made at shutdown: the manifest then says exactly
+    /// what the store holds.
+    pub(super) fn final_sync(&self) -> io::Result<()> {
+        let number = self.sync_files()?;
+        self.ledger.settle(number)
     }
 
     /// Why storage failed, if it has.
@@ -164,12 +211,11 @@ impl Committer {
         mode: Durability,
         every: Duration,
         disk: Arc<DiskSync>,
-        ledger: Arc<Ledger>,
     ) -> io::Result<(Committer, std::thread::JoinHandle<()>)> {
         let builder = std::thread::Builder::new().name("shopd-flusher".into());
         if mode == Durability::Periodic {
             let (tx, rx) = mpsc::channel::<()>();
-            let thread = builder.spawn(move || ticker(&rx, every, &disk, &ledger))?;
+            let thread = builder.spawn(move || ticker(&rx, every, &disk))?;
             let committer = Committer {
                 waiters: None,
                 _ticker: Some(tx),
@@ -177,7 +223,7 @@ impl Committer {
             return Ok((committer, thread));
         }
         let (tx, rx) = mpsc::channel::<Waiter>();
-        let thread = builder.spawn(move || flusher(&rx, &disk, &ledger))?;
+        let thread = builder.spawn(move || flusher(&rx, &disk))?;
         let committer = Committer {
             waiters: Some(tx),
             _ticker: None,
@@ -208,13 +254,22 @@ impl Committer {
     }
 }
 
-/// Takes every waiting writer, syncs once, records the new ids in the
-/// manifest, answers them all; until every sender is gone.
-fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync, ledger: &Ledger) {
-    while let Ok(first) = rx.recv() {
+/// Takes every waiting writer, syncs once (which records the sync in the
+/// manifest), answers them all; until every sender is gone. When idle, makes
+/// sure the manifest does not lag.
+fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync) {
+    loop {
+        let first = match rx.recv_timeout(LAZY) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                publish_pending(disk);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = disk.sync_and_record(ledger).map_err(|err| {
+        let result = disk.sync().map_err(|err| {
             tracing::error!(error = %err, "flushing storage failed");
             err.to_string()
         });
@@ -225,14 +280,23 @@ fn flusher(rx: &mpsc::Receiver<Waiter>, disk: &DiskSync, ledger: &Ledger) {
     }
 }
 
-/// `periodic` mode: every `every`, syncs and records the new ids in the
-/// manifest; until the stop sender is gone.
-fn ticker(stop: &mpsc::Receiver<()>, every: Duration, disk: &DiskSync, ledger: &Ledger) {
+fn publish_pending(disk: &DiskSync) {
+    if disk.failed().is_none()
+        && let Err(err) = disk.ledger.publish_pending()
+    {
+        tracing::error!(error = %err, "writing the manifest failed");
+    }
+}
+
+/// `periodic` mode: every `every`, syncs (which records the sync in the
+/// manifest); until the stop sender is gone.
+fn ticker(stop: &mpsc::Receiver<()>, every: Duration, disk: &DiskSync) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if disk.failed().is_none()
-            && let Err(err) = disk.sync_and_record(ledger)
+            && let Err(err) = disk.sync()
         {
             tracing::error!(error = %err, "flushing storage failed");
         }
+        publish_pending(disk);
     }
 }

@@ -114,8 +114,6 @@ impl IdGen {
             .map_err(StoreError::backend)?;
         // In the manifest before any id below `reserved_until` is handed out.
         self.ledger.reserve(self.records, reserved_until);
-        self.disk
-            .sync_and_record(&self.ledger)
-            .map_err(StoreError::backend)
+        self.disk.sync().map_err(StoreError::backend)
     }
 }

@@ -16,12 +16,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::domain::Id;
 
 /// The manifest's file name in the data directory.
 pub(super) const FILE: &str = "manifest";
 const HEADER: &str = "shopd manifest 1";
+/// How long a manifest may lag behind syncs that stored no new record.
+pub(super) const LAZY: Duration = Duration::from_secs(1);
 
 /// What the manifest says about one kind of record (items or carts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +53,11 @@ impl Kind {
 pub(super) struct Manifest {
     pub items: Kind,
     pub carts: Kind,
+    /// The number of the last sync known durable. Each sync first writes
+    /// its number into sled (`meta`), so a store whose log lost its tail
+    /// (and with it the latest changes to existing records, which counts
+    /// and ids cannot show) holds a lower number than this.
+    pub sync: u64,
 }
 
 /// Why a manifest could not be read.
@@ -69,7 +77,7 @@ impl fmt::Display for Manifest {
             writeln!(f, "{name}.count {}", kind.count)?;
             writeln!(f, "{name}.next {}", kind.next)?;
         }
-        Ok(())
+        writeln!(f, "sync {}", self.sync)
     }
 }
 
@@ -113,9 +121,11 @@ impl Manifest {
                 next: value(&format!("{name}.next"))?,
             })
         };
+        let (items, carts) = (kind("items")?, kind("carts")?);
         Ok(Manifest {
-            items: kind("items")?,
-            carts: kind("carts")?,
+            items,
+            carts,
+            sync: value("sync")?,
         })
     }
 
@@ -182,8 +192,15 @@ pub(super) struct Ledger {
     dir: PathBuf,
     items: Counter,
     carts: Counter,
-    /// What the file says now.
-    written: Mutex<Manifest>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// What is known durable.
+    durable: Manifest,
+    /// What the file says.
+    written: Manifest,
+    written_at: Instant,
 }
 
 impl Ledger {
@@ -199,7 +216,11 @@ impl Ledger {
             dir: dir.to_path_buf(),
             items: counter(manifest.items),
             carts: counter(manifest.carts),
-            written: Mutex::new(manifest),
+            state: Mutex::new(State {
+                durable: manifest,
+                written: manifest,
+                written_at: Instant::now(),
+            }),
         })
     }
 
@@ -208,6 +229,12 @@ impl Ledger {
             Records::Items => &self.items,
             Records::Carts => &self.carts,
         }
+    }
+
+    fn state(&self) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| io::Error::other("manifest lock poisoned"))
     }
 
     /// Notes a new record, after sled took it (and before it is synced).
@@ -230,45 +257,60 @@ impl Ledger {
         self.counter(records).reserved.store(next, Ordering::SeqCst);
     }
 
-    /// Writes `snapshot` as it is, also where it says less than the file
-    /// (a released reservation); for shutdown, after the last sync.
-    pub(super) fn settle(&self, snapshot: Manifest) -> io::Result<()> {
-        let mut written = self
-            .written
-            .lock()
-            .map_err(|_| io::Error::other("manifest lock poisoned"))?;
-        if snapshot != *written {
-            snapshot.write(&self.dir)?;
-            *written = snapshot;
-        }
-        Ok(())
-    }
-
     /// What is stored now; take it before a sync and publish it after.
     pub(super) fn snapshot(&self) -> Manifest {
         Manifest {
             items: self.items.snapshot(),
             carts: self.carts.snapshot(),
+            sync: 0,
         }
     }
 
-    /// Writes `snapshot` (taken before a sync that succeeded) when it says
-    /// more than the file does; a no-op otherwise, so a sync without new
-    /// records costs nothing more.
+    /// Records `snapshot` (taken before a sync that succeeded, with that
+    /// sync's number). New records or ids are written at once, before the
+    /// writers of that sync are answered; a newer sync number alone at
+    /// most every [`LAZY`] (see [`Ledger::publish_pending`]).
     pub(super) fn publish(&self, snapshot: Manifest) -> io::Result<()> {
-        let mut written = self
-            .written
-            .lock()
-            .map_err(|_| io::Error::other("manifest lock poisoned"))?;
-        let merged = Manifest {
-            items: written.items.max(snapshot.items),
-            carts: written.carts.max(snapshot.carts),
+        let mut state = self.state()?;
+        let durable = Manifest {
+            items: state.durable.items.max(snapshot.items),
+            carts: state.durable.carts.max(snapshot.carts),
+            sync: state.durable.sync.max(snapshot.sync),
         };
-        if merged != *written {
-            merged.write(&self.dir)?;
-            *written = merged;
+        state.durable = durable;
+        let new_records =
+            (durable.items, durable.carts) != (state.written.items, state.written.carts);
+        if new_records || state.written_at.elapsed() >= LAZY {
+            self.write(&mut state)?;
         }
         Ok(())
+    }
+
+    /// Writes what is known durable if the file lags behind it.
+    pub(super) fn publish_pending(&self) -> io::Result<()> {
+        let mut state = self.state()?;
+        self.write(&mut state)
+    }
+
+    fn write(&self, state: &mut State) -> io::Result<()> {
+        if state.durable != state.written {
+            state.durable.write(&self.dir)?;
+            state.written = state.durable;
+            state.written_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes what is stored now as it is, also where it says less than
+    /// the file (a released reservation); for shutdown, after the last
+    /// sync, `sync` being its number.
+    pub(super) fn settle(&self, sync: u64) -> io::Result<()> {
+        let mut state = self.state()?;
+        state.durable = Manifest {
+            sync,
+            ..self.snapshot()
+        };
+        self.write(&mut state)
     }
 }
 
@@ -289,6 +331,7 @@ mod tests {
                 count: 7,
                 next: 8,
             },
+            sync: 12,
         };
         let text = manifest.encode();
         assert_eq!(Manifest::decode(&text), Ok(manifest));

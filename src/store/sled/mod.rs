@@ -91,8 +91,15 @@ impl SledStore {
             source,
         };
         let (db, items, carts, meta) = (opened.db, opened.items, opened.carts, opened.meta);
-        let disk = Arc::new(DiskSync::new(db.clone(), &dir.join("sled")).map_err(unusable)?);
         let ledger = Arc::new(Ledger::start(dir, opened.start).map_err(unusable)?);
+        let disk = DiskSync::new(
+            db.clone(),
+            &dir.join("sled"),
+            meta.clone(),
+            opened.start.sync,
+            ledger.clone(),
+        );
+        let disk = Arc::new(disk.map_err(unusable)?);
         let reserve = durability == Durability::Periodic;
         let ids = |tree, meta_key, records, floor| {
             let home = IdHome {
@@ -116,13 +123,9 @@ impl SledStore {
             Records::Carts,
             opened.start.carts.next,
         )?;
-        let (committer, flusher) = Committer::start(
-            durability,
-            Duration::from_millis(every),
-            disk.clone(),
-            ledger.clone(),
-        )
-        .map_err(unusable)?;
+        let (committer, flusher) =
+            Committer::start(durability, Duration::from_millis(every), disk.clone())
+                .map_err(unusable)?;
         let syncs_adds = (durability == Durability::Sync).then(|| disk.clone());
         let (cart_writer, writer) =
             CartWriter::start(items.clone(), carts.clone(), syncs_adds).map_err(unusable)?;
@@ -380,15 +383,11 @@ impl Store for SledStore {
         }
         self.inner.item_ids.close()?;
         self.inner.cart_ids.close()?;
-        let (disk, ledger) = (self.inner.disk.clone(), self.inner.ledger.clone());
+        let disk = self.inner.disk.clone();
         // Requests are drained: what is stored now is final.
-        tokio::task::spawn_blocking(move || {
-            let snapshot = ledger.snapshot();
-            disk.sync()?;
-            ledger.settle(snapshot)
-        })
-        .await
-        .map_err(backend)?
-        .map_err(backend)
+        tokio::task::spawn_blocking(move || disk.final_sync())
+            .await
+            .map_err(backend)?
+            .map_err(backend)
     }
 }

@@ -126,7 +126,7 @@ fn open_and_scan(
             db.open_tree("carts")?,
             db.open_tree("meta")?,
         ];
-        let scan = check::scan(&trees[0], &trees[1]);
+        let scan = check::scan(&trees[0], &trees[1], &trees[2]);
         Ok((db, trees, scan))
     }));
     match opened {
@@ -209,6 +209,7 @@ pub(super) fn open_checked(
     let start = Manifest {
         items: start(scan.items, manifest.items),
         carts: start(scan.carts, manifest.carts),
+        sync: scan.sync.max(manifest.sync),
     };
     Ok(Opened {
         db,
