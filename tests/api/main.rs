@@ -4,6 +4,7 @@
 mod carts;
 mod chat;
 mod damage;
+mod full_disk;
 mod helpers;
 mod items;
 mod metrics;
