@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ pub(super) struct DiskSync {
     synced_blob: Mutex<u64>,
     /// Why storage failed, once it has: sled writes no more in this process.
     failed: OnceLock<String>,
+    /// Whether anything was written since the last `periodic` sync.
+    dirty: AtomicBool,
     /// Where each sync writes its number first.
     meta: sled::Tree,
     /// The number of the last sync begun.
@@ -92,6 +95,7 @@ impl DiskSync {
             blobs: sled_dir.join("blobs"),
             synced_blob: Mutex::new(0),
             failed: OnceLock::new(),
+            dirty: AtomicBool::new(false),
             meta,
             sync_number: Mutex::new(last_sync),
             ledger,
@@ -149,6 +153,11 @@ impl DiskSync {
         self.ledger.settle(number)
     }
 
+    /// Notes a write, for `periodic` mode's next tick.
+    pub(super) fn touch(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+    }
+
     /// Why storage failed, if it has.
     pub(super) fn failed(&self) -> Option<&str> {
         self.failed.get().map(String::as_str)
@@ -201,6 +210,8 @@ pub(super) struct Committer {
     waiters: Option<mpsc::Sender<Waiter>>,
     /// In `periodic` mode: dropping the last one ends the manifest thread.
     _ticker: Option<mpsc::Sender<()>>,
+    /// In `periodic` mode: told of each write, so idle ticks sync nothing.
+    touch: Option<Arc<DiskSync>>,
 }
 
 impl Committer {
@@ -215,10 +226,12 @@ impl Committer {
         let builder = std::thread::Builder::new().name("shopd-flusher".into());
         if mode == Durability::Periodic {
             let (tx, rx) = mpsc::channel::<()>();
+            let touch = Some(disk.clone());
             let thread = builder.spawn(move || ticker(&rx, every, &disk))?;
             let committer = Committer {
                 waiters: None,
                 _ticker: Some(tx),
+                touch,
             };
             return Ok((committer, thread));
         }
@@ -227,6 +240,7 @@ impl Committer {
         let committer = Committer {
             waiters: Some(tx),
             _ticker: None,
+            touch: None,
         };
         Ok((committer, thread))
     }
@@ -237,12 +251,16 @@ impl Committer {
         Committer {
             waiters: None,
             _ticker: None,
+            touch: None,
         }
     }
 
     /// Resolves once every write made before the call is durable.
     pub(super) async fn durable(&self) -> StoreResult<()> {
         let Some(waiters) = &self.waiters else {
+            if let Some(disk) = &self.touch {
+                disk.touch();
+            }
             return Ok(());
         };
         let (tx, rx) = oneshot::channel();
@@ -293,6 +311,7 @@ fn publish_pending(disk: &DiskSync) {
 fn ticker(stop: &mpsc::Receiver<()>, every: Duration, disk: &DiskSync) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if disk.failed().is_none()
+            && disk.dirty.swap(false, Ordering::SeqCst)
             && let Err(err) = disk.sync()
         {
             tracing::error!(error = %err, "flushing storage failed");

@@ -1,11 +1,12 @@
 //! Id allocation: dense, per resource kind, never reused.
 //!
-//! In `sync` mode every created record is on disk before its id is given
-//! out, so after any restart the next id is one past the highest stored key.
-//! In `periodic` mode a crash can lose records whose ids were already given
-//! out, so ids are reserved in blocks: the end of the block is written and
-//! flushed before an id beyond it is handed out, and a restart continues from
-//! there (a crash skips at most one block; a clean shutdown skips nothing).
+//! Ids are reserved in blocks: the end of the block is written (into sled's
+//! `meta` and into the manifest) and synced before an id beyond it is
+//! handed out, and a restart continues from there (a crash skips at most
+//! one block; a clean shutdown skips nothing). In `periodic` mode a crash
+//! can lose records whose ids were given out; in either mode a damaged log
+//! can lose them: the reservation outside sled keeps their ids from being
+//! handed out again.
 //!
 //! Either way the manifest's `next` ids are a floor too: a store whose log
 //! was damaged (and so looks shorter) still continues after every id that

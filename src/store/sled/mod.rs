@@ -100,7 +100,6 @@ impl SledStore {
             ledger.clone(),
         );
         let disk = Arc::new(disk.map_err(unusable)?);
-        let reserve = durability == Durability::Periodic;
         let ids = |tree, meta_key, records, floor| {
             let home = IdHome {
                 meta: &meta,
@@ -109,7 +108,7 @@ impl SledStore {
                 ledger: ledger.clone(),
                 records,
             };
-            IdGen::open(tree, home, floor, reserve).map_err(database)
+            IdGen::open(tree, home, floor, true).map_err(database)
         };
         let item_ids = ids(
             &items,
@@ -343,6 +342,7 @@ impl Store for SledStore {
     async fn add_to_cart(&self, cart: Id, item: Id) -> StoreResult<Cart> {
         // Durable on return: in `sync` mode the cart writer syncs each batch.
         let record = self.inner.cart_writer.add(cart, item).await?;
+        self.inner.disk.touch();
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.
         self.cart_view(cart, &record)
