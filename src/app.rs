@@ -15,7 +15,7 @@ use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
 use crate::store::{
-    OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
+    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
 };
 
 /// Why shopd could not start or stop cleanly; messages name the culprit.
@@ -51,12 +51,20 @@ pub struct App<S = SledStore> {
 }
 
 impl App<SledStore> {
-    /// Opens (and locks) the data directory of `settings`.
+    /// Opens (and locks) the data directory of `settings`; refuses a
+    /// damaged one.
     pub fn open(settings: Settings) -> Result<Self, AppError> {
-        let store = SledStore::open(
+        App::open_with(settings, OnDamage::Refuse)
+    }
+
+    /// Opens the data directory of `settings`, doing `on_damage` when it
+    /// is damaged.
+    pub fn open_with(settings: Settings, on_damage: OnDamage) -> Result<Self, AppError> {
+        let store = SledStore::open_with(
             &settings.data_dir,
             settings.durability,
             settings.flush_every_ms,
+            on_damage,
         )?;
         Ok(App::with_store(store, settings))
     }

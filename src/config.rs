@@ -192,10 +192,13 @@ pub struct Cli {
     /// The server's flags.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Start on a damaged data directory anyway: serve what is left, new ids continue after every acknowledged one (a flag only, for the one start that needs it)
+    #[arg(long)]
+    pub accept_data_loss: bool,
 }
 
 /// The commands besides serving.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Write every item and cart in shopd's export format (NDJSON): from a stopped
     /// embedded store, from PostgreSQL, or from a running shopd (--url)
@@ -203,6 +206,17 @@ pub enum Command {
     /// Load an export into an empty store; checks the whole file first and writes
     /// nothing if any line is wrong
     Import(ImportArgs),
+    /// Read every record of a stopped data directory and compare with its manifest; exit 0 when clean, 1 on damage or when it cannot be checked
+    Check {
+        /// The data directory to check [default: ./data]
+        #[arg(
+            long,
+            env = "SHOPD_DATA_DIR",
+            value_name = "DIR",
+            default_value = "data"
+        )]
+        data_dir: PathBuf,
+    },
 }
 
 /// Where an export or import finds its store: exactly one of these.

@@ -30,7 +30,7 @@ pub mod store;
 pub mod transfer;
 
 pub use app::{App, AppError, bind};
-pub use config::{Cli, ServeArgs, Settings};
+pub use config::{Cli, Command, ServeArgs, Settings};
 
 /// `err` and its causes in one line, `outer: inner: innermost`, for logs
 /// and start-up failures. A cause whose text the message already ends with

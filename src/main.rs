@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shopd::config::Command;
-use shopd::store::Store;
-use shopd::{App, Cli, Settings};
+use shopd::store::{OnDamage, Store};
+use shopd::{App, Cli, Command, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,8 +24,14 @@ async fn main() -> ExitCode {
             });
             return finish(imported);
         }
+        Some(Command::Check { data_dir }) => return check(&data_dir),
         None => {}
     }
+    let on_damage = if cli.accept_data_loss {
+        OnDamage::AcceptDataLoss
+    } else {
+        OnDamage::Refuse
+    };
     let settings = match Settings::load(cli.serve) {
         Ok(settings) => settings,
         // Logging has not started: stderr is ours alone.
@@ -45,7 +50,7 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let outcome = run(settings).await;
+    let outcome = run(settings, on_damage).await;
     let last_line = match &outcome {
         Ok(()) => None,
         Err(err) => Some(format!("shopd: {}", shopd::error_chain(err))),
@@ -78,7 +83,7 @@ const EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Opens the store the settings choose, then serves: one monomorphised
 /// [`serve`] per backend.
-async fn run(settings: Settings) -> Result<(), shopd::AppError> {
+async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
     let listen = settings.listen.clone();
     match &settings.database_url {
         Some(url) => {
@@ -91,19 +96,21 @@ async fn run(settings: Settings) -> Result<(), shopd::AppError> {
                 settings.data_dir.display(),
                 settings.durability
             );
-            serve(App::open(settings)?, &listen, &store).await
+            serve(App::open_with(settings, on_damage)?, &listen, &store).await
         }
     }
 }
 
 async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), shopd::AppError> {
+    // Signal handlers first: whoever reads the "listening" line may stop us.
+    let stop = shopd::shutdown::signal();
     let listener = shopd::bind(listen).await?;
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
         println!("shopd listening on http://{addr}");
         tracing::info!(%addr, store, "shopd started");
     }
-    app.serve(listener, shopd::shutdown::signal()).await
+    app.serve(listener, stop).await
 }
 
 /// The exit of a command that runs without logging: stderr is ours alone.
@@ -114,5 +121,21 @@ fn finish<E: std::error::Error + 'static>(result: Result<(), E>) -> ExitCode {
             eprintln!("shopd: {}", shopd::error_chain(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `shopd check`: prints the summary; exit 0 when clean, 1 otherwise.
+fn check(data_dir: &std::path::Path) -> ExitCode {
+    match shopd::store::check(data_dir) {
+        Ok(report) => {
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                println!("damaged: see the README's \"Damaged stores and full disks\" to recover");
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => finish(Err(err)),
     }
 }

@@ -21,7 +21,9 @@ use std::future::Future;
 
 pub use export::Snapshot;
 pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
-pub use sled::{Durability, OpenError, SledStore};
+pub use sled::{
+    CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,
+};
 pub use stats::{StatsCache, StoreStats};
 
 use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};

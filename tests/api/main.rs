@@ -8,6 +8,8 @@ mod chat;
 mod chat_bus;
 mod chat_page;
 mod cluster;
+mod damage;
+mod full_disk;
 mod helpers;
 mod items;
 mod limits;

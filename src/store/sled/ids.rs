@@ -1,17 +1,23 @@
 //! Id allocation: dense, per resource kind, never reused.
 //!
-//! In `sync` mode every created record is on disk before its id is given
-//! out, so after any restart the next id is one past the highest stored key.
-//! In `periodic` mode a crash can lose records whose ids were already given
-//! out, so ids are reserved in blocks: the end of the block is written and
-//! flushed before an id beyond it is handed out, and a restart continues from
-//! there (a crash skips at most one block; a clean shutdown skips nothing).
+//! Ids are reserved in blocks: the end of the block is written (into sled's
+//! `meta` and into the manifest) and synced before an id beyond it is
+//! handed out, and a restart continues from there (a crash skips at most
+//! one block; a clean shutdown skips nothing). In `periodic` mode a crash
+//! can lose records whose ids were given out; in either mode a damaged log
+//! can lose them: the reservation outside sled keeps their ids from being
+//! handed out again.
+//!
+//! Either way the manifest's `next` ids are a floor too: a store whose log
+//! was damaged (and so looks shorter) still continues after every id that
+//! was ever acknowledged or reserved.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::codec;
 use super::durability::DiskSync;
+use super::manifest::{Ledger, Records};
 use crate::domain::Id;
 use crate::store::{StoreError, StoreResult};
 
@@ -25,17 +31,35 @@ pub(super) struct IdGen {
     meta: sled::Tree,
     meta_key: &'static str,
     disk: Arc<DiskSync>,
+    ledger: Arc<Ledger>,
+    records: Records,
+}
+
+/// Where an [`IdGen`] keeps its reservations and records them.
+pub(super) struct IdHome<'a> {
+    pub meta: &'a sled::Tree,
+    pub meta_key: &'static str,
+    pub disk: Arc<DiskSync>,
+    pub ledger: Arc<Ledger>,
+    pub records: Records,
 }
 
 impl IdGen {
-    /// Continues after the highest id in `tree` and any stored reservation.
+    /// Continues after the highest id in `tree`, any stored reservation and
+    /// `floor` (the manifest's next id).
     pub(super) fn open(
         tree: &sled::Tree,
-        meta: &sled::Tree,
-        meta_key: &'static str,
-        disk: Arc<DiskSync>,
+        home: IdHome<'_>,
+        floor: Id,
         reserve_blocks: bool,
     ) -> StoreResult<IdGen> {
+        let IdHome {
+            meta,
+            meta_key,
+            disk,
+            ledger,
+            records,
+        } = home;
         let after_last = match tree.last().map_err(StoreError::backend)? {
             Some((key, _)) => codec::id_of(&key).map_err(StoreError::backend)? + 1,
             None => 1,
@@ -44,13 +68,15 @@ impl IdGen {
             Some(bytes) => codec::id_of(&bytes).map_err(StoreError::backend)?,
             None => 1,
         };
-        let next = after_last.max(reserved_before);
+        let next = after_last.max(reserved_before).max(floor);
         Ok(IdGen {
             next: AtomicU64::new(next),
             reserved: reserve_blocks.then(|| Mutex::new(next)),
             meta: meta.clone(),
             meta_key,
             disk,
+            ledger,
+            records,
         })
     }
 
@@ -88,10 +114,15 @@ impl IdGen {
     }
 
     /// Records that no id below the next one is free, so a clean restart
-    /// continues without a gap.
+    /// continues without a gap; the caller syncs and writes the manifest
+    /// ([`Ledger::settle`]) after this.
     pub(super) fn close(&self) -> StoreResult<()> {
         if self.reserved.is_some() {
-            self.persist(self.next.load(Ordering::Relaxed))?;
+            let next = self.next.load(Ordering::Relaxed);
+            self.meta
+                .insert(self.meta_key, &codec::key(next))
+                .map_err(StoreError::backend)?;
+            self.ledger.release(self.records, next);
         }
         Ok(())
     }
@@ -100,6 +131,8 @@ impl IdGen {
         self.meta
             .insert(self.meta_key, &codec::key(reserved_until))
             .map_err(StoreError::backend)?;
+        // In the manifest before any id below `reserved_until` is handed out.
+        self.ledger.reserve(self.records, reserved_until);
         self.disk.sync().map_err(StoreError::backend)
     }
 }

@@ -1,54 +1,37 @@
 //! The embedded backend: sled trees `items` and `carts` keyed by big-endian
 //! id, plus `meta` for id reservations; the data directory is locked by one
-//! process at a time.
+//! process at a time. Beside sled, the `manifest` file records how much the
+//! store held, so damage is noticed at start-up (see `open.rs`).
 
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 mod cart_writer;
+mod check;
 mod codec;
 mod durability;
 mod ids;
+mod manifest;
+mod open;
 mod snapshot;
 
 use cart_writer::CartWriter;
 use codec::{CartRecord, ItemRecord};
 use durability::{Committer, DiskSync};
+use manifest::{Ledger, Records};
 
+pub use check::{CheckReport, ManifestState, Scan, Tally};
 pub use durability::Durability;
-use ids::IdGen;
+use ids::{IdGen, IdHome};
+pub use open::{OnDamage, OpenError, check};
 use snapshot::{Gate, Kind};
 
 use super::export::{ExportCart, ExportItem, ExportLine, Snapshot};
 use super::{LineState, Store, StoreError, StoreResult, StoreStats, page, priced_cart};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
-
-/// Why the store could not be opened; each message names the path.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The data directory cannot be created or written.
-    #[error("data directory {path}: {source}")]
-    Unusable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Another process holds the data directory.
-    #[error(
-        "data directory {path} is in use by another shopd process (lock file {lock}); stop it or choose another --data-dir"
-    )]
-    Locked { path: PathBuf, lock: PathBuf },
-    /// sled refused to open or read its files.
-    #[error("data directory {path}: cannot open the database: {source}")]
-    Database {
-        path: PathBuf,
-        #[source]
-        source: StoreError,
-    },
-}
 
 /// Items and carts in sled. A cheap handle: clones share one database.
 #[derive(Clone)]
@@ -63,6 +46,8 @@ struct Inner {
     item_ids: IdGen,
     cart_ids: IdGen,
     disk: Arc<DiskSync>,
+    ledger: Arc<Ledger>,
+    durability: Durability,
     committer: Committer,
     cart_writer: CartWriter,
     /// Writers pass it around each change; an export captures through it.
@@ -82,46 +67,76 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir`, locking it.
+    /// Opens (creating if needed) the store in `dir`, locking it; refuses
+    /// a damaged one ([`OpenError::Damaged`]).
     pub fn open(
         dir: &Path,
         durability: Durability,
         flush_every_ms: u64,
+    ) -> Result<Self, OpenError> {
+        SledStore::open_with(dir, durability, flush_every_ms, OnDamage::Refuse)
+    }
+
+    /// Opens the store in `dir`, doing `on_damage` when it is damaged.
+    pub fn open_with(
+        dir: &Path,
+        durability: Durability,
+        flush_every_ms: u64,
+        on_damage: OnDamage,
     ) -> Result<Self, OpenError> {
         let unusable = |source| OpenError::Unusable {
             path: dir.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(unusable)?;
-        let lock = lock_dir(dir)?;
-        let sled_dir = dir.join("sled");
+        let lock = open::lock_dir(dir)?;
+        let every = flush_every_ms.max(1);
+        let sled_every = (durability == Durability::Periodic).then_some(every);
+        let opened = open::open_checked(dir, sled_every, on_damage)?;
         let database = |source| OpenError::Database {
             path: dir.to_path_buf(),
             source,
         };
-        let db = sled::Config::new()
-            .path(&sled_dir)
-            .flush_every_ms(match durability {
-                Durability::Sync => None,
-                Durability::Periodic => Some(flush_every_ms.max(1)),
-            })
-            .open()
-            .map_err(|e| database(backend(e)))?;
-        let open_tree = |name: &str| db.open_tree(name).map_err(|e| database(backend(e)));
-        let (items, carts, meta) = (open_tree("items")?, open_tree("carts")?, open_tree("meta")?);
-        let disk = Arc::new(DiskSync::new(db.clone(), &sled_dir).map_err(unusable)?);
-        let reserve = durability == Durability::Periodic;
-        let ids =
-            |tree, key| IdGen::open(tree, &meta, key, disk.clone(), reserve).map_err(database);
-        let (item_ids, cart_ids) = (ids(&items, "next_item_id")?, ids(&carts, "next_cart_id")?);
-        let (committer, flusher) = Committer::start(durability, disk.clone()).map_err(unusable)?;
+        let (db, items, carts, meta) = (opened.db, opened.items, opened.carts, opened.meta);
+        let ledger = Arc::new(Ledger::start(dir, opened.start).map_err(unusable)?);
+        let disk = DiskSync::new(
+            db.clone(),
+            &dir.join("sled"),
+            meta.clone(),
+            opened.start.sync,
+            ledger.clone(),
+        );
+        let disk = Arc::new(disk.map_err(unusable)?);
+        let ids = |tree, meta_key, records, floor| {
+            let home = IdHome {
+                meta: &meta,
+                meta_key,
+                disk: disk.clone(),
+                ledger: ledger.clone(),
+                records,
+            };
+            IdGen::open(tree, home, floor, true).map_err(database)
+        };
+        let item_ids = ids(
+            &items,
+            "next_item_id",
+            Records::Items,
+            opened.start.items.next,
+        )?;
+        let cart_ids = ids(
+            &carts,
+            "next_cart_id",
+            Records::Carts,
+            opened.start.carts.next,
+        )?;
+        let (committer, flusher) =
+            Committer::start(durability, Duration::from_millis(every), disk.clone())
+                .map_err(unusable)?;
         let syncs_adds = (durability == Durability::Sync).then(|| disk.clone());
         let gate = Arc::new(Gate::default());
         let (cart_writer, writer) =
             CartWriter::start(items.clone(), carts.clone(), syncs_adds, gate.clone())
                 .map_err(unusable)?;
-        let live_items = count_live_items(&items).map_err(database)?;
-        let cart_count = carts.len() as u64;
         Ok(SledStore {
             inner: Arc::new(Inner {
                 db,
@@ -130,13 +145,15 @@ impl SledStore {
                 item_ids,
                 cart_ids,
                 disk,
+                ledger,
+                durability,
                 committer,
                 cart_writer,
                 gate,
                 exporting: std::sync::Mutex::new(()),
-                threads: flusher.into_iter().chain([writer]).collect(),
-                live_items: AtomicU64::new(live_items),
-                cart_count: AtomicU64::new(cart_count),
+                threads: vec![flusher, writer],
+                live_items: AtomicU64::new(opened.scan.live_items),
+                cart_count: AtomicU64::new(opened.scan.carts.count),
                 _lock: lock,
             }),
         })
@@ -292,44 +309,6 @@ impl Drop for Inner {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File, OpenError> {
-    let path = dir.join("shopd.lock");
-    let unusable = |source| OpenError::Unusable {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(unusable)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(OpenError::Locked {
-                path: dir.to_path_buf(),
-                lock: path,
-            });
-        }
-        Err(std::fs::TryLockError::Error(source)) => return Err(unusable(source)),
-    }
-    // The pid is for people; the lock itself is what keeps others out.
-    file.set_len(0).map_err(unusable)?;
-    writeln!(file, "{}", std::process::id()).map_err(unusable)?;
-    Ok(file)
-}
-
-fn count_live_items(items: &sled::Tree) -> StoreResult<u64> {
-    let mut live = 0;
-    for entry in items.iter() {
-        let (_, value) = entry.map_err(backend)?;
-        let record: ItemRecord = codec::decode(&value).map_err(backend)?;
-        live += u64::from(!record.deleted);
-    }
-    Ok(live)
-}
-
 fn item_of(id: Id, record: ItemRecord) -> Item {
     Item {
         id,
@@ -356,6 +335,7 @@ impl Store for SledStore {
             .insert(codec::key(id), bytes)
             .map_err(backend)?;
         drop(pass);
+        self.inner.ledger.stored(Records::Items, id);
         self.inner.live_items.fetch_add(1, Ordering::Relaxed);
         self.inner.committer.durable().await?;
         Ok(item_of(id, record))
@@ -426,6 +406,7 @@ impl Store for SledStore {
             .insert(codec::key(id), bytes)
             .map_err(backend)?;
         drop(pass);
+        self.inner.ledger.stored(Records::Carts, id);
         self.inner.cart_count.fetch_add(1, Ordering::Relaxed);
         self.inner.committer.durable().await?;
         Ok(id)
@@ -455,6 +436,7 @@ impl Store for SledStore {
     async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
         // Durable on return: in `sync` mode the cart writer syncs each batch.
         let record = self.inner.cart_writer.add(cart, item, max_lines).await?;
+        self.inner.disk.touch();
         // Priced outside the transaction: the cart as this add left it, with
         // its items' current names and prices.
         self.cart_view(cart, &record)
@@ -499,6 +481,9 @@ impl Store for SledStore {
             );
         }
         self.inner.items.apply_batch(batch).map_err(backend)?;
+        for item in &snapshot.items {
+            self.inner.ledger.stored(Records::Items, item.id);
+        }
         let mut batch = sled::Batch::default();
         for cart in &snapshot.carts {
             let record = CartRecord {
@@ -517,6 +502,9 @@ impl Store for SledStore {
             );
         }
         self.inner.carts.apply_batch(batch).map_err(backend)?;
+        for cart in &snapshot.carts {
+            self.inner.ledger.stored(Records::Carts, cart.id);
+        }
         self.inner.item_ids.advance_to(snapshot.next_item_id)?;
         self.inner.cart_ids.advance_to(snapshot.next_cart_id)?;
         self.inner.live_items.fetch_add(live, Ordering::Relaxed);
@@ -527,15 +515,34 @@ impl Store for SledStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        // In-process: it answers while shopd runs.
-        Ok(())
+        // In-process: it answers while shopd runs, unless storage failed.
+        match self.inner.disk.failed() {
+            None => Ok(()),
+            Some(why) => Err(StoreError::backend(std::io::Error::other(format!(
+                "storage failed ({why}); restart shopd once the disk has room"
+            )))),
+        }
     }
 
     async fn close(&self) -> StoreResult<()> {
+        if let Some(why) = self.inner.disk.failed() {
+            // sled writes nothing more; waiting for it would only delay exit.
+            if self.inner.durability == Durability::Sync {
+                tracing::warn!(
+                    error = why,
+                    "storage failed earlier; every acknowledged write was synced before it was acknowledged"
+                );
+                return Ok(());
+            }
+            return Err(StoreError::backend(std::io::Error::other(format!(
+                "storage failed earlier ({why}): writes acknowledged in the last flush interval may be lost"
+            ))));
+        }
         self.inner.item_ids.close()?;
         self.inner.cart_ids.close()?;
         let disk = self.inner.disk.clone();
-        tokio::task::spawn_blocking(move || disk.sync())
+        // Requests are drained: what is stored now is final.
+        tokio::task::spawn_blocking(move || disk.final_sync())
             .await
             .map_err(backend)?
             .map_err(backend)

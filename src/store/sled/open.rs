@@ -1,0 +1,251 @@
+//! Opening a data directory: lock it, open sled (a damaged log can make
+//! sled fail or even panic: both become a refusal), read every record back
+//! and compare with the manifest. A store that holds less than its manifest
+//! says is refused unless the operator accepts the loss.
+
+use std::fs::File;
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use super::check::{self, CheckReport, ManifestState, Scan};
+use super::manifest::{Kind, Manifest};
+use crate::store::StoreError;
+
+/// Why the store could not be opened; each message names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path}: {source}")]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {path} is in use by another shopd process (lock file {lock}); stop it or choose another --data-dir"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    /// sled refused to open or read its files.
+    #[error("data directory {path}: cannot open the database: {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// The store lost acknowledged data or holds records that do not read.
+    #[error(
+        "data directory {path} is damaged: {problems}. Restore it from an export (`shopd import`){remedy}; \
+         `shopd check --data-dir {path}` lists every problem"
+    )]
+    Damaged {
+        path: PathBuf,
+        problems: String,
+        /// What else can be done, after "restore it from an export".
+        remedy: &'static str,
+    },
+}
+
+/// The way out when sled reads the store but it lost data.
+const ACCEPT: &str = ", or start anyway with --accept-data-loss to serve what is left \
+     (new ids continue after the highest acknowledged ones)";
+/// ... and when sled cannot read it at all.
+const UNREADABLE: &str = " into a new data directory (sled cannot open this one, so \
+     --accept-data-loss cannot help; keep a copy of it for forensics)";
+
+/// What to do with a damaged store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to start ([`OpenError::Damaged`]).
+    #[default]
+    Refuse,
+    /// Serve what is left, log what is missing, never reuse an id.
+    AcceptDataLoss,
+}
+
+/// A database that opened, with what it holds.
+pub(super) struct Opened {
+    pub db: sled::Db,
+    pub items: sled::Tree,
+    pub carts: sled::Tree,
+    pub meta: sled::Tree,
+    pub scan: Scan,
+    /// What the store holds and the ids to continue after: the manifest to
+    /// start from.
+    pub start: Manifest,
+}
+
+/// Locks `dir` by its `shopd.lock` file, held for as long as the file is.
+pub(super) fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join("shopd.lock");
+    let unusable = |source| OpenError::Unusable {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(unusable)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OpenError::Locked {
+                path: dir.to_path_buf(),
+                lock: path,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(unusable(source)),
+    }
+    // The pid is for people; the lock itself is what keeps others out.
+    file.set_len(0).map_err(unusable)?;
+    writeln!(file, "{}", std::process::id()).map_err(unusable)?;
+    Ok(file)
+}
+
+/// Opens sled in `dir/sled` and reads every record; damage that stops sled
+/// from opening comes back as [`OpenError::Damaged`].
+fn open_and_scan(
+    dir: &Path,
+    flush_every_ms: Option<u64>,
+) -> Result<(sled::Db, [sled::Tree; 3], Scan), OpenError> {
+    let damaged = |problems: String| OpenError::Damaged {
+        path: dir.to_path_buf(),
+        problems,
+        remedy: UNREADABLE,
+    };
+    let opened = catch_unwind(AssertUnwindSafe(|| -> sled::Result<_> {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .flush_every_ms(flush_every_ms)
+            .open()?;
+        let trees = [
+            db.open_tree("items")?,
+            db.open_tree("carts")?,
+            db.open_tree("meta")?,
+        ];
+        let scan = check::scan(&trees[0], &trees[1], &trees[2]);
+        Ok((db, trees, scan))
+    }));
+    match opened {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(err @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)))) => {
+            Err(damaged(format!("sled cannot read its files ({err})")))
+        }
+        Ok(Err(err)) => Err(OpenError::Database {
+            path: dir.to_path_buf(),
+            source: StoreError::backend(err),
+        }),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "no reason given".into());
+            Err(damaged(format!(
+                "sled cannot read its files (it stopped: {why})"
+            )))
+        }
+    }
+}
+
+/// Opens the locked `dir` and checks it against its manifest.
+pub(super) fn open_checked(
+    dir: &Path,
+    flush_every_ms: Option<u64>,
+    on_damage: OnDamage,
+) -> Result<Opened, OpenError> {
+    let manifest = Manifest::read(dir);
+    let (db, [items, carts, meta], scan) = open_and_scan(dir, flush_every_ms)?;
+    let mut problems: Vec<String> = Vec::new();
+    let manifest = match manifest {
+        Ok(Some(manifest)) => manifest,
+        Ok(None) => {
+            if scan.items.count + scan.carts.count > 0 {
+                tracing::info!(
+                    "no manifest in {}: writing one from the {} items and {} carts stored",
+                    dir.display(),
+                    scan.items.count,
+                    scan.carts.count
+                );
+            }
+            Manifest::default()
+        }
+        Err(err) => {
+            problems.push(err.to_string());
+            Manifest::default()
+        }
+    };
+    problems.extend(check::missing(&scan, &manifest));
+    problems.extend(scan.problems.iter().cloned());
+    if scan.problem_count > scan.problems.len() {
+        problems.push(format!(
+            "{} more records do not read",
+            scan.problem_count - scan.problems.len()
+        ));
+    }
+    if !problems.is_empty() {
+        let problems = problems.join("; ");
+        if on_damage == OnDamage::Refuse {
+            return Err(OpenError::Damaged {
+                path: dir.to_path_buf(),
+                problems,
+                remedy: ACCEPT,
+            });
+        }
+        tracing::warn!(
+            %problems,
+            "data directory {} is damaged; serving what is left as --accept-data-loss asks",
+            dir.display()
+        );
+    }
+    let start = |tally: check::Tally, kind: Kind| Kind {
+        highest: tally.highest,
+        count: tally.count,
+        next: (tally.highest + 1).max(kind.next),
+    };
+    let start = Manifest {
+        items: start(scan.items, manifest.items),
+        carts: start(scan.carts, manifest.carts),
+        sync: scan.sync.max(manifest.sync),
+    };
+    Ok(Opened {
+        db,
+        items,
+        carts,
+        meta,
+        scan,
+        start,
+    })
+}
+
+/// `shopd check`: reads every record of the stopped store in `dir` and
+/// compares with its manifest. Refuses a directory another process holds.
+pub fn check(dir: &Path) -> Result<CheckReport, OpenError> {
+    if !dir.join("sled").is_dir() {
+        return Err(OpenError::Unusable {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store here"),
+        });
+    }
+    let _lock = lock_dir(dir)?;
+    let (manifest_state, manifest) = match Manifest::read(dir) {
+        Ok(Some(manifest)) => (ManifestState::Present, Some(manifest)),
+        Ok(None) => (ManifestState::Missing, None),
+        Err(err) => (ManifestState::Damaged(err.to_string()), None),
+    };
+    let (_db, _trees, scan) = open_and_scan(dir, None)?;
+    let missing = manifest
+        .as_ref()
+        .map(|manifest| check::missing(&scan, manifest))
+        .unwrap_or_default();
+    Ok(CheckReport {
+        dir: dir.to_path_buf(),
+        manifest_state,
+        manifest,
+        scan,
+        missing,
+    })
+}
