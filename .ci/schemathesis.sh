@@ -49,13 +49,16 @@ cargo build --quiet --bin shopd
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 mkdir -p "$work/run" "$work/data"
+# With an admin token, so /admin/export is there to test (without one it is
+# a 404 by design); Schemathesis sends it, and checks the 401 without it.
+admin_token=schemathesis-admin-token-$RANDOM$RANDOM
 (
     cd "$work/run"
     for name in $(compgen -e); do
         [[ $name == SHOPD_* ]] && unset "$name"
     done
-    exec "$target_dir/debug/shopd" --listen 127.0.0.1:0 --data-dir "$work/data" \
-        --log-level warn >"$work/stdout" 2>"$work/stderr"
+    SHOPD_ADMIN_TOKEN=$admin_token exec "$target_dir/debug/shopd" --listen 127.0.0.1:0 \
+        --data-dir "$work/data" --log-level warn >"$work/stdout" 2>"$work/stderr"
 ) &
 shopd_pid=$!
 
@@ -165,6 +168,7 @@ status=0
         "${seed_args[@]}" \
         --generation-database none \
         --request-timeout 10 \
+        --header "Authorization: Bearer $admin_token" \
         --no-color
 ) || status=$?
 after=$(requests_served)
