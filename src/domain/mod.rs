@@ -21,11 +21,18 @@ pub struct Page {
     pub limit: usize,
 }
 
+impl Page {
+    /// The smallest `limit` a list takes.
+    pub const MIN_LIMIT: usize = 1;
+    /// The `limit` of a list that names none.
+    pub const DEFAULT_LIMIT: usize = 10;
+}
+
 impl Default for Page {
     fn default() -> Self {
         Page {
             offset: 0,
-            limit: 10,
+            limit: Page::DEFAULT_LIMIT,
         }
     }
 }

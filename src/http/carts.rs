@@ -91,10 +91,10 @@ async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
     path = "/cart",
     tag = "carts",
     operation_id = "list_carts",
-    params(super::openapi::CartQuery),
+    params(super::query::CartQuery),
     responses(
         (status = 200, description = "The page of matching carts", body = Vec<Cart>),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
@@ -109,12 +109,12 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
     path = "/cart/{id}",
     tag = "carts",
     operation_id = "get_cart",
-    params(super::openapi::CartId),
+    params(super::extract::CartId),
     responses(
         (status = 200, description = "The cart", body = Cart),
         (status = 404, description = "No such cart", body = SentenceBody,
             example = json!({"detail": "Cart 7 not found"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
@@ -129,7 +129,7 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
     path = "/cart/{cart_id}/add/{item_id}",
     tag = "carts",
     operation_id = "add_to_cart",
-    params(super::openapi::AddIds),
+    params(super::extract::AddIds),
     responses(
         (status = 200, description = "The cart after the change", body = Cart),
         (status = 404, description = "No such cart, no such item, or the item is deleted",
@@ -143,7 +143,7 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
             `max_cart_lines` setting) and the item is not one of them; nothing changed",
             body = SentenceBody,
             example = json!({"detail": "Cart 7 has the most lines allowed (1000)"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Response, ApiError> {

@@ -4,6 +4,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use utoipa::IntoParams;
 use warp::Filter;
 
 use super::error::ApiError;
@@ -119,4 +120,41 @@ pub fn with_body<T, const N: usize>(
             Ok(_) => ApiError::Invalid(Vec::new()),
         }),
     }
+}
+
+// The path structs below only describe requests to the API document; the
+// functions above read the ids. Integers are `u128` for the document's sake:
+// like Python's, ours have no 64-bit bound (`u64` would say `format: int64`).
+
+/// The path of an item route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ItemId {
+    /// The item's id. Not an integer: 422; an integer no item can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of a cart route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct CartId {
+    /// The cart's id. Not an integer: 422; an integer no cart can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of `POST /cart/{cart_id}/add/{item_id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AddIds {
+    /// The cart's id.
+    #[param(minimum = 1, example = 1)]
+    cart_id: u128,
+    /// The item's id.
+    #[param(minimum = 1, example = 1)]
+    item_id: u128,
 }
