@@ -41,7 +41,6 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::Filter;
@@ -249,11 +248,10 @@ pub fn route(rooms: Rooms) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The room a path segment names: percent-decoded, with invalid UTF-8
-/// replaced as Starlette's `unquote` does, so every spelling of a name
-/// lands in the same room.
+/// The room a path segment names: percent-decoded, so every spelling of a
+/// name lands in the same room.
 fn room_name(segment: &str) -> String {
-    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+    crate::domain::percent_decoded(segment)
 }
 
 #[cfg(test)]

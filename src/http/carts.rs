@@ -11,7 +11,7 @@ use super::error::{ApiError, SentenceBody};
 use super::extract::{path_id, path_ids, raw_query};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::{Cart, Id};
+use crate::domain::{Cart, Id, Resource};
 use crate::store::Store;
 
 /// Every `/cart` route.
@@ -118,7 +118,7 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
     ),
 )]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", "Cart")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Cart)])?;
     let cart = state.store.cart(id).await?;
     Ok(json(StatusCode::OK, &cart))
 }
@@ -148,10 +148,10 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
 )]
 async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Response, ApiError> {
     let ids = [
-        path_id(&cart, "cart_id", "Cart"),
-        path_id(&item, "item_id", "Item"),
+        path_id(&cart, "cart_id", Resource::Cart),
+        path_id(&item, "item_id", Resource::Item),
     ];
-    let [cart, item] = path_ids(ids, Vec::new())?;
+    let [cart, item] = path_ids(ids)?;
     let cart = state
         .store
         .add_to_cart(cart, item, state.max_cart_lines)

@@ -11,8 +11,8 @@ use super::error::{ApiError, SentenceBody};
 use super::extract::{body, path_id, path_ids, raw_query, with_body};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::{Item, ItemPatch, NewItem, parse_item_body, parse_item_patch};
-use crate::store::Store;
+use crate::domain::{Item, ItemPatch, NewItem, Resource, parse_item_body, parse_item_patch};
+use crate::store::{Store, StoreError};
 
 /// Every `/item` route.
 pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
@@ -150,10 +150,10 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
     ),
 )]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
     let item = state.store.item(id).await?;
     if item.deleted {
-        return Err(ApiError::NotFound(format!("Item {id} not found")));
+        return Err(StoreError::ItemNotFound(id).into());
     }
     Ok(json(StatusCode::OK, &item))
 }
@@ -185,7 +185,7 @@ async fn replace<S: Store>(
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
     let ([id], item) = with_body(
-        [path_id(&id, "id", "Item")],
+        [path_id(&id, "id", Resource::Item)],
         parse_item_body(&body?, state.max_name_chars),
     )?;
     let item = state.store.replace_item(id, item).await?;
@@ -222,7 +222,7 @@ async fn patch<S: Store>(
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
     let ([id], patch) = with_body(
-        [path_id(&id, "id", "Item")],
+        [path_id(&id, "id", Resource::Item)],
         parse_item_patch(&body?, state.max_name_chars),
     )?;
     let item = state.store.patch_item(id, patch).await?;
@@ -252,7 +252,7 @@ async fn delete<S: Store>(
     state: State<S>,
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
-    let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
     let item = state.store.delete_item(id).await?;
     Ok(json(StatusCode::OK, &item))
 }

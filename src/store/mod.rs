@@ -24,16 +24,18 @@ pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
 pub use sled::{Durability, OpenError, SledStore};
 pub use stats::{StatsCache, StoreStats};
 
-use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
+use crate::domain::{
+    Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page, Resource,
+};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No item has this id.
-    #[error("Item {0} not found")]
+    #[error("{}", Resource::Item.not_found(.0))]
     ItemNotFound(Id),
     /// No cart has this id.
-    #[error("Cart {0} not found")]
+    #[error("{}", Resource::Cart.not_found(.0))]
     CartNotFound(Id),
     /// The item was deleted, so it cannot be changed.
     #[error("Item {0} is deleted")]
