@@ -137,8 +137,25 @@ pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -
     let mut settings = test_settings(dir.path());
     configure(&mut settings);
     let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
-    let addr = listener.local_addr().expect("local addr");
     let app = App::open(settings).expect("open the store");
+    serving(app, listener, dir)
+}
+
+/// shopd over `store`, e.g. a double that fails on purpose.
+pub async fn spawn_app_on<S: shopd::store::Store>(store: S) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(dir.path());
+    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    serving(App::with_store(store, settings), listener, dir)
+}
+
+/// `app` serving on `listener` in a task of this runtime.
+fn serving<S: shopd::store::Store>(
+    app: App<S>,
+    listener: tokio::net::TcpListener,
+    dir: TempDir,
+) -> TestApp {
+    let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async {
         let _ = rx.await;
