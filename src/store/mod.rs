@@ -20,7 +20,7 @@ mod stats;
 use std::future::Future;
 
 pub use export::Snapshot;
-pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
+pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError};
 pub use sled::{Durability, OpenError, SledStore};
 pub use stats::{StatsCache, StoreStats};
 
