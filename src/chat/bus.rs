@@ -28,7 +28,6 @@ use rand::RngExt;
 use serde::Deserialize;
 
 use super::deliver::Line;
-use super::rooms::Room;
 
 /// First byte of every envelope; another value is another format.
 const ENVELOPE_VERSION: u8 = 1;
@@ -281,7 +280,7 @@ impl Bus {
     pub(crate) async fn link(
         &self,
         room_name: &str,
-        room: Weak<Room>,
+        room: Weak<impl Inbox>,
         stall: Duration,
     ) -> RoomLink {
         let subject = Subject::from(self.subject(room_name));
@@ -388,8 +387,15 @@ impl Drop for RoomLink {
     }
 }
 
+/// Where the lines of other instances go: a room of this instance.
+pub(crate) trait Inbox: Send + Sync + 'static {
+    /// Delivers `line` to every local member, waiting at most `stall` on
+    /// a full queue.
+    fn deliver_remote(&self, line: &Line, stall: Duration) -> impl Future<Output = ()> + Send;
+}
+
 /// Feeds the lines of other instances into `room` until it is gone.
-async fn relay(mut subscriber: Subscriber, room: Weak<Room>, instance: u64, stall: Duration) {
+async fn relay(mut subscriber: Subscriber, room: Weak<impl Inbox>, instance: u64, stall: Duration) {
     while let Some(message) = subscriber.next().await {
         let Some(line) = open(message.payload, instance) else {
             continue;
@@ -397,7 +403,7 @@ async fn relay(mut subscriber: Subscriber, room: Weak<Room>, instance: u64, stal
         let Some(room) = room.upgrade() else {
             break;
         };
-        room.deliver(&line, None, stall).await;
+        room.deliver_remote(&line, stall).await;
     }
 }
 
