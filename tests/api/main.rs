@@ -8,6 +8,7 @@ mod chat;
 mod chat_bus;
 mod chat_page;
 mod cluster;
+mod exposition;
 mod failing_store;
 mod helpers;
 mod items;
