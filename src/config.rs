@@ -382,6 +382,7 @@ impl Secret {
     }
 
     /// The value itself: only for comparing or sending it.
+    #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
     }

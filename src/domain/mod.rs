@@ -32,6 +32,7 @@ impl Resource {
 /// The text of a URL path segment, percent-decoded once, with invalid
 /// UTF-8 replaced as Starlette's `unquote` does: every spelling of a name
 /// or an id reads the same.
+#[must_use]
 pub fn percent_decoded(segment: &str) -> String {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8_lossy()
@@ -74,6 +75,7 @@ pub struct PriceRange {
 
 impl PriceRange {
     /// Whether `price` lies inside the range.
+    #[must_use]
     pub fn contains(&self, price: f64) -> bool {
         self.min.is_none_or(|min| price >= min) && self.max.is_none_or(|max| price <= max)
     }

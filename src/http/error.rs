@@ -172,6 +172,7 @@ impl<'r> ToResponse<'r> for MethodNotAllowed {
 
 impl ApiError {
     /// The status this error answers with.
+    #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -246,6 +247,7 @@ pub struct ClosingReply {
 impl ApiError {
     /// The reply as HTTP/1.1 bytes that end the connection. A sentence
     /// `detail` for every error but 422 (a list) and 304 (no body).
+    #[must_use]
     pub fn into_closing_reply(self) -> ClosingReply {
         let status = self.status();
         let body = match &self {

@@ -102,7 +102,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(chat_page::routes())
         .unify()
-        .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
+        .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(&rejection)) })
         .unify();
     warp::any()
         .map(Instant::now)
@@ -149,7 +149,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
 }
 
 /// Answers a request no route took: 404, or 405 for a known path, labelled `none`.
-fn unmatched(rejection: warp::Rejection) -> Routed {
+fn unmatched(rejection: &warp::Rejection) -> Routed {
     let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else if rejection.is_not_found() {

@@ -100,6 +100,7 @@ impl Default for Telemetry {
 
 impl Telemetry {
     /// A fresh recorder with the instrumentator's buckets and HELP lines.
+    #[must_use]
     pub fn new() -> Telemetry {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)
@@ -247,6 +248,7 @@ impl Telemetry {
     }
 
     /// The text exposition, with shopd's figures as of now.
+    #[must_use]
     pub fn render(&self, store: StoreStats, chat: ChatStats) -> String {
         let shop = &self.inner.shop;
         shop.chat_connections.set(chat.connections as f64);
@@ -374,7 +376,7 @@ mod tests {
             r#"http_request_size_bytes_sum{handler="/a"} 3"#,
             r#"http_response_size_bytes_sum{handler="/a"} 50"#,
             r#"http_response_size_bytes_count{handler="/a"} 4"#,
-            r#"http_request_duration_highr_seconds_count 5"#,
+            r"http_request_duration_highr_seconds_count 5",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -219,6 +219,7 @@ pub struct Pager<T> {
 
 impl<T> Pager<T> {
     /// An empty page.
+    #[must_use]
     pub fn new(page: Page) -> Self {
         Pager {
             skip: page.offset,
@@ -237,11 +238,13 @@ impl<T> Pager<T> {
     }
 
     /// Whether the page holds `limit` entries.
+    #[must_use]
     pub fn is_full(&self) -> bool {
         self.found.len() >= self.limit
     }
 
     /// The entries kept.
+    #[must_use]
     pub fn into_found(self) -> Vec<T> {
         self.found
     }

@@ -15,11 +15,13 @@ pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
     /// The URL as given, password included: only for connecting.
+    #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// The URL with any password replaced by `***`.
+    #[must_use]
     pub fn redacted(&self) -> String {
         redact_url(&self.0)
     }

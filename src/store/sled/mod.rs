@@ -307,7 +307,7 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
 
 fn count_live_items(items: &sled::Tree) -> StoreResult<u64> {
     let mut live = 0;
-    for entry in items.iter() {
+    for entry in items {
         let (_, value) = entry.map_err(backend)?;
         let record: ItemRecord = codec::decode(&value).map_err(backend)?;
         live += u64::from(!record.deleted);

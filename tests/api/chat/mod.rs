@@ -89,7 +89,7 @@ pub async fn close_code(client: &mut Client) -> u16 {
         match next_frame(client).await {
             Message::Close(Some(frame)) => break frame.code.into(),
             Message::Close(None) => panic!("a close frame without a code"),
-            Message::Text(_) => continue,
+            Message::Text(_) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
     };
