@@ -119,7 +119,7 @@ fn plan(known: &Known) -> Plan {
     let item = any(&known.items, &mut rng);
     let cart = any(&known.carts, &mut rng);
     let deleted = any(&known.deleted, &mut rng);
-    let price = (rng.random_range(50..5000) as f64) / 100.0;
+    let price = f64::from(rng.random_range(50..5000)) / 100.0;
     let new_item = json!({"name": format!("item {}", rng.random_range(1..10_000)), "price": price});
     use reqwest::Method as M;
     let (method, path, body) = match (action, item, cart) {

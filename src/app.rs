@@ -129,7 +129,8 @@ impl<S: Store> App<S> {
                 self.settings.chat_max_message_bytes,
             )
             .await?;
-            self.rooms.attach_bus(bus);
+            let attached = self.rooms.attach_bus(bus);
+            debug_assert!(attached, "serve attaches the bus once, before any member");
         }
         let stats = StatsCache::default();
         let refresh = tokio::spawn(stats.clone().refresh(

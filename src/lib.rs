@@ -8,14 +8,31 @@
 //! transactions) -> `domain` value -> JSON reply; any failure becomes an
 //! [`http::ApiError`], which alone maps to statuses.
 //!
+//! Every module, one line each (`main.rs` is the binary: flags, logging, run):
+//!
 //! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults.
 //! - [`app`]: builds shopd from settings and serves it until shutdown.
-//! - [`domain`]: items, carts, filters, validation; pure.
-//! - [`store`]: the [`store::Store`] trait, its sled (embedded, default)
-//!   and PostgreSQL backends, and the export format.
-//! - [`http`]: routes per resource, errors, extraction, the connection loop.
-//! - [`chat`]: rooms and one session task per socket.
-//! - [`metrics`]: the recorder and the `/metrics` route.
+//! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
+//!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
+//! - [`store`]: the [`store::Store`] trait and its backends.
+//!   - `export`: the NDJSON export format; `stats`: store sizes for `/metrics`.
+//!   - `sled`: the embedded default (`codec`, `ids`, `cart_writer`,
+//!     `durability`, `snapshot`).
+//!   - `postgres`: PostgreSQL (`schema`, `errors`, `transfer`, `url`: the
+//!     password-hiding database URL).
+//! - [`http`]: routes, errors, extraction, the connection loop.
+//!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:
+//!     one file per resource, each owning its routes.
+//!   - `error`: the one status mapping and the error replies' docs;
+//!     `extract`: body and path ids; `query`: list filters; `reply`: bodies.
+//!   - `openapi`: assembles the API document; `allow`: 405's `Allow` from it.
+//!   - `server`: the connection loop; `watch`: per-connection deadlines.
+//! - [`chat`]: rooms over WebSocket.
+//!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
+//!     flow control; `pace`: rate limit; `close`: close reasons; `names`:
+//!     user names; `bus`: rooms across instances over NATS.
+//! - [`metrics`]: the recorder and its rendering; `names`: the families;
+//!   `process`: `process_*` from `/proc`.
 //! - [`shutdown`]: the stop signal.
 //! - [`transfer`]: `shopd export` and `shopd import`.
 

@@ -16,6 +16,7 @@
 //! learned, and resubscribes.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -28,7 +29,6 @@ use rand::RngExt;
 use serde::Deserialize;
 
 use super::deliver::Line;
-use super::rooms::Room;
 
 /// First byte of every envelope; another value is another format.
 const ENVELOPE_VERSION: u8 = 1;
@@ -249,11 +249,13 @@ impl Bus {
     }
 
     /// The bus's URLs, passwords hidden.
+    #[must_use]
     pub fn describe(&self) -> &str {
         &self.inner.shown
     }
 
     /// Connection state and slow-consumer count.
+    #[must_use]
     pub fn stats(&self) -> BusStats {
         BusStats {
             connected: self.connected(),
@@ -281,7 +283,7 @@ impl Bus {
     pub(crate) async fn link(
         &self,
         room_name: &str,
-        room: Weak<Room>,
+        room: Weak<impl Inbox>,
         stall: Duration,
     ) -> RoomLink {
         let subject = Subject::from(self.subject(room_name));
@@ -388,16 +390,23 @@ impl Drop for RoomLink {
     }
 }
 
+/// Where the lines of other instances go: a room of this instance.
+pub(crate) trait Inbox: Send + Sync + 'static {
+    /// Delivers `line` to every local member, waiting at most `stall` on
+    /// a full queue.
+    fn deliver_remote(&self, line: &Line, stall: Duration) -> impl Future<Output = ()> + Send;
+}
+
 /// Feeds the lines of other instances into `room` until it is gone.
-async fn relay(mut subscriber: Subscriber, room: Weak<Room>, instance: u64, stall: Duration) {
+async fn relay(mut subscriber: Subscriber, room: Weak<impl Inbox>, instance: u64, stall: Duration) {
     while let Some(message) = subscriber.next().await {
-        let Some(line) = open(message.payload, instance) else {
+        let Some(line) = open(&message.payload, instance) else {
             continue;
         };
         let Some(room) = room.upgrade() else {
             break;
         };
-        room.deliver(&line, None, stall).await;
+        room.deliver_remote(&line, stall).await;
     }
 }
 
@@ -412,7 +421,7 @@ fn subject(prefix: &str, room_name: &str) -> String {
     out.push_str(prefix);
     out.push('.');
     for byte in &bytes[..bytes.len().min(SUBJECT_NAME_BYTES)] {
-        out.push_str(&format!("{byte:02x}"));
+        let _ = write!(out, "{byte:02x}");
     }
     if bytes.is_empty() {
         out.push('_');
@@ -421,7 +430,7 @@ fn subject(prefix: &str, room_name: &str) -> String {
         let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
         });
-        out.push_str(&format!("-{hash:016x}"));
+        let _ = write!(out, "-{hash:016x}");
     }
     out
 }
@@ -437,7 +446,7 @@ fn seal(instance: u64, line: &Line) -> Bytes {
 
 /// The line in `envelope`, unless it is this instance's own (`instance`)
 /// or not a valid envelope.
-fn open(envelope: Bytes, instance: u64) -> Option<Line> {
+fn open(envelope: &Bytes, instance: u64) -> Option<Line> {
     if envelope.len() < ENVELOPE_BYTES || envelope[0] != ENVELOPE_VERSION {
         return None;
     }
@@ -476,10 +485,10 @@ mod tests {
     fn an_envelope_carries_the_line_and_hides_its_own_instances_lines() {
         let line = Line::new("ann", "hi :: there");
         let envelope = seal(7, &line);
-        assert_eq!(open(envelope.clone(), 8), Some(line));
-        assert_eq!(open(envelope, 7), None, "our own line");
-        assert_eq!(open(Bytes::from_static(b"\x02abcdefgh"), 8), None);
-        assert_eq!(open(Bytes::from_static(b"\x01"), 8), None);
+        assert_eq!(open(&envelope, 8), Some(line));
+        assert_eq!(open(&envelope, 7), None, "our own line");
+        assert_eq!(open(&Bytes::from_static(b"\x02abcdefgh"), 8), None);
+        assert_eq!(open(&Bytes::from_static(b"\x01"), 8), None);
     }
 
     #[test]

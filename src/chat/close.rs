@@ -14,43 +14,38 @@ pub(crate) struct CloseReason {
     pub(crate) text: &'static str,
 }
 
-impl CloseReason {
+/// Declares each reason as a constant, and [`CloseReason::ALL`] listing
+/// them, so a check over every reason cannot miss a new one.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $text:literal;)*) => {
+        impl CloseReason {
+            $(
+                $(#[$doc])*
+                pub(crate) const $name: CloseReason = CloseReason { code: $code, text: $text };
+            )*
+            /// Every reason above.
+            #[cfg(test)]
+            pub(crate) const ALL: &[CloseReason] = &[$(CloseReason::$name),*];
+        }
+    };
+}
+
+reasons! {
     /// The server is stopping.
-    pub(crate) const GOING_AWAY: CloseReason = CloseReason {
-        code: 1001,
-        text: "server shutting down",
-    };
+    GOING_AWAY = 1001, "server shutting down";
     /// Something that is not a WebSocket as RFC 6455 has it.
-    pub(crate) const PROTOCOL: CloseReason = CloseReason {
-        code: 1002,
-        text: "protocol error",
-    };
+    PROTOCOL = 1002, "protocol error";
     /// Chat lines are text; binary frames have no meaning here.
-    pub(crate) const BINARY: CloseReason = CloseReason {
-        code: 1003,
-        text: "binary messages are not accepted; send text",
-    };
+    BINARY = 1003, "binary messages are not accepted; send text";
     /// A text frame that is not UTF-8.
-    pub(crate) const BAD_TEXT: CloseReason = CloseReason {
-        code: 1007,
-        text: "text is not valid UTF-8",
-    };
+    BAD_TEXT = 1007, "text is not valid UTF-8";
     /// The member's outgoing queue stayed full while it read nothing for
     /// the stall timeout.
-    pub(crate) const TOO_SLOW: CloseReason = CloseReason {
-        code: 1008,
-        text: "outgoing queue full and nothing read: reading stalled",
-    };
+    TOO_SLOW = 1008, "outgoing queue full and nothing read: reading stalled";
     /// A message over the configured limit.
-    pub(crate) const TOO_BIG: CloseReason = CloseReason {
-        code: 1009,
-        text: "message too big",
-    };
+    TOO_BIG = 1009, "message too big";
     /// The server already holds its most chat connections.
-    pub(crate) const TRY_AGAIN_LATER: CloseReason = CloseReason {
-        code: 1013,
-        text: "too many chat connections; try again later",
-    };
+    TRY_AGAIN_LATER = 1013, "too many chat connections; try again later";
 }
 
 /// Asks a session to close its connection, once, for the first reason given.
@@ -105,14 +100,9 @@ mod tests {
 
     #[test]
     fn reasons_fit_in_a_close_frame() {
-        for reason in [
-            CloseReason::GOING_AWAY,
-            CloseReason::PROTOCOL,
-            CloseReason::BINARY,
-            CloseReason::BAD_TEXT,
-            CloseReason::TOO_SLOW,
-            CloseReason::TOO_BIG,
-        ] {
+        assert_eq!(CloseReason::ALL.len(), 7);
+        for reason in CloseReason::ALL {
+            // A close frame's payload is at most 125 bytes, 2 of them the code.
             assert!(reason.text.len() <= 123, "{reason:?}");
         }
     }

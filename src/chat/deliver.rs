@@ -112,10 +112,9 @@ pub(crate) async fn deliver(members: &[Member], except: Option<u64>, line: &Line
             continue;
         }
         match member.outbox.try_send(line.clone()) {
-            Ok(()) => {}
             Err(TrySendError::Full(_)) => full.push(member),
-            // Its session is ending and will leave the room shortly.
-            Err(TrySendError::Closed(_)) => {}
+            // Queued; or its session is ending and will leave the room shortly.
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
         }
     }
     if !full.is_empty() {

@@ -41,7 +41,6 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::Filter;
@@ -133,6 +132,7 @@ impl Rooms {
     /// `max_message_bytes` close with 1009; each member has `queue_len`
     /// lines of queue; a connection beyond `max_connections` is closed at
     /// once with 1013.
+    #[must_use]
     pub fn new(max_message_bytes: usize, queue_len: usize, max_connections: usize) -> Rooms {
         Rooms::with_options(ChatOptions {
             max_message_bytes,
@@ -143,6 +143,7 @@ impl Rooms {
     }
 
     /// An empty registry with `options`.
+    #[must_use]
     pub fn with_options(mut options: ChatOptions) -> Rooms {
         options.queue_len = options.queue_len.max(1);
         Rooms {
@@ -157,16 +158,19 @@ impl Rooms {
 
     /// Joins this instance's rooms to the other instances' on `bus`. Call
     /// before serving; false if a bus was already attached.
+    #[must_use]
     pub fn attach_bus(&self, bus: Bus) -> bool {
         self.inner.registry.attach_bus(bus)
     }
 
     /// The attached bus, if any.
+    #[must_use]
     pub fn bus(&self) -> Option<&Bus> {
         self.inner.registry.bus()
     }
 
     /// Current rooms, members and messages, for the metrics.
+    #[must_use]
     pub fn stats(&self) -> ChatStats {
         self.inner.registry.stats()
     }
@@ -239,6 +243,7 @@ impl Rooms {
 ///
 /// Any other path, or this one without upgrade headers, is rejected, so the
 /// API after it answers (404 for a plain GET, as FastAPI does).
+#[must_use]
 pub fn route(rooms: Rooms) -> BoxedFilter<(Response,)> {
     // The path first: other paths leave at once, before any header check.
     warp::path("chat")
@@ -249,11 +254,10 @@ pub fn route(rooms: Rooms) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The room a path segment names: percent-decoded, with invalid UTF-8
-/// replaced as Starlette's `unquote` does, so every spelling of a name
-/// lands in the same room.
+/// The room a path segment names: percent-decoded, so every spelling of a
+/// name lands in the same room.
 fn room_name(segment: &str) -> String {
-    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+    crate::domain::percent_decoded(segment)
 }
 
 #[cfg(test)]

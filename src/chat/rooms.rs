@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::ChatStats;
-use super::bus::{Bus, RoomLink};
+use super::bus::{Bus, Inbox, RoomLink};
 use super::close::Closer;
 use super::deliver::{Line, Member, Progress, deliver};
 use super::names::random_name;
@@ -172,6 +172,13 @@ impl Room {
     pub(crate) async fn deliver(&self, line: &Line, except: Option<u64>, stall: Duration) {
         let members = Arc::clone(&lock(&self.members));
         deliver(&members, except, line, stall).await;
+    }
+}
+
+impl Inbox for Room {
+    /// A line from another instance goes to every member here.
+    async fn deliver_remote(&self, line: &Line, stall: Duration) {
+        self.deliver(line, None, stall).await;
     }
 }
 

@@ -58,6 +58,7 @@ impl Cart {
     }
 
     /// The cart's quantity: the sum of all its lines' quantities.
+    #[must_use]
     pub fn quantity(&self) -> u64 {
         self.items.iter().map(|line| line.quantity).sum()
     }
@@ -78,6 +79,7 @@ pub struct CartFilter {
 
 impl CartFilter {
     /// Whether a cart passes the filter.
+    #[must_use]
     pub fn accepts(&self, cart: &Cart) -> bool {
         let quantity = cart.quantity();
         self.price.contains(cart.price)

@@ -74,6 +74,7 @@ pub struct ItemFilter {
 
 impl ItemFilter {
     /// Whether an item with this price and state passes the filter.
+    #[must_use]
     pub fn accepts(&self, price: f64, deleted: bool) -> bool {
         (self.show_deleted || !deleted) && self.price.contains(price)
     }

@@ -49,6 +49,7 @@ impl Issue {
     }
 
     /// A value that should be an integer and is not.
+    #[must_use]
     pub fn not_an_integer(loc: Vec<Location>) -> Issue {
         Issue::new(
             loc,
@@ -58,6 +59,7 @@ impl Issue {
     }
 
     /// A number above its upper bound.
+    #[must_use]
     pub fn above(loc: Vec<Location>, bound: u64) -> Issue {
         Issue::new(
             loc,
@@ -67,6 +69,7 @@ impl Issue {
     }
 
     /// A number below its lower bound.
+    #[must_use]
     pub fn below(loc: Vec<Location>, bound: u64) -> Issue {
         Issue::new(
             loc,
@@ -83,6 +86,7 @@ fn body_loc(field: &str) -> Vec<Location> {
 /// Parses an integer the way FastAPI reads one from a path or query: white
 /// space around, an optional sign, ASCII digits. Values beyond `i128`
 /// saturate, which keeps every comparison with our bounds right.
+#[must_use]
 pub fn parse_integer(text: &str) -> Option<i128> {
     let trimmed = text.trim();
     let (negative, digits) = match trimmed.as_bytes().first() {

@@ -60,6 +60,7 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// The request's headers, for [`Access`] checks in handlers.
+#[must_use]
 pub fn headers() -> impl Filter<Extract = (HeaderMap,), Error = std::convert::Infallible> + Clone {
     warp::header::headers_cloned()
 }

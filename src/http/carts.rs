@@ -11,7 +11,7 @@ use super::error::{ApiError, SentenceBody};
 use super::extract::{path_id, path_ids, raw_query};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::{Cart, Id};
+use crate::domain::{Cart, Id, Resource};
 use crate::store::Store;
 
 /// Every `/cart` route.
@@ -91,10 +91,10 @@ async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
     path = "/cart",
     tag = "carts",
     operation_id = "list_carts",
-    params(super::openapi::CartQuery),
+    params(super::query::CartQuery),
     responses(
         (status = 200, description = "The page of matching carts", body = Vec<Cart>),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
@@ -109,16 +109,16 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
     path = "/cart/{id}",
     tag = "carts",
     operation_id = "get_cart",
-    params(super::openapi::CartId),
+    params(super::extract::CartId),
     responses(
         (status = 200, description = "The cart", body = Cart),
         (status = 404, description = "No such cart", body = SentenceBody,
             example = json!({"detail": "Cart 7 not found"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", "Cart")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Cart)])?;
     let cart = state.store.cart(id).await?;
     Ok(json(StatusCode::OK, &cart))
 }
@@ -129,7 +129,7 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
     path = "/cart/{cart_id}/add/{item_id}",
     tag = "carts",
     operation_id = "add_to_cart",
-    params(super::openapi::AddIds),
+    params(super::extract::AddIds),
     responses(
         (status = 200, description = "The cart after the change", body = Cart),
         (status = 404, description = "No such cart, no such item, or the item is deleted",
@@ -143,15 +143,15 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
             `max_cart_lines` setting) and the item is not one of them; nothing changed",
             body = SentenceBody,
             example = json!({"detail": "Cart 7 has the most lines allowed (1000)"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Response, ApiError> {
     let ids = [
-        path_id(&cart, "cart_id", "Cart"),
-        path_id(&item, "item_id", "Item"),
+        path_id(&cart, "cart_id", Resource::Cart),
+        path_id(&item, "item_id", Resource::Item),
     ];
-    let [cart, item] = path_ids(ids, Vec::new())?;
+    let [cart, item] = path_ids(ids)?;
     let cart = state
         .store
         .add_to_cart(cart, item, state.max_cart_lines)

@@ -1,7 +1,7 @@
 //! `GET /docs/`: Swagger UI over `/openapi.json`, from assets built into the
 //! binary, so the page works offline.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use utoipa_swagger_ui::Config;
 use warp::Filter;
@@ -13,37 +13,34 @@ use warp::reply::{Reply, Response};
 use super::Routed;
 use super::error::ApiError;
 
-/// Swagger UI's settings: our document, and no calls to an online validator.
-static CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
-    Arc::new(
+/// `GET /docs` (redirected to `/docs/`) and `GET /docs/{file}`.
+pub fn routes() -> BoxedFilter<(Routed,)> {
+    // Swagger UI's settings: our document, and no calls to an online validator.
+    let config = Arc::new(
         Config::from("/openapi.json")
             .validator_url("none")
             .try_it_out_enabled(true)
             .display_request_duration(true),
-    )
-});
-
-/// `GET /docs` (redirected to `/docs/`) and `GET /docs/{file}`.
-pub fn routes() -> BoxedFilter<(Routed,)> {
+    );
     warp::path("docs")
         .and(warp::path::tail())
         .and(warp::path::full())
         .and(warp::get())
-        .map(|tail: Tail, full: FullPath| Routed {
+        .map(move |tail: Tail, full: FullPath| Routed {
             handler: "/docs",
             // The page's links are relative: it must be seen under `/docs/`.
             response: if full.as_str() == "/docs" {
                 warp::redirect::temporary(Uri::from_static("/docs/")).into_response()
             } else {
-                asset(tail.as_str())
+                asset(tail.as_str(), config.clone())
             },
         })
         .boxed()
 }
 
 /// A file of Swagger UI (`""` is its `index.html`), or 404.
-fn asset(path: &str) -> Response {
-    let file = match utoipa_swagger_ui::serve(path, CONFIG.clone()) {
+fn asset(path: &str, config: Arc<Config<'static>>) -> Response {
+    let file = match utoipa_swagger_ui::serve(path, config) {
         Ok(Some(file)) => file,
         Ok(None) => return ApiError::NotFound("Not Found".into()).into_response(),
         Err(err) => {

@@ -2,7 +2,9 @@
 //! shapes: `{"detail": "a sentence"}`, or for 422 a list of issues.
 
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{ToResponse, ToSchema};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -98,8 +100,79 @@ pub struct IssuesBody {
     pub detail: Vec<Issue>,
 }
 
+// The replies below are referenced by the handlers' `#[utoipa::path]`
+// annotations: each documents a body that `ApiError::into_response` makes.
+
+fn json_response(description: &str, schema: &str, example: serde_json::Value) -> ResponseDoc {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .example(Some(example))
+                .build(),
+        )
+        .build()
+}
+
+/// The 422 reply: one entry per problem of the request.
+pub struct Invalid;
+
+impl<'r> ToResponse<'r> for Invalid {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": [{
+            "loc": ["query", "limit"],
+            "msg": "Input should be greater than or equal to 1",
+            "type": "greater_than_equal",
+        }]});
+        let description = "The request's path, query or body is invalid";
+        let response = json_response(description, "HTTPValidationError", example);
+        ("ValidationFailed", response.into())
+    }
+}
+
+/// The 413 reply: the body is over the configured limit.
+pub struct TooLarge;
+
+impl<'r> ToResponse<'r> for TooLarge {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": "Request body is larger than the limit of 1048576 bytes",
+        });
+        let description = "The body is larger than the limit; nothing was stored";
+        let response = json_response(description, "HTTPError", example);
+        ("PayloadTooLarge", response.into())
+    }
+}
+
+/// The 401 reply: the admin token is missing or wrong.
+pub struct Unauthorized;
+
+impl<'r> ToResponse<'r> for Unauthorized {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": "Not authenticated"});
+        let description = "The admin token is needed (`Authorization: Bearer TOKEN`) and was missing or wrong; the reply carries `WWW-Authenticate: Bearer`. Item writes need it only when the operator sets `protect_catalogue`.";
+        let response = json_response(description, "HTTPError", example);
+        ("Unauthorized", response.into())
+    }
+}
+
+/// The 405 reply: a known path asked with a method it does not take.
+pub struct MethodNotAllowed;
+
+impl<'r> ToResponse<'r> for MethodNotAllowed {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({"detail": "Method Not Allowed"});
+        let description = "The path exists but does not take this method";
+        let response = json_response(description, "HTTPError", example);
+        ("MethodNotAllowed", response.into())
+    }
+}
+
 impl ApiError {
     /// The status this error answers with.
+    #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -174,6 +247,7 @@ pub struct ClosingReply {
 impl ApiError {
     /// The reply as HTTP/1.1 bytes that end the connection. A sentence
     /// `detail` for every error but 422 (a list) and 304 (no body).
+    #[must_use]
     pub fn into_closing_reply(self) -> ClosingReply {
         let status = self.status();
         let body = match &self {

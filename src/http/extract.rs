@@ -4,10 +4,11 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use utoipa::IntoParams;
 use warp::Filter;
 
 use super::error::ApiError;
-use crate::domain::{Id, Issue, parse_id};
+use crate::domain::{Id, Issue, Resource, parse_id, percent_decoded};
 
 /// The request body, read whatever its Content-Type, at most `limit` bytes.
 /// A declared or actual size over the limit is [`ApiError::PayloadTooLarge`].
@@ -50,14 +51,14 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
-/// A path id: 422 when it is not an integer, 404 when no resource can have it.
-pub fn path_id(text: &str, name: &str, kind: &str) -> Result<Id, PathIdError> {
-    match parse_id(&percent_decoded(text), vec!["path".into(), name.into()]) {
+/// A path id: 422 when it is not an integer, 404 when no `kind` can have it.
+pub fn path_id(text: &str, name: &str, kind: Resource) -> Result<Id, PathIdError> {
+    let text = percent_decoded(text);
+    match parse_id(&text, vec!["path".into(), name.into()]) {
         Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(PathIdError::Missing(ApiError::NotFound(format!(
-            "{kind} {} not found",
-            percent_decoded(text).trim()
-        )))),
+        Ok(None) => Err(PathIdError::Missing(ApiError::NotFound(
+            kind.not_found(text.trim()),
+        ))),
         Err(issue) => Err(PathIdError::Invalid(issue)),
     }
 }
@@ -74,9 +75,38 @@ pub enum PathIdError {
 /// Checks path ids together, so a 422 lists every bad one before any 404.
 pub fn path_ids<const N: usize>(
     results: [Result<Id, PathIdError>; N],
-    mut issues: Vec<Issue>,
 ) -> Result<[Id; N], ApiError> {
+    let (ids, issues) = split(results);
+    if issues.is_empty() {
+        ids
+    } else {
+        Err(invalid(issues))
+    }
+}
+
+/// Checks path ids and a parsed body together: every 422 issue of both
+/// first, then a 404 for an id no resource can have.
+pub fn with_body<T, const N: usize>(
+    ids: [Result<Id, PathIdError>; N],
+    body: Result<T, Vec<Issue>>,
+) -> Result<([Id; N], T), ApiError> {
+    let (ids, mut issues) = split(ids);
+    match body {
+        Ok(value) if issues.is_empty() => Ok((ids?, value)),
+        Ok(_) => Err(invalid(issues)),
+        Err(body_issues) => {
+            issues.extend(body_issues);
+            Err(invalid(issues))
+        }
+    }
+}
+
+/// The ids (or the first 404 among them), and the 422 issues of the others.
+fn split<const N: usize>(
+    results: [Result<Id, PathIdError>; N],
+) -> (Result<[Id; N], ApiError>, Vec<Issue>) {
     let mut missing = None;
+    let mut issues = Vec::new();
     let mut ids = [0; N];
     for (slot, result) in ids.iter_mut().zip(results) {
         match result {
@@ -87,36 +117,48 @@ pub fn path_ids<const N: usize>(
             }
         }
     }
-    if !issues.is_empty() {
-        // Path problems come first, as FastAPI lists them.
-        issues.sort_by_key(|issue| !matches!(issue.loc.first(), Some(l) if *l == "path".into()));
-        return Err(ApiError::Invalid(issues));
-    }
-    match missing {
-        Some(err) => Err(err),
-        None => Ok(ids),
-    }
+    (missing.map_or(Ok(ids), Err), issues)
 }
 
-/// The percent-decoded text of a path segment (invalid UTF-8 replaced).
-pub fn percent_decoded(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
+/// The 422 of `issues`, path problems first, as FastAPI lists them.
+fn invalid(mut issues: Vec<Issue>) -> ApiError {
+    issues.sort_by_key(|issue| !matches!(issue.loc.first(), Some(l) if *l == "path".into()));
+    ApiError::Invalid(issues)
 }
 
-/// Checks path ids and a parsed body together: every 422 issue of both
-/// first, then a 404 for an id no resource can have.
-pub fn with_body<T, const N: usize>(
-    ids: [Result<Id, PathIdError>; N],
-    body: Result<T, Vec<Issue>>,
-) -> Result<([Id; N], T), ApiError> {
-    match body {
-        Ok(value) => Ok((path_ids(ids, Vec::new())?, value)),
-        Err(issues) => Err(match path_ids(ids, issues) {
-            Err(err) => err,
-            // Not reached: the body's issues alone make this a 422.
-            Ok(_) => ApiError::Invalid(Vec::new()),
-        }),
-    }
+// The path structs below only describe requests to the API document; the
+// functions above read the ids. Integers are `u128` for the document's sake:
+// like Python's, ours have no 64-bit bound (`u64` would say `format: int64`).
+
+/// The path of an item route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ItemId {
+    /// The item's id. Not an integer: 422; an integer no item can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of a cart route.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct CartId {
+    /// The cart's id. Not an integer: 422; an integer no cart can have: 404.
+    #[param(minimum = 1, example = 1)]
+    id: u128,
+}
+
+/// The path of `POST /cart/{cart_id}/add/{item_id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AddIds {
+    /// The cart's id.
+    #[param(minimum = 1, example = 1)]
+    cart_id: u128,
+    /// The item's id.
+    #[param(minimum = 1, example = 1)]
+    item_id: u128,
 }

@@ -11,8 +11,8 @@ use super::error::{ApiError, SentenceBody};
 use super::extract::{body, path_id, path_ids, raw_query, with_body};
 use super::reply::{created, json};
 use super::{Routed, State, answer, with_state};
-use crate::domain::{Item, ItemPatch, NewItem, parse_item_body, parse_item_patch};
-use crate::store::Store;
+use crate::domain::{Item, ItemPatch, NewItem, Resource, parse_item_body, parse_item_patch};
+use crate::store::{Store, StoreError};
 
 /// Every `/item` route.
 pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
@@ -101,9 +101,9 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
                 ("AddToCart" = (operation_id = "add_to_cart", parameters(("item_id" = "$response.body#/id")))),
             ),
         ),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 401, response = super::error::Unauthorized),
+        (status = 413, response = super::error::TooLarge),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn create<S: Store>(
@@ -123,10 +123,10 @@ async fn create<S: Store>(
     path = "/item",
     tag = "items",
     operation_id = "list_items",
-    params(super::openapi::ItemQuery),
+    params(super::query::ItemQuery),
     responses(
         (status = 200, description = "The page of matching items", body = Vec<Item>),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
@@ -141,19 +141,19 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
     path = "/item/{id}",
     tag = "items",
     operation_id = "get_item",
-    params(super::openapi::ItemId),
+    params(super::extract::ItemId),
     responses(
         (status = 200, description = "The item", body = Item),
         (status = 404, description = "No such item, or it is deleted", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
     let item = state.store.item(id).await?;
     if item.deleted {
-        return Err(ApiError::NotFound(format!("Item {id} not found")));
+        return Err(StoreError::ItemNotFound(id).into());
     }
     Ok(json(StatusCode::OK, &item))
 }
@@ -165,16 +165,16 @@ async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError
     tag = "items",
     operation_id = "replace_item",
     security((), ("admin_token" = [])),
-    params(super::openapi::ItemId),
+    params(super::extract::ItemId),
     request_body(content = NewItem, description = "The new name and price."),
     responses(
         (status = 200, description = "The item after the change", body = Item),
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
         (status = 404, description = "No such item", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 401, response = super::error::Unauthorized),
+        (status = 413, response = super::error::TooLarge),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn replace<S: Store>(
@@ -185,7 +185,7 @@ async fn replace<S: Store>(
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
     let ([id], item) = with_body(
-        [path_id(&id, "id", "Item")],
+        [path_id(&id, "id", Resource::Item)],
         parse_item_body(&body?, state.max_name_chars),
     )?;
     let item = state.store.replace_item(id, item).await?;
@@ -199,7 +199,7 @@ async fn replace<S: Store>(
     tag = "items",
     operation_id = "patch_item",
     security((), ("admin_token" = [])),
-    params(super::openapi::ItemId),
+    params(super::extract::ItemId),
     request_body(
         content = ItemPatch,
         description = "The fields to change. `deleted` or any other field is a 422.",
@@ -209,9 +209,9 @@ async fn replace<S: Store>(
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
         (status = 404, description = "No such item", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 413, response = super::openapi::TooLarge),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 401, response = super::error::Unauthorized),
+        (status = 413, response = super::error::TooLarge),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn patch<S: Store>(
@@ -222,7 +222,7 @@ async fn patch<S: Store>(
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
     let ([id], patch) = with_body(
-        [path_id(&id, "id", "Item")],
+        [path_id(&id, "id", Resource::Item)],
         parse_item_patch(&body?, state.max_name_chars),
     )?;
     let item = state.store.patch_item(id, patch).await?;
@@ -236,14 +236,14 @@ async fn patch<S: Store>(
     tag = "items",
     operation_id = "delete_item",
     security((), ("admin_token" = [])),
-    params(super::openapi::ItemId),
+    params(super::extract::ItemId),
     responses(
-        (status = 401, response = super::openapi::Unauthorized),
+        (status = 401, response = super::error::Unauthorized),
         (status = 200, description = "The deleted item (also when it already was)", body = Item,
             example = json!({"id": 1, "name": "Tea", "price": 2.5, "deleted": true})),
         (status = 404, description = "No such item", body = SentenceBody,
             example = json!({"detail": "Item 5 not found"})),
-        (status = 422, response = super::openapi::Invalid),
+        (status = 422, response = super::error::Invalid),
     ),
 )]
 async fn delete<S: Store>(
@@ -252,7 +252,7 @@ async fn delete<S: Store>(
     state: State<S>,
 ) -> Result<Response, ApiError> {
     state.access.item_write(&headers)?;
-    let [id] = path_ids([path_id(&id, "id", "Item")], Vec::new())?;
+    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
     let item = state.store.delete_item(id).await?;
     Ok(json(StatusCode::OK, &item))
 }

@@ -28,3 +28,22 @@ pub fn route<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
         })
         .boxed()
 }
+
+/// Prometheus metrics in the text exposition format.
+///
+/// The names and labels of prometheus-fastapi-instrumentator
+/// (`http_requests_total{handler, method, status}`,
+/// `http_request_duration_seconds`, ...), labelled by route template, plus
+/// `process_*` and shopd's own `shopd_*` metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain",
+            example = "# HELP shopd_items Items that are not deleted.\n# TYPE shopd_items gauge\nshopd_items 3\n"),
+    ),
+)]
+#[allow(dead_code)]
+pub(super) fn metrics() {}

@@ -3,6 +3,7 @@
 //! request by its route template.
 
 pub mod admin;
+mod allow;
 mod carts;
 mod chat_page;
 mod docs;
@@ -81,10 +82,11 @@ fn answer(handler: &'static str) -> impl Fn(Result<Response, ApiError>) -> Route
 /// The whole HTTP API (chat excluded), measured and logged.
 pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
     let telemetry = state.telemetry.clone();
-    let bounds = openapi::Bounds {
+    let document = openapi::Document::new(openapi::Bounds {
         max_list_limit: state.max_list_limit,
         max_name_chars: state.max_name_chars,
-    };
+    });
+    let allow = document.allow();
     let routes = items::routes(state.clone())
         .or(carts::routes(state.clone()))
         .unify()
@@ -94,13 +96,13 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(metrics::route(state))
         .unify()
-        .or(openapi::route(bounds))
+        .or(document.route())
         .unify()
         .or(docs::routes())
         .unify()
         .or(chat_page::routes())
         .unify()
-        .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(rejection)) })
+        .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(&rejection)) })
         .unify();
     warp::any()
         .map(Instant::now)
@@ -119,7 +121,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
                   request_bytes: Option<u64>,
                   routed: Routed| {
                 // A 405 names the methods its path takes (RFC 9110).
-                let routed = openapi::with_allow(path.as_str(), routed);
+                let routed = allow.apply(path.as_str(), routed);
                 let elapsed = start.elapsed();
                 let status = routed.response.status();
                 let response_bytes = http_body::Body::size_hint(routed.response.body())
@@ -147,7 +149,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
 }
 
 /// Answers a request no route took: 404, or 405 for a known path, labelled `none`.
-fn unmatched(rejection: warp::Rejection) -> Routed {
+fn unmatched(rejection: &warp::Rejection) -> Routed {
     let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else if rejection.is_not_found() {

@@ -2,18 +2,16 @@
 //! `#[utoipa::path]` annotations and the domain types, served at
 //! `GET /openapi.json`.
 
-use std::sync::LazyLock;
-
-use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr};
-use utoipa::{IntoParams, OpenApi, ToResponse};
+use bytes::Bytes;
+use utoipa::OpenApi;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::StatusCode;
 
 use super::Routed;
-use super::error::{IssuesBody, SentenceBody};
-use crate::domain::{Cart, CartLine, Issue, Item, ItemPatch, Location, NewItem};
+use super::allow::Allow;
+use super::error::{Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, Unauthorized};
+use crate::domain::{Cart, CartLine, Issue, Item, ItemPatch, Location, NewItem, Page};
 
 const OVERVIEW: &str = "\
 The HTTP API of shopd: items, carts, a chat over WebSocket and Prometheus metrics.
@@ -56,7 +54,7 @@ request that does not arrive whole in time gets 408 and its connection closes.";
         super::carts::add,
         chat,
         super::chat_page::page,
-        metrics,
+        super::metrics::metrics,
         super::health::healthz,
         super::health::ready,
         super::admin::export,
@@ -96,13 +94,48 @@ pub struct Bounds {
     pub max_name_chars: usize,
 }
 
-/// The document with this shopd's bounds: the `maximum` of `limit`, the
-/// `maxLength` of names, and a closing paragraph on every bound (its value
-/// here, its default, its setting). The numbers come from the settings
-/// alone, so the document cannot disagree with what is enforced.
-fn document_with(bounds: Bounds) -> String {
-    let mut document: serde_json::Value =
-        serde_json::from_str(document()).expect("the API document is JSON");
+/// The API document of this shopd as JSON, and the `Allow` table read from
+/// it; both built once, at start-up.
+pub struct Document {
+    json: Bytes,
+    allow: Allow,
+}
+
+impl Document {
+    /// The document with this shopd's bounds.
+    pub fn new(bounds: Bounds) -> Document {
+        let typed = ApiDoc::openapi();
+        let allow = Allow::from_document(&typed);
+        let json = Bytes::from(with_bounds(&typed, bounds));
+        Document { json, allow }
+    }
+
+    /// The methods each path takes, for 405 replies.
+    pub fn allow(&self) -> Allow {
+        self.allow.clone()
+    }
+
+    /// `GET /openapi.json`: the document.
+    pub fn route(&self) -> BoxedFilter<(Routed,)> {
+        let document = self.json.clone();
+        warp::path!("openapi.json")
+            .and(warp::get())
+            .map(move || Routed {
+                handler: "/openapi.json",
+                response: super::reply::typed(StatusCode::OK, "application/json", document.clone()),
+            })
+            .boxed()
+    }
+}
+
+/// `typed` with this shopd's bounds: the `minimum`, `default` and
+/// `maximum` of `limit`, the `maxLength` of names, and a closing paragraph
+/// on every bound (its value here, its default, its setting). The numbers
+/// come from [`Page`] and the settings alone, the values the parsers
+/// enforce, so the document cannot disagree with them.
+fn with_bounds(typed: &utoipa::openapi::OpenApi, bounds: Bounds) -> String {
+    let mut document =
+        serde_json::to_value(typed).expect("the API document is plain data and always serializes");
     for list in [
         "/paths/~1item/get/parameters",
         "/paths/~1cart/get/parameters",
@@ -110,7 +143,10 @@ fn document_with(bounds: Bounds) -> String {
         let parameters = document.pointer_mut(list).and_then(|p| p.as_array_mut());
         for parameter in parameters.into_iter().flatten() {
             if parameter["name"] == "limit" {
-                parameter["schema"]["maximum"] = bounds.max_list_limit.into();
+                let schema = &mut parameter["schema"];
+                schema["minimum"] = Page::MIN_LIMIT.into();
+                schema["default"] = Page::DEFAULT_LIMIT.into();
+                schema["maximum"] = bounds.max_list_limit.into();
             }
         }
     }
@@ -148,229 +184,6 @@ fn document_with(bounds: Bounds) -> String {
     serde_json::to_string_pretty(&document).expect("the API document serializes")
 }
 
-/// The document as JSON, built once.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the API document is plain data and always serializes")
-});
-
-/// The API document as JSON text.
-pub fn document() -> &'static str {
-    &DOCUMENT
-}
-
-/// `GET /openapi.json`: the API document, with this shopd's bounds.
-pub fn route(bounds: Bounds) -> BoxedFilter<(Routed,)> {
-    let document = bytes::Bytes::from(document_with(bounds));
-    warp::path!("openapi.json")
-        .and(warp::get())
-        .map(move || Routed {
-            handler: "/openapi.json",
-            response: super::reply::typed(StatusCode::OK, "application/json", document.clone()),
-        })
-        .boxed()
-}
-
-// The parameter structs below only describe requests: `query.rs` and
-// `extract.rs` read them. Integers are `u128` for the document's sake: like
-// Python's, ours have no 64-bit bound (`u64` would say `format: int64`).
-
-/// The methods of each route template (`["item", "{id}"]`), from the
-/// document, as `Allow` header values.
-static METHODS: LazyLock<Vec<(Vec<String>, HeaderValue)>> = LazyLock::new(|| {
-    let document: serde_json::Value =
-        serde_json::from_str(document()).expect("the API document is JSON");
-    // Routes left out of the document: the document itself, the chat page's assets.
-    let mut routes: Vec<(Vec<String>, HeaderValue)> = ["openapi.json", "chat.css", "chat.js"]
-        .into_iter()
-        .map(|path| (vec![path.into()], HeaderValue::from_static("GET")))
-        .collect();
-    for (template, item) in document["paths"].as_object().into_iter().flatten() {
-        let methods: Vec<_> = ["get", "post", "put", "patch", "delete"]
-            .into_iter()
-            .filter(|method| item.get(method).is_some())
-            .map(str::to_ascii_uppercase)
-            .collect();
-        let segments = template.split('/').skip(1).map(str::to_owned).collect();
-        if let Ok(value) = HeaderValue::from_str(&methods.join(", ")) {
-            routes.push((segments, value));
-        }
-    }
-    routes
-});
-
-/// The methods a path takes, as an `Allow` header value; `None` for an
-/// unknown path.
-pub fn allowed_methods(path: &str) -> Option<HeaderValue> {
-    // Like the routes, take an optional trailing slash.
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    if segments.first() == Some(&"docs") {
-        return Some(HeaderValue::from_static("GET"));
-    }
-    let fits = |template: &[String]| {
-        template.len() == segments.len()
-            && template
-                .iter()
-                .zip(&segments)
-                .all(|(want, got)| want == got || (want.starts_with('{') && !got.is_empty()))
-    };
-    METHODS
-        .iter()
-        .find(|(template, _)| fits(template))
-        .map(|(_, methods)| methods.clone())
-}
-
-/// Gives a 405 reply the `Allow` header RFC 9110 asks for.
-pub fn with_allow(path: &str, mut routed: Routed) -> Routed {
-    if routed.response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(methods) = allowed_methods(path)
-    {
-        routed.response.headers_mut().insert(header::ALLOW, methods);
-    }
-    routed
-}
-
-/// The query of `GET /item`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ItemQuery {
-    /// Matching items skipped before the first one returned.
-    #[param(minimum = 0, default = 0, nullable = false)]
-    offset: Option<u128>,
-    /// The most items returned; the maximum is the `max_list_limit` setting.
-    #[param(minimum = 1, default = 10, nullable = false)]
-    limit: Option<u128>,
-    /// Lowest price listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    min_price: Option<f64>,
-    /// Highest price listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    max_price: Option<f64>,
-    /// Whether deleted items are listed too. Also accepted, in any case:
-    /// `1/0`, `yes/no`, `on/off`, `t/f`, `y/n`.
-    #[param(default = false, nullable = false)]
-    show_deleted: Option<bool>,
-}
-
-/// The query of `GET /cart`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct CartQuery {
-    /// Matching carts skipped before the first one returned.
-    #[param(minimum = 0, default = 0, nullable = false)]
-    offset: Option<u128>,
-    /// The most carts returned; the maximum is the `max_list_limit` setting.
-    #[param(minimum = 1, default = 10, nullable = false)]
-    limit: Option<u128>,
-    /// Lowest cart price listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    min_price: Option<f64>,
-    /// Highest cart price listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    max_price: Option<f64>,
-    /// Lowest cart quantity (sum of its lines' quantities) listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    min_quantity: Option<u128>,
-    /// Highest cart quantity (sum of its lines' quantities) listed, inclusive.
-    #[param(minimum = 0, nullable = false)]
-    max_quantity: Option<u128>,
-}
-
-/// The path of an item route.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct ItemId {
-    /// The item's id. Not an integer: 422; an integer no item can have: 404.
-    #[param(minimum = 1, example = 1)]
-    id: u128,
-}
-
-/// The path of a cart route.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct CartId {
-    /// The cart's id. Not an integer: 422; an integer no cart can have: 404.
-    #[param(minimum = 1, example = 1)]
-    id: u128,
-}
-
-/// The path of `POST /cart/{cart_id}/add/{item_id}`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct AddIds {
-    /// The cart's id.
-    #[param(minimum = 1, example = 1)]
-    cart_id: u128,
-    /// The item's id.
-    #[param(minimum = 1, example = 1)]
-    item_id: u128,
-}
-
-fn json_response(description: &str, schema: &str, example: serde_json::Value) -> ResponseDoc {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(schema)))
-                .example(Some(example))
-                .build(),
-        )
-        .build()
-}
-
-/// The 422 reply: one entry per problem of the request.
-pub struct Invalid;
-
-impl<'r> ToResponse<'r> for Invalid {
-    fn response() -> (&'r str, RefOr<ResponseDoc>) {
-        let example = serde_json::json!({"detail": [{
-            "loc": ["query", "limit"],
-            "msg": "Input should be greater than or equal to 1",
-            "type": "greater_than_equal",
-        }]});
-        let description = "The request's path, query or body is invalid";
-        let response = json_response(description, "HTTPValidationError", example);
-        ("ValidationFailed", response.into())
-    }
-}
-
-/// The 413 reply: the body is over the configured limit.
-pub struct TooLarge;
-
-impl<'r> ToResponse<'r> for TooLarge {
-    fn response() -> (&'r str, RefOr<ResponseDoc>) {
-        let example = serde_json::json!({
-            "detail": "Request body is larger than the limit of 1048576 bytes",
-        });
-        let description = "The body is larger than the limit; nothing was stored";
-        let response = json_response(description, "HTTPError", example);
-        ("PayloadTooLarge", response.into())
-    }
-}
-
-/// The 401 reply: the admin token is missing or wrong.
-pub struct Unauthorized;
-
-impl<'r> ToResponse<'r> for Unauthorized {
-    fn response() -> (&'r str, RefOr<ResponseDoc>) {
-        let example = serde_json::json!({"detail": "Not authenticated"});
-        let description = "The admin token is needed (`Authorization: Bearer TOKEN`) and was missing or wrong; the reply carries `WWW-Authenticate: Bearer`. Item writes need it only when the operator sets `protect_catalogue`.";
-        let response = json_response(description, "HTTPError", example);
-        ("Unauthorized", response.into())
-    }
-}
-
 /// The `admin_token` security scheme: a bearer token set by the operator.
 struct AdminToken;
 
@@ -389,18 +202,6 @@ impl utoipa::Modify for AdminToken {
                     .build(),
             ),
         );
-    }
-}
-
-/// The 405 reply: a known path asked with a method it does not take.
-pub struct MethodNotAllowed;
-
-impl<'r> ToResponse<'r> for MethodNotAllowed {
-    fn response() -> (&'r str, RefOr<ResponseDoc>) {
-        let example = serde_json::json!({"detail": "Method Not Allowed"});
-        let description = "The path exists but does not take this method";
-        let response = json_response(description, "HTTPError", example);
-        ("MethodNotAllowed", response.into())
     }
 }
 
@@ -438,22 +239,3 @@ impl<'r> ToResponse<'r> for MethodNotAllowed {
 )]
 #[allow(dead_code)]
 fn chat() {}
-
-/// Prometheus metrics in the text exposition format.
-///
-/// The names and labels of prometheus-fastapi-instrumentator
-/// (`http_requests_total{handler, method, status}`,
-/// `http_request_duration_seconds`, ...), labelled by route template, plus
-/// `process_*` and shopd's own `shopd_*` metrics.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    operation_id = "metrics",
-    responses(
-        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain",
-            example = "# HELP shopd_items Items stored, deleted ones included.\n# TYPE shopd_items gauge\nshopd_items 3\n"),
-    ),
-)]
-#[allow(dead_code)]
-fn metrics() {}

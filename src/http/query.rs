@@ -2,6 +2,8 @@
 //! unknown parameters are ignored, the last of repeated ones wins, and every
 //! bad value is one 422 issue.
 
+use utoipa::IntoParams;
+
 use crate::domain::{CartFilter, Issue, ItemFilter, Location, Page, PriceRange, parse_integer};
 
 struct Params(Vec<(String, String)>);
@@ -93,11 +95,11 @@ fn page_and_price(
 ) -> (Page, PriceRange) {
     let defaults = Page::default();
     let to_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
-    let max_limit = u64::try_from(max_limit).unwrap_or(u64::MAX);
+    let to_u64 = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+    let limits = (to_u64(Page::MIN_LIMIT), Some(to_u64(max_limit)));
     let page = Page {
         offset: integer(params, "offset", (0, None), issues).map_or(defaults.offset, to_usize),
-        limit: integer(params, "limit", (1, Some(max_limit)), issues)
-            .map_or(defaults.limit, to_usize),
+        limit: integer(params, "limit", limits, issues).map_or(defaults.limit, to_usize),
     };
     let range = PriceRange {
         min: price(params, "min_price", issues),
@@ -138,6 +140,60 @@ pub fn cart_filter(raw: &str, max_limit: usize) -> Result<CartFilter, Vec<Issue>
         min_quantity,
         max_quantity,
     })
+}
+
+// The query structs below only describe requests to the API document; the
+// functions above read them. `limit`'s minimum, default and maximum are left
+// out here: `openapi.rs` states them from [`Page`] and the settings, the
+// values the parser enforces. Integers are `u128` for the document's sake
+// (ours have no 64-bit bound).
+
+/// The query of `GET /item`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ItemQuery {
+    /// Matching items skipped before the first one returned.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<u128>,
+    /// The most items returned; the maximum is the `max_list_limit` setting.
+    #[param(nullable = false)]
+    limit: Option<u128>,
+    /// Lowest price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_price: Option<f64>,
+    /// Highest price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_price: Option<f64>,
+    /// Whether deleted items are listed too. Also accepted, in any case:
+    /// `1/0`, `yes/no`, `on/off`, `t/f`, `y/n`.
+    #[param(default = false, nullable = false)]
+    show_deleted: Option<bool>,
+}
+
+/// The query of `GET /cart`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CartQuery {
+    /// Matching carts skipped before the first one returned.
+    #[param(minimum = 0, default = 0, nullable = false)]
+    offset: Option<u128>,
+    /// The most carts returned; the maximum is the `max_list_limit` setting.
+    #[param(nullable = false)]
+    limit: Option<u128>,
+    /// Lowest cart price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_price: Option<f64>,
+    /// Highest cart price listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_price: Option<f64>,
+    /// Lowest cart quantity (sum of its lines' quantities) listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    min_quantity: Option<u128>,
+    /// Highest cart quantity (sum of its lines' quantities) listed, inclusive.
+    #[param(minimum = 0, nullable = false)]
+    max_quantity: Option<u128>,
 }
 
 #[cfg(test)]

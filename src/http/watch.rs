@@ -146,8 +146,7 @@ impl Progress {
     pub fn method(&self) -> Method {
         self.method
             .lock()
-            .map(|method| method.clone())
-            .unwrap_or(Method::GET)
+            .map_or(Method::GET, |method| method.clone())
     }
 
     /// How long the request being received has taken so far.
@@ -266,7 +265,7 @@ impl Watched {
         match &poll {
             Poll::Ready(Ok(n)) if *n > 0 => self.progress.on_write_progress(),
             Poll::Pending => self.progress.on_write_blocked(),
-            _ => {}
+            Poll::Ready(_) => {}
         }
         poll
     }

@@ -152,6 +152,7 @@ impl Snapshot {
     }
 
     /// The snapshot as export text.
+    #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Writing to a Vec cannot fail.

@@ -20,22 +20,24 @@ mod stats;
 use std::future::Future;
 
 pub use export::Snapshot;
-pub use postgres::{PgOpenError, PgOptions, PgStore, SchemaError};
+pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError};
 pub use sled::{
     CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,
 };
 pub use stats::{StatsCache, StoreStats};
 
-use crate::domain::{Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
+use crate::domain::{
+    Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page, Resource,
+};
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No item has this id.
-    #[error("Item {0} not found")]
+    #[error("{}", Resource::Item.not_found(.0))]
     ItemNotFound(Id),
     /// No cart has this id.
-    #[error("Cart {0} not found")]
+    #[error("{}", Resource::Cart.not_found(.0))]
     CartNotFound(Id),
     /// The item was deleted, so it cannot be changed.
     #[error("Item {0} is deleted")]
@@ -219,6 +221,7 @@ pub struct Pager<T> {
 
 impl<T> Pager<T> {
     /// An empty page.
+    #[must_use]
     pub fn new(page: Page) -> Self {
         Pager {
             skip: page.offset,
@@ -237,11 +240,13 @@ impl<T> Pager<T> {
     }
 
     /// Whether the page holds `limit` entries.
+    #[must_use]
     pub fn is_full(&self) -> bool {
         self.found.len() >= self.limit
     }
 
     /// The entries kept.
+    #[must_use]
     pub fn into_found(self) -> Vec<T> {
         self.found
     }

@@ -31,18 +31,19 @@ pub struct StatsCache {
 
 impl StatsCache {
     /// The sizes as last read (zero before the first read).
+    #[must_use]
     pub fn get(&self) -> StoreStats {
         *self
             .inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set(&self, stats: StoreStats) {
         *self
             .inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = stats;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
     }
 
     /// Reads the sizes once now, then every `every`, forever; run it as a

@@ -308,7 +308,7 @@ backend_tests! {
         }
         let snapshot = snapshots.pop().unwrap();
         let target = tempfile::tempdir().unwrap();
-        let store = shopd::store::SledStore::open(target.path(), Default::default(), 500).unwrap();
+        let store = shopd::store::SledStore::open(target.path(), shopd::store::Durability::default(), 500).unwrap();
         shopd::store::Store::import(&store, snapshot).await.unwrap();
         drop(store);
         let restored = spawn_app_in(target, |_| {}).await;

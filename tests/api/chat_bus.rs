@@ -15,30 +15,13 @@ use tempfile::TempDir;
 use tokio::time::timeout;
 
 use crate::chat::{GUARD, join, next_line, say};
-use crate::helpers::{TestApp, detail, scratch, shopd_command, spawn_app_with};
+use crate::exposition::scrape;
+use crate::helpers::{TestApp, detail, require_tool, scratch, shopd_command, spawn_app_with};
 
 /// The `nats-server` binary, or `None` (after a loud SKIPPED line) when
 /// it is not installed; panics under `CI`, where the test must run.
 pub fn nats_server(test: &str) -> Option<PathBuf> {
-    find_tool("nats-server", test)
-}
-
-/// `name` on the `PATH` or in `/usr/sbin`, or `None` after a SKIPPED line
-/// (a panic under `CI`).
-pub fn find_tool(name: &str, test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: {name} is needed in CI (apt-get install {name})"
-        );
-        eprintln!("SKIPPED {test}: {name} is not installed");
-    }
-    found
+    require_tool("nats-server", test)
 }
 
 /// A port that was free a moment ago.
@@ -217,10 +200,7 @@ pub fn subject(name: &str) -> String {
 
 /// The value of an unlabelled sample in `/metrics`, if present.
 pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
-    let text = app.get("/metrics").await.text().await.ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
+    scrape(app).await.value(name, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::browser::{Driver, ENTER, GUARD, Session};
+use crate::exposition::scrape;
 use crate::helpers::{TestApp, detail, spawn_app, spawn_app_with};
-use crate::metrics::scrape;
 
 /// A line of the page's log: its kind (`line`, `line mine` or `note`), who
 /// said it (`you` for one's own), and its text.

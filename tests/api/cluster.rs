@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use tokio::time::timeout;
 
 use crate::chat::{Client, GUARD, join, next_line, say};
-use crate::chat_bus::{Nats, find_tool, free_port, metric, nats_server, poll, spawn_on_bus};
-use crate::helpers::{ShopdProcess, scratch, spawn_process};
+use crate::chat_bus::{Nats, free_port, metric, nats_server, poll, spawn_on_bus};
+use crate::exposition::Exposition;
+use crate::helpers::{ShopdProcess, require_tool, scratch, spawn_process};
 use crate::pg::fresh_database;
 
 /// Sends probes from `from` until one reaches `to` (lines sent while an
@@ -143,7 +144,8 @@ fn start_haproxy(binary: &std::path::Path, backends: &[&ShopdProcess]) -> Haprox
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
     let test = "haproxy_end_to_end";
-    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), find_tool("haproxy", test)) else {
+    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), require_tool("haproxy", test))
+    else {
         return;
     };
     let Some(database) = fresh_database(test).await else {
@@ -236,10 +238,7 @@ async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
             .text()
             .await
             .expect("text");
-        let connections = text
-            .lines()
-            .find_map(|line| line.strip_prefix("shopd_chat_connections "))
-            .and_then(|value| value.trim().parse::<f64>().ok());
+        let connections = Exposition::parse(&text).value("shopd_chat_connections", &[]);
         per_instance.push(connections);
     }
     assert_eq!(per_instance, [Some(1.0), Some(1.0)], "one member on each");

@@ -57,7 +57,7 @@ fn fill(path: &Path) {
 }
 
 fn status_of(response: reqwest::Result<reqwest::blocking::Response>) -> u16 {
-    response.map(|r| r.status().as_u16()).unwrap_or(0)
+    response.map_or(0, |r| r.status().as_u16())
 }
 
 #[test]

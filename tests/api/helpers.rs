@@ -2,7 +2,7 @@
 //! request helpers.
 #![allow(dead_code)] // Not every test module uses every helper.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -137,8 +137,25 @@ pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -
     let mut settings = test_settings(dir.path());
     configure(&mut settings);
     let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
-    let addr = listener.local_addr().expect("local addr");
     let app = App::open(settings).expect("open the store");
+    serving(app, listener, dir)
+}
+
+/// shopd over `store`, e.g. a double that fails on purpose.
+pub async fn spawn_app_on<S: shopd::store::Store>(store: S) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(dir.path());
+    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    serving(App::with_store(store, settings), listener, dir)
+}
+
+/// `app` serving on `listener` in a task of this runtime.
+fn serving<S: shopd::store::Store>(
+    app: App<S>,
+    listener: tokio::net::TcpListener,
+    dir: TempDir,
+) -> TestApp {
+    let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async {
         let _ = rx.await;
@@ -360,4 +377,34 @@ pub fn scratch() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().to_path_buf();
     (dir, path)
+}
+
+/// An external tool a test needs, on the `PATH` or in `/usr/sbin`. Missing:
+/// a loud skip locally, a failure in CI (when `CI` is set), so CI never
+/// passes by skipping.
+pub fn require_tool(name: &str, test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        // The Debian package that ships it.
+        let package = match name {
+            "promtool" => "prometheus",
+            other => other,
+        };
+        let install = format!("apt-get install -y {package}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: `{name}` is not on PATH and CI is set; install it ({install})"
+        );
+        // Straight to stderr: the test harness hides `eprintln!` of passing tests.
+        let bar = "!".repeat(72);
+        let notice = format!(
+            "\n{bar}\nSKIPPED {test}: `{name}` is not on PATH.\nInstall it ({install}) to run this test; with CI set it fails instead.\n{bar}\n"
+        );
+        let _ = std::io::stderr().write_all(notice.as_bytes());
+    }
+    found
 }

@@ -64,12 +64,7 @@ backend_tests! {
         let item = app.create_item("gone", 1.0).await;
         let path = format!("/item/{}", item["id"]);
         assert_eq!(
-            app.client
-                .delete(app.url(&path))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            app.delete(&path).await.status(),
             200
         );
         assert_eq!(app.get(&path).await.status(), 404);
@@ -133,11 +128,7 @@ backend_tests! {
     async fn put_and_patch_check_shape_then_existence_then_state(backend) {
         let app = backend.spawn().await;
         let id = app.create_item("x", 1.0).await["id"].as_u64().unwrap();
-        app.client
-            .delete(app.url(&format!("/item/{id}")))
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(app.delete(&format!("/item/{id}")).await.status(), 200);
         for method in [Method::PUT, Method::PATCH] {
             // Invalid body: 422 wins over unknown (404) and deleted (304).
             let bad = json!({"name": "", "price": 1});
@@ -221,17 +212,12 @@ backend_tests! {
         let id = app.create_item("cup", 2.0).await["id"].clone();
         let path = format!("/item/{id}");
         for _ in 0..2 {
-            let response = app.client.delete(app.url(&path)).send().await.unwrap();
+            let response = app.delete(&path).await;
             assert_eq!(response.status(), 200);
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["deleted"], true);
         }
-        let response = app
-            .client
-            .delete(app.url("/item/555"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.delete("/item/555").await;
         assert_eq!(detail(response, 404).await, "Item 555 not found");
     }
 }
@@ -245,11 +231,7 @@ async fn seeded(backend: Backend) -> crate::helpers::TestApp {
             .unwrap();
         assert_eq!(id, u64::from(i as u32));
         if i % 3 == 0 {
-            app.client
-                .delete(app.url(&format!("/item/{i}")))
-                .send()
-                .await
-                .unwrap();
+            assert_eq!(app.delete(&format!("/item/{i}")).await.status(), 200);
         }
     }
     app

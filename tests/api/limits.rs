@@ -91,14 +91,13 @@ async fn served_and_kept(addr: SocketAddr) -> TcpStream {
 
 /// `http_requests_total` for unmatched requests (`handler="none"`) with a 4xx.
 async fn unmatched_4xx(app: &TestApp) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|line| {
-            line.starts_with("http_requests_total{")
-                && line.contains("handler=\"none\"")
-                && line.contains("status=\"4xx\"")
-        })
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+    crate::exposition::scrape(app)
+        .await
+        .matching(
+            "http_requests_total",
+            &[("handler", "none"), ("status", "4xx")],
+        )
+        .map(|sample| sample.value)
         .sum()
 }
 

@@ -1,5 +1,12 @@
 //! shopd's integration tests: real HTTP and WebSockets against a real
 //! server on port 0 over a fresh data directory per test.
+// Test fixtures build strings for clarity, not speed; the UI's file names
+// are lower case.
+#![allow(
+    clippy::format_push_string,
+    clippy::format_collect,
+    clippy::case_sensitive_file_extension_comparisons
+)]
 
 mod backup;
 mod browser;
@@ -9,6 +16,8 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod exposition;
+mod failing_store;
 mod full_disk;
 mod helpers;
 mod items;

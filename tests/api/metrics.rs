@@ -1,7 +1,7 @@
 //! `GET /metrics`: names, types, labels, buckets and counts after known
 //! requests, and `promtool check metrics` on the real output.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,152 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, backend_tests, spawn_app};
-
-/// One sample line: name, labels, value.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-/// A parsed text exposition.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    /// Family name to (type, help).
-    pub families: HashMap<String, (String, String)>,
-    pub samples: Vec<Sample>,
-    pub text: String,
-}
-
-impl Exposition {
-    /// Parses the text format as far as shopd uses it.
-    pub fn parse(text: &str) -> Exposition {
-        let mut exposition = Exposition {
-            text: text.to_owned(),
-            ..Exposition::default()
-        };
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-                let family = exposition.families.entry(name.into()).or_default();
-                family.1 = help.into();
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').expect("TYPE line with a type");
-                let family = exposition.families.entry(name.into()).or_default();
-                family.0 = kind.into();
-            } else if !line.starts_with('#') {
-                exposition.samples.push(parse_sample(line));
-            }
-        }
-        exposition
-    }
-
-    /// The value of the sample with exactly these labels, if any.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let wanted: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.samples
-            .iter()
-            .find(|s| s.name == name && s.labels == wanted)
-            .map(|s| s.value)
-    }
-
-    /// Samples of `name` whose labels include all of `labels`.
-    pub fn matching<'a>(
-        &'a self,
-        name: &'a str,
-        labels: &'a [(&'a str, &'a str)],
-    ) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.samples.iter().filter(move |s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-    }
-
-    /// The family a sample belongs to (`x_bucket` belongs to `x`).
-    fn family_of(&self, sample: &str) -> Option<&(String, String)> {
-        self.families.get(sample).or_else(|| {
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| self.families.get(sample.strip_suffix(suffix)?))
-        })
-    }
-}
-
-fn parse_sample(line: &str) -> Sample {
-    let (name, rest) = match line.find(['{', ' ']) {
-        Some(i) => line.split_at(i),
-        None => panic!("sample line without a value: {line:?}"),
-    };
-    let mut labels = BTreeMap::new();
-    let mut rest = rest;
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices();
-        let mut key = String::new();
-        loop {
-            let (i, c) = chars.next().expect("unterminated labels");
-            match c {
-                '}' => {
-                    rest = &body[i + 1..];
-                    break;
-                }
-                ',' => {}
-                '=' => {
-                    assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line:?}");
-                    let mut value = String::new();
-                    while let Some((_, c)) = chars.next() {
-                        match c {
-                            '"' => break,
-                            '\\' => match chars.next().map(|(_, c)| c) {
-                                Some('n') => value.push('\n'),
-                                Some(other) => value.push(other),
-                                None => panic!("bad escape in {line:?}"),
-                            },
-                            other => value.push(other),
-                        }
-                    }
-                    labels.insert(std::mem::take(&mut key), value);
-                }
-                other => key.push(other),
-            }
-        }
-    }
-    let value = rest.split_whitespace().next().expect("value");
-    Sample {
-        name: name.to_owned(),
-        labels,
-        value: parse_value(value),
-    }
-}
-
-/// A sample value or an `le` bound: a float, `+Inf`, `-Inf` or `NaN`.
-pub fn parse_value(text: &str) -> f64 {
-    match text {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other
-            .parse()
-            .unwrap_or_else(|_| panic!("not a number: {other:?}")),
-    }
-}
-
-/// Scrapes `/metrics` (which counts this very request only afterwards).
-pub async fn scrape(app: &TestApp) -> Exposition {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    Exposition::parse(&response.text().await.expect("metrics text"))
-}
+use crate::exposition::{Exposition, parse_value, scrape};
+use crate::helpers::{TestApp, backend_tests, require_tool, spawn_app};
 
 /// `http_requests_total` for a route, method and status class (0 when absent).
 fn requests(metrics: &Exposition, handler: &str, method: &str, status: &str) -> f64 {
@@ -166,29 +22,6 @@ fn requests(metrics: &Exposition, handler: &str, method: &str, status: &str) -> 
             &[("handler", handler), ("method", method), ("status", status)],
         )
         .unwrap_or(0.0)
-}
-
-/// An external tool the test needs. Missing: a loud skip locally, a
-/// failure in CI (when `CI` is set), so CI never passes by skipping.
-pub fn require_tool(name: &str, test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        let install = "apt-get install -y prometheus";
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: `{name}` is not on PATH and CI is set; install it ({install})");
-        }
-        // Straight to stderr: the test harness hides `eprintln!` of passing tests.
-        let bar = "!".repeat(72);
-        let notice = format!(
-            "\n{bar}\nSKIPPED {test}: `{name}` is not on PATH.\nInstall it ({install}) to run this test; with CI set it fails instead.\n{bar}\n"
-        );
-        let _ = std::io::stderr().write_all(notice.as_bytes());
-    }
-    found
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ async fn a_restart_keeps_every_item_and_cart_and_never_reuses_ids() {
     let cart = app.create_cart().await;
     app.add(cart, 1).await;
     app.add(cart, 2).await;
-    app.client.delete(app.url("/item/2")).send().await.unwrap();
+    assert_eq!(app.delete("/item/2").await.status(), 200);
     let before_items = app.get_json("/item?show_deleted=true").await;
     let before_cart = app.get_json(&format!("/cart/{cart}")).await;
     let dir = app.stop().await;

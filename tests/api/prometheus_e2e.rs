@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helpers::require_tool;
 use crate::helpers::{TestApp, spawn_app};
-use crate::metrics::require_tool;
 
 /// What Grafana's `$__rate_interval` and friends stand for here: with 1 s
 /// scrapes Grafana would use 4 s; 10 s leaves room for a late scrape.

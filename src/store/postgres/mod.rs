@@ -12,6 +12,7 @@
 mod errors;
 mod schema;
 mod transfer;
+mod url;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio_postgres::{NoTls, Row};
 
 use self::errors::{ATTEMPTS, Failure, Outage, backoff};
 pub use self::schema::SchemaError;
+pub use self::url::DatabaseUrl;
 use super::{LineState, Pager, Snapshot, Store, StoreError, StoreResult, StoreStats, priced_cart};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
@@ -28,7 +30,7 @@ use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 #[derive(Debug, Clone)]
 pub struct PgOptions {
     /// The `postgres://` URL.
-    pub url: crate::config::DatabaseUrl,
+    pub url: DatabaseUrl,
     /// Connections kept by this instance.
     pub pool_size: usize,
     /// Longest a statement, a connection attempt or a wait for a pooled

@@ -62,7 +62,7 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
         Err(err) => scan.problem(format!("the last sync's mark cannot be read: {err}")),
     }
     let mut item_ids = HashSet::new();
-    for entry in items.iter() {
+    for entry in items {
         let (key, value) = match entry {
             Ok(entry) => entry,
             Err(err) => {
@@ -87,7 +87,7 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
             Err(err) => scan.problem(format!("item {id} does not decode: {err}")),
         }
     }
-    for entry in carts.iter() {
+    for entry in carts {
         let (key, value) = match entry {
             Ok(entry) => entry,
             Err(err) => {
@@ -190,6 +190,7 @@ pub struct CheckReport {
 impl CheckReport {
     /// No damage found: every record reads, fits, and nothing the manifest
     /// names is missing.
+    #[must_use]
     pub fn is_clean(&self) -> bool {
         self.scan.problem_count == 0
             && self.missing.is_empty()

@@ -127,7 +127,7 @@ impl DiskSync {
                 Ok(number)
             });
         if let Err(err) = &synced {
-            self.fail(err.to_string());
+            self.fail(&err.to_string());
         }
         synced
     }
@@ -163,8 +163,8 @@ impl DiskSync {
         self.failed.get().map(String::as_str)
     }
 
-    fn fail(&self, why: String) {
-        if self.failed.set(why.clone()).is_ok() {
+    fn fail(&self, why: &str) {
+        if self.failed.set(why.to_owned()).is_ok() {
             tracing::error!(
                 error = %why,
                 "storage failed: sled writes nothing more in this process; writes fail and \

@@ -43,6 +43,7 @@ impl Capture {
 
     /// The kept bytes of a record, if a writer changed it since the
     /// capture opened: `Some(None)` when it did not exist then.
+    #[allow(clippy::option_option)] // "changed" and "existed then" are two separate facts.
     pub(super) fn before(&self, kind: Kind, id: Id) -> Option<Option<sled::IVec>> {
         let map = self
             .map(kind)

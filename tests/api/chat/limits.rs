@@ -149,7 +149,7 @@ async fn connections_beyond_the_limit_are_closed_with_1013() {
             .expect("an answer in time")
         {
             Some(Ok(Message::Text(line))) if line.ends_with(" :: ping") => break client,
-            _ => continue,
+            _ => {}
         }
     };
     say(&mut retry, "back").await;

@@ -89,7 +89,7 @@ pub async fn close_code(client: &mut Client) -> u16 {
         match next_frame(client).await {
             Message::Close(Some(frame)) => break frame.code.into(),
             Message::Close(None) => panic!("a close frame without a code"),
-            Message::Text(_) => continue,
+            Message::Text(_) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
     };
@@ -180,16 +180,12 @@ pub async fn relay(talker: &mut Client, reader: &mut Client, lines: &[String], w
 
 /// `(rooms, connections, messages)` as `GET /metrics` has them.
 pub async fn chat_metrics(app: &TestApp) -> (u64, u64, u64) {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("metrics text");
+    let metrics = crate::exposition::scrape(app).await;
     let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in /metrics"))
-            .trim()
-            .parse::<f64>()
-            .expect("a number") as u64
+        let value = metrics
+            .value(name, &[])
+            .unwrap_or_else(|| panic!("no {name} in /metrics"));
+        value as u64
     };
     (
         value("shopd_chat_rooms"),

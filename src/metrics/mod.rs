@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
-};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Recorder, SharedString};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -33,133 +31,13 @@ use crate::chat::ChatStats;
 
 use crate::store::StoreStats;
 
-mod process {
-    //! The standard `process_*` figures, read from `/proc` (Linux only;
-    //! elsewhere they are left out).
+mod process;
 
-    use std::sync::OnceLock;
-
-    /// Clock ticks per second of `/proc/*/stat`: the kernel's `USER_HZ`,
-    /// 100 on every architecture Linux runs shopd on (Prometheus' own
-    /// procfs library makes the same assumption).
-    const USER_HZ: f64 = 100.0;
-
-    /// One reading of this process.
-    pub struct Sample {
-        pub cpu_seconds: f64,
-        pub resident_bytes: u64,
-        pub virtual_bytes: u64,
-        pub start_time_seconds: f64,
-        pub open_fds: Option<u64>,
-        pub max_fds: Option<u64>,
-    }
-
-    /// Reads `/proc/self`; `None` where there is no procfs.
-    pub fn sample() -> Option<Sample> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name, which may hold spaces and parens.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let resident_kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        Some(Sample {
-            cpu_seconds: (field(14)? + field(15)?) as f64 / USER_HZ,
-            resident_bytes: resident_kib * 1024,
-            virtual_bytes: field(23)?,
-            start_time_seconds: boot_time()? + field(22)? as f64 / USER_HZ,
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .ok()
-                .map(|dir| dir.count() as u64),
-            max_fds: max_open_files(),
-        })
-    }
-
-    /// Seconds since the epoch at boot; it does not change, so read once.
-    fn boot_time() -> Option<f64> {
-        static BOOT: OnceLock<Option<f64>> = OnceLock::new();
-        *BOOT.get_or_init(|| {
-            std::fs::read_to_string("/proc/stat")
-                .ok()?
-                .lines()
-                .find_map(|line| line.strip_prefix("btime "))?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-
-    /// The soft limit on open files (`None` when unlimited).
-    fn max_open_files() -> Option<u64> {
-        std::fs::read_to_string("/proc/self/limits")
-            .ok()?
-            .lines()
-            .find_map(|line| line.strip_prefix("Max open files"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }
-}
-
-const METADATA: Metadata<'static> = Metadata::new("shopd", Level::INFO, Some("shopd::metrics"));
-
-/// Buckets of `http_request_duration_seconds`, as the instrumentator has them.
-const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0];
-/// Buckets of `http_request_duration_highr_seconds`.
-const HIGHR_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0,
-    7.5, 10.0, 30.0, 60.0,
-];
-
-const REQUESTS: &str = "http_requests_total";
-const DURATION: &str = "http_request_duration_seconds";
-const HIGHR: &str = "http_request_duration_highr_seconds";
-const REQUEST_SIZE: &str = "http_request_size_bytes";
-const RESPONSE_SIZE: &str = "http_response_size_bytes";
-const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
-const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
-
-/// Names and HELP texts of the recorder's metrics; the HTTP ones are the
-/// instrumentator's own words.
-const COUNTERS: &[(&str, &str)] = &[
-    (
-        REQUESTS,
-        "Total number of requests by method, status and handler.",
-    ),
-    (
-        "shopd_chat_messages_total",
-        "Chat messages received from members since start.",
-    ),
-    (
-        CHAT_BUS_SLOW,
-        "Chat lines from other instances dropped because this instance took them too slowly from the chat bus (NATS slow-consumer events).",
-    ),
-];
-const HISTOGRAMS: &[(&str, &str)] = &[
-    (
-        DURATION,
-        "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important.",
-    ),
-    (
-        HIGHR,
-        "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations.",
-    ),
-];
-const GAUGES: &[(&str, &str)] = &[
-    ("shopd_chat_connections", "Open chat connections."),
-    ("shopd_chat_rooms", "Chat rooms with at least one member."),
-    (
-        CHAT_BUS_CONNECTED,
-        "1 while the chat bus (NATS) is connected, 0 while it is not; absent without a bus.",
-    ),
-    ("shopd_items", "Items that are not deleted."),
-    ("shopd_carts", "Carts."),
-    ("shopd_storage_bytes", "Bytes the store takes on disk."),
-];
+mod names;
+use names::{
+    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, COUNTERS, DURATION, DURATION_BUCKETS, GAUGES, HIGHR,
+    HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
+};
 
 /// Slots of the per-label-set handle table: far more than the label sets
 /// that exist (about ten routes, eight method values, five classes), so
@@ -222,6 +100,7 @@ impl Default for Telemetry {
 
 impl Telemetry {
     /// A fresh recorder with the instrumentator's buckets and HELP lines.
+    #[must_use]
     pub fn new() -> Telemetry {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)
@@ -369,6 +248,7 @@ impl Telemetry {
     }
 
     /// The text exposition, with shopd's figures as of now.
+    #[must_use]
     pub fn render(&self, store: StoreStats, chat: ChatStats) -> String {
         let shop = &self.inner.shop;
         shop.chat_connections.set(chat.connections as f64);
@@ -393,7 +273,7 @@ impl Telemetry {
         let mut out = self.inner.handle.render();
         self.render_sizes(&mut out);
         if let Some(sample) = process::sample() {
-            render_process(&mut out, &sample);
+            process::render(&mut out, &sample);
         }
         out
     }
@@ -432,56 +312,6 @@ impl Telemetry {
             }
             out.push('\n');
         }
-    }
-}
-
-/// Writes the standard process metrics, with Prometheus clients' HELP texts.
-fn render_process(out: &mut String, p: &process::Sample) {
-    let mut family = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    };
-    family(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        &p.cpu_seconds,
-    );
-    family(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        &p.resident_bytes,
-    );
-    family(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        &p.virtual_bytes,
-    );
-    family(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        &p.start_time_seconds,
-    );
-    if let Some(open) = p.open_fds {
-        family(
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            &open,
-        );
-    }
-    if let Some(max) = p.max_fds {
-        family(
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            &max,
-        );
     }
 }
 
@@ -546,22 +376,12 @@ mod tests {
             r#"http_request_size_bytes_sum{handler="/a"} 3"#,
             r#"http_response_size_bytes_sum{handler="/a"} 50"#,
             r#"http_response_size_bytes_count{handler="/a"} 4"#,
-            r#"http_request_duration_highr_seconds_count 5"#,
+            r"http_request_duration_highr_seconds_count 5",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "{line} missing from\n{text}"
             );
-        }
-    }
-
-    #[test]
-    fn process_figures_are_read_from_proc() {
-        if cfg!(target_os = "linux") {
-            let sample = process::sample().expect("procfs");
-            assert!(sample.resident_bytes > 0 && sample.virtual_bytes >= sample.resident_bytes);
-            assert!(sample.start_time_seconds > 1.0e9);
-            assert!(sample.open_fds.is_some_and(|n| n >= 3));
         }
     }
 }

@@ -1,0 +1,61 @@
+//! The metric families: their names, HELP texts and buckets, as
+//! prometheus-fastapi-instrumentator and shopd's own figures have them.
+
+use metrics::{Level, Metadata};
+
+pub(super) const METADATA: Metadata<'static> =
+    Metadata::new("shopd", Level::INFO, Some("shopd::metrics"));
+
+/// Buckets of `http_request_duration_seconds`, as the instrumentator has them.
+pub(super) const DURATION_BUCKETS: &[f64] = &[0.1, 0.5, 1.0];
+/// Buckets of `http_request_duration_highr_seconds`.
+pub(super) const HIGHR_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0,
+    7.5, 10.0, 30.0, 60.0,
+];
+
+pub(super) const REQUESTS: &str = "http_requests_total";
+pub(super) const DURATION: &str = "http_request_duration_seconds";
+pub(super) const HIGHR: &str = "http_request_duration_highr_seconds";
+pub(super) const REQUEST_SIZE: &str = "http_request_size_bytes";
+pub(super) const RESPONSE_SIZE: &str = "http_response_size_bytes";
+pub(super) const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
+pub(super) const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
+
+/// Names and HELP texts of the recorder's metrics; the HTTP ones are the
+/// instrumentator's own words.
+pub(super) const COUNTERS: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "Total number of requests by method, status and handler.",
+    ),
+    (
+        "shopd_chat_messages_total",
+        "Chat messages received from members since start.",
+    ),
+    (
+        CHAT_BUS_SLOW,
+        "Chat lines from other instances dropped because this instance took them too slowly from the chat bus (NATS slow-consumer events).",
+    ),
+];
+pub(super) const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        DURATION,
+        "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important.",
+    ),
+    (
+        HIGHR,
+        "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations.",
+    ),
+];
+pub(super) const GAUGES: &[(&str, &str)] = &[
+    ("shopd_chat_connections", "Open chat connections."),
+    ("shopd_chat_rooms", "Chat rooms with at least one member."),
+    (
+        CHAT_BUS_CONNECTED,
+        "1 while the chat bus (NATS) is connected, 0 while it is not; absent without a bus.",
+    ),
+    ("shopd_items", "Items that are not deleted."),
+    ("shopd_carts", "Carts."),
+    ("shopd_storage_bytes", "Bytes the store takes on disk."),
+];

@@ -1,0 +1,158 @@
+//! A store that fails on purpose: every request that reaches it gets a 500
+//! with a plain body, the cause goes to the log in one line, and the
+//! server goes on.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
+use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+
+use crate::helpers::spawn_app_on;
+
+/// Every operation fails as a broken disk would; closing succeeds, so the
+/// server can stop cleanly.
+#[derive(Clone)]
+struct BrokenStore;
+
+fn broken<T>() -> StoreResult<T> {
+    Err(StoreError::backend(std::io::Error::other(
+        "the disk is on fire",
+    )))
+}
+
+impl Store for BrokenStore {
+    async fn create_item(&self, _: NewItem) -> StoreResult<Item> {
+        broken()
+    }
+    async fn item(&self, _: Id) -> StoreResult<Item> {
+        broken()
+    }
+    async fn items(&self, _: ItemFilter) -> StoreResult<Vec<Item>> {
+        broken()
+    }
+    async fn replace_item(&self, _: Id, _: NewItem) -> StoreResult<Item> {
+        broken()
+    }
+    async fn patch_item(&self, _: Id, _: ItemPatch) -> StoreResult<Item> {
+        broken()
+    }
+    async fn delete_item(&self, _: Id) -> StoreResult<Item> {
+        broken()
+    }
+    async fn create_cart(&self) -> StoreResult<Id> {
+        broken()
+    }
+    async fn cart(&self, _: Id) -> StoreResult<Cart> {
+        broken()
+    }
+    async fn carts(&self, _: CartFilter) -> StoreResult<Vec<Cart>> {
+        broken()
+    }
+    async fn add_to_cart(&self, _: Id, _: Id, _: usize) -> StoreResult<Cart> {
+        broken()
+    }
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        broken()
+    }
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        broken()
+    }
+    async fn import(&self, _: Snapshot) -> StoreResult<()> {
+        broken()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        broken()
+    }
+    async fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Log lines, as the server writes them, into memory.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        text.lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+// A current-thread runtime: the server's tasks run on this thread, so the
+// subscriber set for it sees their events.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_store_answers_500_with_a_plain_detail_and_logs_the_cause_once() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app_on(BrokenStore).await;
+
+    let requests: [(reqwest::Method, &str, Option<Value>); 8] = [
+        (
+            reqwest::Method::POST,
+            "/item",
+            Some(json!({"name": "Tea", "price": 2.5})),
+        ),
+        (reqwest::Method::GET, "/item", None),
+        (reqwest::Method::GET, "/item/1", None),
+        (
+            reqwest::Method::PUT,
+            "/item/1",
+            Some(json!({"name": "Tea", "price": 3.0})),
+        ),
+        (reqwest::Method::DELETE, "/item/1", None),
+        (reqwest::Method::POST, "/cart", None),
+        (reqwest::Method::GET, "/cart/1", None),
+        (reqwest::Method::POST, "/cart/1/add/1", None),
+    ];
+    let count = requests.len();
+    for (method, path, body) in requests {
+        let mut request = app.client.request(method.clone(), app.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 500, "{method} {path}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(
+            body,
+            json!({"detail": "Internal Server Error"}),
+            "{method} {path}: the cause stays out of the reply"
+        );
+        let failures = log.lines_with("request failed in storage");
+        let last = failures.last().expect("a log line for the failure");
+        assert!(
+            last.contains("storage failure: the disk is on fire"),
+            "the cause chain is logged in one line: {last}"
+        );
+    }
+    assert_eq!(
+        log.lines_with("request failed in storage").len(),
+        count,
+        "one log line per failed request"
+    );
+
+    // The server is still up, and stops cleanly: nothing panicked.
+    assert_eq!(app.get("/openapi.json").await.status(), 200);
+    app.stop().await;
+}
