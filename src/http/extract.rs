@@ -52,13 +52,19 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
 
 /// A path id: 422 when it is not an integer, 404 when no resource can have it.
 pub fn path_id(text: &str, name: &str, kind: &str) -> Result<Id, PathIdError> {
-    match parse_id(&percent_decoded(text), vec!["path".into(), name.into()]) {
+    // Decoded without a copy unless it has escapes; the issue's location
+    // is built only for an issue.
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+    match parse_id(&decoded, Vec::new()) {
         Ok(Some(id)) => Ok(id),
         Ok(None) => Err(PathIdError::Missing(ApiError::NotFound(format!(
             "{kind} {} not found",
-            percent_decoded(text).trim()
+            decoded.trim()
         )))),
-        Err(issue) => Err(PathIdError::Invalid(issue)),
+        Err(mut issue) => {
+            issue.loc = vec!["path".into(), name.into()];
+            Err(PathIdError::Invalid(issue))
+        }
     }
 }
 
@@ -96,13 +102,6 @@ pub fn path_ids<const N: usize>(
         Some(err) => Err(err),
         None => Ok(ids),
     }
-}
-
-/// The percent-decoded text of a path segment (invalid UTF-8 replaced).
-pub fn percent_decoded(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Checks path ids and a parsed body together: every 422 issue of both
