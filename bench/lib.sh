@@ -54,9 +54,12 @@ stop() {
     wait "$1" 2>/dev/null || true
 }
 
+# shopd NAME [FLAG...]: shopd as users run it, with the shipped config.toml
+# (access log on, durability sync); only the data directory and the
+# address differ. Its log goes to a file, as under a service manager.
 shopd() {
     start "$1" "$bin/shopd" --data-dir "$work/$1" --listen 127.0.0.1:0 \
-        --log-level warn --config /dev/null "${@:2}"
+        --config config.toml "${@:2}"
 }
 
 # load NAME=VALUE... URL: one wrk run; prints "rps p50_ms p99_ms".

@@ -5,7 +5,8 @@
 # item-sized JSON) and the seeder; pins each server to CPU 0 and wrk to CPU 1;
 # runs every scenario at 64 connections and prints rps, p50, p99 and rps as a
 # fraction of the ceiling, then start-up time, disk size and RSS of a store of
-# 100k items and 100k carts.
+# 100k items and 100k carts. shopd runs with the shipped config.toml, as
+# users run it: access log on, durability sync (bench/lib.sh).
 #
 #   bench/run.sh                 # 10 s per scenario
 #   DURATION=30 bench/run.sh     # longer runs
@@ -94,4 +95,5 @@ echo
 read -r fsync_rps _ _ <<<"$one_conn"
 echo "- one writer (1 connection, sync): $(printf '%.0f' "$fsync_rps") POST /item per second, i.e. one fsync per request on this disk"
 echo "- store of $LARGE items and $LARGE carts: start-up $(printf '%.0f' "$large_startup") ms, $disk on disk, RSS $((rss_kib / 1024)) MiB after the reads (seeded in ${seed_secs} s)"
+echo "- shopd with the shipped config.toml (log_level info: one access-log line per request)"
 echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB"

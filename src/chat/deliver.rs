@@ -34,6 +34,7 @@ impl Line {
     }
 
     /// The line's text.
+    #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {
         // Only built from a `String` or checked UTF-8.
         std::str::from_utf8(&self.0).unwrap_or_default()

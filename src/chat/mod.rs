@@ -14,6 +14,7 @@
 //! - `session`: one socket, a reader loop plus a forwarder task;
 //! - `bus`: rooms spanning instances over NATS (optional);
 //! - `close`: close codes and the signal that asks a session to close;
+//! - `upgrade`: the WebSocket handshake, with small per-connection buffers;
 //! - `names`: random user names;
 //! - `page/`: the chat page's HTML, CSS and JavaScript, which
 //!   `http::chat_page` serves at `GET /chat`.
@@ -37,6 +38,7 @@ mod names;
 mod pace;
 mod rooms;
 mod session;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,14 +47,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::reply::{Reply, Response};
-use warp::ws::Ws;
+use warp::reply::Response;
 
 pub use bus::{Bus, BusError, BusStats, BusUrls};
 use close::CloseReason;
 use pace::Pace;
 use rooms::Registry;
 use session::Session;
+use upgrade::Handshake;
 
 /// Longest [`Rooms::shutdown`] waits for the sessions to end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
@@ -198,7 +200,7 @@ impl Rooms {
     /// before the 101 reply goes out: once a client's handshake completes,
     /// it receives every line sent after that. Should the upgrade fail,
     /// the session is dropped and so leaves the room.
-    async fn accept(self, room_name: String, ws: Ws) -> Response {
+    async fn accept(self, room_name: String, handshake: Handshake) -> Response {
         let inner = &self.inner;
         let options = &inner.options;
         // Checked before joining; concurrent joins may overshoot by a few.
@@ -217,9 +219,6 @@ impl Rooms {
             stop: inner.stop.clone(),
             tasks: inner.tasks.clone(),
         };
-        // Held by the session from now on, so shutdown also waits for
-        // upgrades still in flight.
-        let token = inner.tasks.token();
         // tungstenite stops reading at this cap and reports an error, after
         // which the client's close answer cannot be read; up to the cap we
         // read whole messages and check the real limit ourselves, for a
@@ -228,13 +227,16 @@ impl Rooms {
             .max_message_bytes
             .saturating_mul(2)
             .max(options.max_message_bytes.saturating_add(1));
-        ws.max_message_size(cap)
-            .max_frame_size(cap)
-            .on_upgrade(move |socket| async move {
-                session.run(socket).await;
-                drop(token);
-            })
-            .into_response()
+        // Tracked from now on, so shutdown also waits for upgrades still
+        // in flight.
+        let tasks = inner.tasks.clone();
+        handshake.accept(
+            cap,
+            move |upgrade| {
+                tasks.spawn(upgrade);
+            },
+            move |socket| session.run(socket),
+        )
     }
 }
 
@@ -249,15 +251,17 @@ pub fn route(rooms: Rooms) -> BoxedFilter<(Response,)> {
     warp::path("chat")
         .and(warp::path::param::<String>())
         .and(warp::path::end())
-        .and(warp::ws())
-        .then(move |raw_name: String, ws: Ws| rooms.clone().accept(room_name(&raw_name), ws))
+        .and(upgrade::request())
+        .then(move |raw_name: String, handshake: Handshake| {
+            rooms.clone().accept(room_name(&raw_name), handshake)
+        })
         .boxed()
 }
 
 /// The room a path segment names: percent-decoded, so every spelling of a
 /// name lands in the same room.
 fn room_name(segment: &str) -> String {
-    crate::domain::percent_decoded(segment)
+    crate::domain::percent_decoded(segment).into_owned()
 }
 
 #[cfg(test)]

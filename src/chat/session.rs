@@ -13,15 +13,18 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tungstenite::error::{Error as WsError, ProtocolError};
-use warp::ws::{Message, WebSocket};
 
 use super::close::{CloseReason, Closer};
 use super::deliver::{Line, Progress};
 use super::pace::Pace;
 use super::rooms::Membership;
+use super::upgrade::Socket;
 
 /// How long a closing connection gets to take its close frame and answer
 /// it before it is dropped.
@@ -49,7 +52,7 @@ pub(crate) struct Session {
 impl Session {
     /// Serves the member until either side closes or the connection breaks,
     /// then leaves the room.
-    pub(crate) async fn run(self, socket: WebSocket) {
+    pub(crate) async fn run(self, socket: Socket) {
         let Session {
             membership,
             inbox,
@@ -94,7 +97,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads frames until the stream ends, the connection breaks, or a
     /// close handshake begun by either side completes or times out.
-    async fn read(mut self, mut stream: SplitStream<WebSocket>) {
+    async fn read(mut self, mut stream: SplitStream<Socket>) {
         let membership = self.membership;
         let closer = membership.closer();
         let kicked = closer.fired();
@@ -134,7 +137,8 @@ impl Reader<'_> {
             if deadline.is_some() {
                 continue;
             }
-            if let Ok(text) = message.to_str() {
+            if let Message::Text(text) = &message {
+                let text = text.as_str();
                 if text.len() > self.max_message_bytes {
                     closer.close(CloseReason::TOO_BIG);
                     continue;
@@ -190,8 +194,7 @@ async fn expire(deadline: Option<Instant>) {
 
 /// The close frame owed to the client for a read error, if it can still
 /// hear one.
-fn reason_for(err: &warp::Error) -> Option<CloseReason> {
-    let err = std::error::Error::source(err)?.downcast_ref::<WsError>()?;
+fn reason_for(err: &WsError) -> Option<CloseReason> {
     match err {
         // Over the hard cap set on the socket, which stops reading at once
         // (our own, lower check handles messages up to that cap).
@@ -208,7 +211,7 @@ fn reason_for(err: &warp::Error) -> Option<CloseReason> {
 /// member left), a write fails, or the closer fires; then sends the close
 /// frame, dropping whatever is still queued.
 async fn forward(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<Socket, Message>,
     mut inbox: mpsc::Receiver<Line>,
     closer: Arc<Closer>,
     progress: Arc<Progress>,
@@ -238,7 +241,10 @@ async fn forward(
         }
     }
     if let Some(reason) = closer.reason() {
-        let frame = Message::close_with(reason.code, reason.text);
+        let frame = Message::Close(Some(CloseFrame {
+            code: reason.code.into(),
+            reason: reason.text.into(),
+        }));
         // A client that never reads never takes it: give up in time.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
     }
@@ -248,21 +254,27 @@ async fn forward(
 /// system call for a burst instead of one per line. Each line taken from
 /// the queue counts as progress.
 async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
+    sink: &mut SplitSink<Socket, Message>,
     first: Line,
     inbox: &mut mpsc::Receiver<Line>,
     progress: &Progress,
-) -> Result<(), warp::Error> {
+) -> Result<(), WsError> {
     progress.mark();
-    sink.feed(Message::text(first.as_str())).await?;
+    sink.feed(message(&first)).await?;
     for _ in 1..BATCH {
         match inbox.try_recv() {
             Ok(line) => {
                 progress.mark();
-                sink.feed(Message::text(line.as_str())).await?;
+                sink.feed(message(&line)).await?;
             }
             Err(_) => break,
         }
     }
     sink.flush().await
+}
+
+/// The text frame of `line`, sharing its bytes.
+fn message(line: &Line) -> Message {
+    // A line is UTF-8 by construction; the check is that of `as_str`.
+    Message::Text(Utf8Bytes::try_from(line.bytes().clone()).unwrap_or_default())
 }

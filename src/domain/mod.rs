@@ -33,10 +33,8 @@ impl Resource {
 /// UTF-8 replaced as Starlette's `unquote` does: every spelling of a name
 /// or an id reads the same.
 #[must_use]
-pub fn percent_decoded(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+pub fn percent_decoded(segment: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
 }
 
 /// The page of a list: how many matching entries to skip, then how many to return.

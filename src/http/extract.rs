@@ -53,13 +53,18 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
 
 /// A path id: 422 when it is not an integer, 404 when no `kind` can have it.
 pub fn path_id(text: &str, name: &str, kind: Resource) -> Result<Id, PathIdError> {
-    let text = percent_decoded(text);
-    match parse_id(&text, vec!["path".into(), name.into()]) {
+    // Decoded without a copy unless it has escapes; the issue's location
+    // is built only for an issue.
+    let decoded = percent_decoded(text);
+    match parse_id(&decoded, Vec::new()) {
         Ok(Some(id)) => Ok(id),
         Ok(None) => Err(PathIdError::Missing(ApiError::NotFound(
-            kind.not_found(text.trim()),
+            kind.not_found(decoded.trim()),
         ))),
-        Err(issue) => Err(PathIdError::Invalid(issue)),
+        Err(mut issue) => {
+            issue.loc = vec!["path".into(), name.into()];
+            Err(PathIdError::Invalid(issue))
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! extraction, and the outer layer that labels, measures and logs every
 //! request by its route template.
 
+mod access;
 pub mod admin;
 mod allow;
 mod carts;
@@ -82,6 +83,7 @@ fn answer(handler: &'static str) -> impl Fn(Result<Response, ApiError>) -> Route
 /// The whole HTTP API (chat excluded), measured and logged.
 pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
     let telemetry = state.telemetry.clone();
+    let access = access::AccessLog::start();
     let document = openapi::Document::new(openapi::Bounds {
         max_list_limit: state.max_list_limit,
         max_name_chars: state.max_name_chars,
@@ -135,12 +137,11 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
                     request_bytes.unwrap_or(0),
                     response_bytes,
                 );
-                tracing::info!(
-                    target: "shopd::access",
-                    %method,
-                    path = path.as_str(),
-                    status = status.as_u16(),
-                    micros = elapsed.as_micros() as u64,
+                access.record(
+                    &method,
+                    path.as_str(),
+                    status.as_u16(),
+                    elapsed.as_micros() as u64,
                 );
                 routed.response
             },

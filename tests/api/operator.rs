@@ -417,3 +417,67 @@ fn a_start_up_error_with_stderr_on_a_full_pipe_still_exits() {
     let status = status.expect("shopd did not exit within 20 s of failing to start");
     assert!(!status.success());
 }
+
+/// Runs shopd with `log_level`, sends `GET /item/7` and `GET /healthz`, stops
+/// it with SIGTERM and returns everything it wrote on stderr.
+fn stderr_after_two_requests(log_level: &str) -> String {
+    let (_cwd_dir, cwd) = scratch();
+    let (_data, data_dir) = scratch();
+    let mut command = shopd_command(&cwd);
+    command
+        .env("SHOPD_LOG_LEVEL", log_level)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("shopd listening on http://")
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let missing = client.get(format!("http://{addr}/item/7")).send().unwrap();
+    assert_eq!(missing.status(), 404);
+    let health = client.get(format!("http://{addr}/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    // SAFETY: kill(2) on our own child process; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = exit_within_20s(&mut child).expect("shopd did not exit within 20 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    stderr
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_at_info() {
+    let stderr = stderr_after_two_requests("info");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("shopd::access"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains(" INFO shopd::access: method=GET path=\"/item/7\" status=404 micros="),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("method=GET path=\"/healthz\" status=200"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_access_log_is_silenced_by_its_target() {
+    let stderr = stderr_after_two_requests("info,shopd::access=warn");
+    assert!(!stderr.contains("shopd::access"), "{stderr}");
+    assert!(stderr.contains("shopd started"), "{stderr}");
+}
