@@ -34,7 +34,10 @@ as_pg() {
 
 pgdir="$work/pg"
 mkdir -p "$pgdir"
-[[ $(id -u) == 0 ]] && chown postgres: "$pgdir"
+if [[ $(id -u) == 0 ]]; then
+    chmod 755 "$work" # the postgres user goes through it to its own directory
+    chown postgres: "$pgdir"
+fi
 as_pg "$pgbin/initdb" -D "$pgdir/data" -U shopd --auth=trust -E UTF8 >/dev/null
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_pg taskset -c "$SERVER_CPU" "$pgbin/postgres" -D "$pgdir/data" -p "$port" -k "$pgdir" \
