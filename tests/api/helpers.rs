@@ -94,22 +94,12 @@ pub async fn spawn_pg_app(
     settings.database_url = Some(database.url.parse().expect("a postgres:// URL"));
     configure(&mut settings);
     let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
-    let addr = listener.local_addr().expect("local addr");
     let app = App::connect(settings)
         .await
         .expect("connect to the database");
-    let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        dir,
-        database: Some(database),
-        shutdown: Some(tx),
-        server: Some(server),
-    }
+    let mut app = serving(app, listener, dir);
+    app.database = Some(database);
+    app
 }
 
 /// shopd with default settings on a fresh temp dir and a free port.
