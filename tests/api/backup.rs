@@ -81,6 +81,22 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Exports the stopped store in `dir` with `shopd export` into `out`.
+fn export_stopped(cwd: &Path, dir: &Path, out: &Path) {
+    let output = run(
+        cwd,
+        &[
+            "export",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 #[tokio::test]
 async fn an_embedded_store_exported_and_imported_reads_the_same() {
     let app = spawn_app_with(|_| {}).await;
@@ -89,18 +105,7 @@ async fn an_embedded_store_exported_and_imported_reads_the_same() {
     let dir = app.stop().await;
     let (_cwd, cwd) = scratch();
     let export = cwd.join("shop.ndjson");
-    let out = run(
-        &cwd,
-        &[
-            "export",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--out",
-            export.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    export_stopped(&cwd, dir.path(), &export);
     let target = tempfile::tempdir().unwrap();
     let out = run(
         &cwd,
@@ -133,19 +138,7 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
     let dir = app.stop().await;
     let (_cwd, cwd) = scratch();
     let export = cwd.join("shop.ndjson");
-    let data_dir = dir.path().to_str().unwrap();
-    let out = run(
-        &cwd,
-        &[
-            "export",
-            "--data-dir",
-            data_dir,
-            "--out",
-            export.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    export_stopped(&cwd, dir.path(), &export);
     let url = database.url.clone();
     let input = [
         "import",
@@ -176,19 +169,7 @@ async fn bad_exports_are_refused_by_line_and_import_nothing() {
     let dir = app.stop().await;
     let (_cwd, cwd) = scratch();
     let good = cwd.join("good.ndjson");
-    let data_dir = dir.path().to_str().unwrap();
-    let out = run(
-        &cwd,
-        &[
-            "export",
-            "--data-dir",
-            data_dir,
-            "--out",
-            good.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    export_stopped(&cwd, dir.path(), &good);
     let text = std::fs::read_to_string(&good).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let garbage = [&lines[..5], &["{not json"], &lines[6..]].concat();
