@@ -151,8 +151,9 @@ impl<S: Store> App<S> {
             },
             rooms: self.rooms.clone(),
         };
+        let api = api::api(state);
         let filter = crate::chat::route(self.rooms.clone())
-            .or(api::api(state))
+            .or(api.routes)
             .unify()
             .boxed();
         let secs = Duration::from_secs;
@@ -174,7 +175,7 @@ impl<S: Store> App<S> {
             rooms.shutdown().await;
         };
         let telemetry = self.telemetry.clone();
-        server::serve(listener, filter, limits, telemetry, shutdown).await;
+        server::serve(listener, filter, api.direct, limits, telemetry, shutdown).await;
         upkeep.abort();
         refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;

@@ -12,7 +12,6 @@
 //! are dropped rather than slowing requests down, and their count is
 //! logged once the queue has room again.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
@@ -121,16 +120,13 @@ impl AccessLog {
 /// The writer thread: waits for a line, gathers what comes in the next
 /// few milliseconds, writes it all at once; ends when the queue closes.
 fn write_lines(receiver: &Receiver<Entry>, dropped: &AtomicU64, finished: &Sender<()>) {
-    let mut line = String::with_capacity(256);
     let mut out = Vec::with_capacity(64 * 1024);
     let mut clock = Clock::default();
     while let Ok(first) = receiver.recv() {
-        clock.format(&mut line, &first);
-        out.extend_from_slice(line.as_bytes());
+        clock.format(&mut out, &first);
         std::thread::sleep(BATCH_WAIT);
         while let Ok(entry) = receiver.try_recv() {
-            clock.format(&mut line, &entry);
-            out.extend_from_slice(line.as_bytes());
+            clock.format(&mut out, &entry);
             if out.len() >= 60 * 1024 {
                 let _ = std::io::stderr().write_all(&out);
                 out.clear();
@@ -154,24 +150,52 @@ struct Clock {
 }
 
 impl Clock {
-    /// `line` becomes the access-log line of `entry`.
-    fn format(&mut self, line: &mut String, entry: &Entry) {
+    /// Appends the access-log line of `entry` to `out`.
+    fn format(&mut self, out: &mut Vec<u8>, entry: &Entry) {
         let since = entry.at.duration_since(UNIX_EPOCH).unwrap_or_default();
         if self.second != since.as_secs() || self.prefix.is_empty() {
             self.second = since.as_secs();
             self.prefix = date_time(self.second);
         }
-        line.clear();
-        let _ = writeln!(
-            line,
-            "{}.{:06}Z  INFO shopd::access: method={} path={:?} status={} micros={}",
-            self.prefix,
-            since.subsec_micros(),
-            entry.method,
-            &*entry.path,
-            entry.status,
-            entry.micros,
-        );
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.push(b'.');
+        push_padded(out, since.subsec_micros().into(), 6);
+        out.extend_from_slice(b"Z  INFO shopd::access: method=");
+        out.extend_from_slice(entry.method.as_str().as_bytes());
+        out.extend_from_slice(b" path=");
+        push_quoted(out, &entry.path);
+        out.extend_from_slice(b" status=");
+        push_padded(out, entry.status.into(), 1);
+        out.extend_from_slice(b" micros=");
+        push_padded(out, entry.micros, 1);
+        out.push(b'\n');
+    }
+}
+
+/// Appends `value` in decimal, with leading zeros up to `width` digits.
+fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while value > 0 || digits.len() - start < width {
+        start -= 1;
+        digits[start] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Appends `path` quoted as Rust's `{:?}` quotes it, as the other log
+/// lines do; a path of plain printable ASCII (nearly all) is copied as is.
+fn push_quoted(out: &mut Vec<u8>, path: &str) {
+    if path
+        .bytes()
+        .all(|byte| byte == b' ' || (byte.is_ascii_graphic() && byte != b'"' && byte != b'\\'))
+    {
+        out.push(b'"');
+        out.extend_from_slice(path.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{path:?}");
     }
 }
 
@@ -209,9 +233,45 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_quoted_as_debug_quotes_them() {
+        for path in [
+            "/item/1",
+            "/item?limit=10&offset=0",
+            "/a b",
+            "/\"q\"",
+            "/back\\slash",
+            "/tab\there",
+            "/new\nline",
+            "/caf\u{e9}",
+            "/\u{7f}",
+            "",
+        ] {
+            let mut line = Vec::new();
+            push_quoted(&mut line, path);
+            assert_eq!(String::from_utf8(line).unwrap(), format!("{path:?}"));
+        }
+    }
+
+    #[test]
+    fn numbers_are_padded_to_their_width() {
+        for (value, width, text) in [
+            (0, 1, "0"),
+            (0, 6, "000000"),
+            (42, 6, "000042"),
+            (999_999, 6, "999999"),
+            (200, 1, "200"),
+            (u64::MAX, 1, "18446744073709551615"),
+        ] {
+            let mut line = Vec::new();
+            push_padded(&mut line, value, width);
+            assert_eq!(String::from_utf8(line).unwrap(), text);
+        }
+    }
+
+    #[test]
     fn a_line_reads_like_the_other_log_lines() {
         let mut clock = Clock::default();
-        let mut line = String::new();
+        let mut line = Vec::new();
         let entry = Entry {
             at: UNIX_EPOCH + Duration::from_micros(1_795_833_852_000_042),
             method: Method::GET,
@@ -221,7 +281,7 @@ mod tests {
         };
         clock.format(&mut line, &entry);
         assert_eq!(
-            line,
+            String::from_utf8(line).unwrap(),
             "2026-11-28T02:44:12.000042Z  INFO shopd::access: method=GET path=\"/item/\\\"1\\\"\" status=200 micros=12\n"
         );
     }

@@ -97,7 +97,7 @@ async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
+pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
     let filter = super::query::cart_filter(&query, state.max_list_limit)?;
     let carts = state.store.carts(filter).await?;
     Ok(json(StatusCode::OK, &carts))
@@ -117,7 +117,7 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
+pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(&id, "id", Resource::Cart)])?;
     let cart = state.store.cart(id).await?;
     Ok(json(StatusCode::OK, &cart))

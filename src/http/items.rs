@@ -129,7 +129,7 @@ async fn create<S: Store>(
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
+pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
     let filter = super::query::item_filter(&query, state.max_list_limit)?;
     let items = state.store.items(filter).await?;
     Ok(json(StatusCode::OK, &items))
@@ -149,7 +149,7 @@ async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiE
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
+pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
     let item = state.store.item(id).await?;
     if item.deleted {

@@ -7,6 +7,7 @@ pub mod admin;
 mod allow;
 mod carts;
 mod chat_page;
+mod direct;
 mod docs;
 pub mod error;
 mod extract;
@@ -27,6 +28,7 @@ use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
 
+pub use direct::Direct;
 pub use error::ApiError;
 
 use crate::chat::Rooms;
@@ -80,15 +82,27 @@ fn answer(handler: &'static str) -> impl Fn(Result<Response, ApiError>) -> Route
     }
 }
 
+/// The whole HTTP API (chat excluded), measured and logged: the hot reads
+/// as a [`Direct`] router, everything else as warp filters.
+pub struct Api {
+    /// Every route, the direct ones included.
+    pub routes: BoxedFilter<(Response,)>,
+    /// The routes answered without the filter chain.
+    pub direct: Direct,
+}
+
 /// The whole HTTP API (chat excluded), measured and logged.
-pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
-    let telemetry = state.telemetry.clone();
-    let access = access::AccessLog::start();
+pub fn api<S: Store>(state: State<S>) -> Api {
     let document = openapi::Document::new(openapi::Bounds {
         max_list_limit: state.max_list_limit,
         max_name_chars: state.max_name_chars,
     });
-    let allow = document.allow();
+    let measure = Measure {
+        telemetry: state.telemetry.clone(),
+        access: access::AccessLog::start(),
+        allow: document.allow(),
+    };
+    let direct = Direct::new(state.clone(), measure.clone());
     let routes = items::routes(state.clone())
         .or(carts::routes(state.clone()))
         .unify()
@@ -106,7 +120,7 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(|rejection| async move { Ok::<_, Infallible>(unmatched(&rejection)) })
         .unify();
-    warp::any()
+    let routes = warp::any()
         .map(Instant::now)
         .and(warp::method())
         .and(warp::path::full())
@@ -122,31 +136,56 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
                   path: warp::path::FullPath,
                   request_bytes: Option<u64>,
                   routed: Routed| {
-                // A 405 names the methods its path takes (RFC 9110).
-                let routed = allow.apply(path.as_str(), routed);
-                let elapsed = start.elapsed();
-                let status = routed.response.status();
-                let response_bytes = http_body::Body::size_hint(routed.response.body())
-                    .exact()
-                    .unwrap_or(0);
-                telemetry.record_request(
-                    routed.handler,
-                    &method,
-                    status,
-                    elapsed,
-                    request_bytes.unwrap_or(0),
-                    response_bytes,
-                );
-                access.record(
-                    &method,
-                    path.as_str(),
-                    status.as_u16(),
-                    elapsed.as_micros() as u64,
-                );
-                routed.response
+                measure.finish(start, &method, path.as_str(), request_bytes, routed)
             },
         )
-        .boxed()
+        .boxed();
+    Api { routes, direct }
+}
+
+/// What every answered request goes through last: the `Allow` of a 405,
+/// the request metrics and the access log.
+#[derive(Clone)]
+struct Measure {
+    telemetry: Telemetry,
+    access: access::AccessLog,
+    allow: allow::Allow,
+}
+
+impl Measure {
+    /// Completes `routed`, the answer to a request that started at `start`,
+    /// and records it.
+    fn finish(
+        &self,
+        start: Instant,
+        method: &Method,
+        path: &str,
+        request_bytes: Option<u64>,
+        routed: Routed,
+    ) -> Response {
+        // A 405 names the methods its path takes (RFC 9110).
+        let routed = self.allow.apply(path, routed);
+        let elapsed = start.elapsed();
+        let status = routed.response.status();
+        let response_bytes = http_body::Body::size_hint(routed.response.body())
+            .exact()
+            .unwrap_or(0);
+        self.telemetry.record_request(
+            routed.handler,
+            method,
+            status,
+            elapsed,
+            request_bytes.unwrap_or(0),
+            response_bytes,
+        );
+        self.access.record(
+            method,
+            path,
+            status.as_u16(),
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        routed.response
+    }
 }
 
 /// Answers a request no route took: 404, or 405 for a known path, labelled `none`.
