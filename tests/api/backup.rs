@@ -400,7 +400,7 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let export = String::from_utf8(out.stdout).unwrap();
     assert!(export.contains("\"name\":\"Tea\""), "{export}");
-    unsafe { libc::kill(shopd.child.id() as i32, libc::SIGTERM) };
+    crate::process::sigterm(&shopd.child);
     let output = std::mem::replace(
         &mut shopd.child,
         std::process::Command::new("true").spawn().unwrap(),

@@ -27,5 +27,7 @@ mod openapi;
 mod operator;
 mod pg;
 mod postgres;
+mod process;
 mod prometheus_e2e;
+mod raw;
 mod robustness;
