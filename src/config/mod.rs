@@ -2,7 +2,7 @@
 //! environment variables, then command-line flags, each overriding the one
 //! before. Checked once at start-up; any problem names its file, key or value.
 //!
-//! Each setting is declared once, in the [`settings!`] list below: that one
+//! Each setting is declared once, in the `settings!` list below: that one
 //! line makes its flag (with its `SHOPD_*` variable and `--help` text), its
 //! `config.toml` key, its field of [`Settings`] and its default.
 //!
