@@ -1,6 +1,8 @@
 //! Backup and restore: `shopd export`/`import` between stores, the online
 //! export at `/admin/export`, and the admin token that guards it (and, when
 //! asked, item writes).
+//! One file: its tests share the store fixtures (fill, api_view, export
+//! helpers) and each is one step of the same backup-and-restore story.
 
 use std::path::Path;
 use std::process::Output;

@@ -1,6 +1,8 @@
 //! Damaged data directories: a store that lost acknowledged data is refused
 //! at start-up (or, with --accept-data-loss, served without reusing an id),
 //! and `shopd check` tells a clean store from a damaged one.
+//! One file: the damage generator, the stopped-store fixtures and the
+//! checks of what a started store serves belong to every test here.
 
 use std::io::Read;
 use std::net::SocketAddr;

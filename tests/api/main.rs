@@ -23,6 +23,7 @@ mod helpers;
 mod items;
 mod limits;
 mod metrics;
+mod nats;
 mod openapi;
 mod operator;
 mod pg;

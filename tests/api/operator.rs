@@ -1,5 +1,7 @@
 //! The operator interface: flags, environment, config file, the data
 //! directory lock, fail-fast start-up, signals and durability.
+//! One file: each test is one short scenario of the binary as an operator
+//! runs it; what they share is in `process.rs`.
 
 use std::io::Read;
 use std::path::Path;
