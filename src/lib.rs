@@ -11,26 +11,33 @@
 //! Every module, one line each (`main.rs` is the binary: flags, logging, run):
 //!
 //! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults.
+//!   - `cli`: the commands and their flags; `secret`: the admin token.
 //! - [`app`]: builds shopd from settings and serves it until shutdown.
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
 //! - [`store`]: the [`store::Store`] trait and its backends.
 //!   - `export`: the NDJSON export format; `stats`: store sizes for `/metrics`.
-//!   - `sled`: the embedded default (`codec`, `ids`, `cart_writer`,
-//!     `durability`, `snapshot`).
-//!   - `postgres`: PostgreSQL (`schema`, `errors`, `transfer`, `url`: the
-//!     password-hiding database URL).
+//!   - `sled`: the embedded default (`items`, `carts`, `transfer`: the
+//!     operations; `codec`, `ids`, `cart_writer`, `durability`, `snapshot`,
+//!     `open`, `check`, `manifest`).
+//!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `client`:
+//!     pooled connection with retries; `schema`, `errors`, `transfer`,
+//!     `url`: the password-hiding database URL).
 //! - [`http`]: routes, errors, extraction, the connection loop.
 //!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:
 //!     one file per resource, each owning its routes.
 //!   - `error`: the one status mapping and the error replies' docs;
 //!     `extract`: body and path ids; `query`: list filters; `reply`: bodies.
 //!   - `openapi`: assembles the API document; `allow`: 405's `Allow` from it.
-//!   - `server`: the connection loop; `watch`: per-connection deadlines.
+//!   - `server`: the connection loop; `watch`: per-connection deadlines
+//!     (`socket`: the watched socket, hyper's error replies given a body).
+//!   - `access`: the access log.
 //! - [`chat`]: rooms over WebSocket.
 //!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
 //!     flow control; `pace`: rate limit; `close`: close reasons; `names`:
-//!     user names; `bus`: rooms across instances over NATS.
+//!     user names; `bus`: rooms across instances over NATS (`wire`: the
+//!     envelope and subjects; `urls`: the `--chat-bus` value).
+//!   - `upgrade`: the WebSocket handshake, with sized buffers.
 //! - [`metrics`]: the recorder and its rendering; `names`: the families;
 //!   `process`: `process_*` from `/proc`.
 //! - [`shutdown`]: the stop signal.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
-use utoipa::{ToResponse, ToSchema};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -155,6 +155,18 @@ impl<'r> ToResponse<'r> for Unauthorized {
         let description = "The admin token is needed (`Authorization: Bearer TOKEN`) and was missing or wrong; the reply carries `WWW-Authenticate: Bearer`. Item writes need it only when the operator sets `protect_catalogue`.";
         let response = json_response(description, "HTTPError", example);
         ("Unauthorized", response.into())
+    }
+}
+
+/// The 404 reply of the routes of one item: no item has the id. Inlined
+/// in each route's responses, as a `(status = 404, ..)` entry would be.
+pub struct ItemNotFound;
+
+impl IntoResponses for ItemNotFound {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<ResponseDoc>> {
+        let example = serde_json::json!({"detail": "Item 5 not found"});
+        let response = json_response("No such item", "HTTPError", example);
+        [("404".to_owned(), response.into())].into()
     }
 }
 

@@ -170,8 +170,7 @@ pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Respons
     responses(
         (status = 200, description = "The item after the change", body = Item),
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
-        (status = 404, description = "No such item", body = SentenceBody,
-            example = json!({"detail": "Item 5 not found"})),
+        super::error::ItemNotFound,
         (status = 401, response = super::error::Unauthorized),
         (status = 413, response = super::error::TooLarge),
         (status = 422, response = super::error::Invalid),
@@ -207,8 +206,7 @@ async fn replace<S: Store>(
     responses(
         (status = 200, description = "The whole item after the change", body = Item),
         (status = 304, description = "The item is deleted: nothing changed (no body)"),
-        (status = 404, description = "No such item", body = SentenceBody,
-            example = json!({"detail": "Item 5 not found"})),
+        super::error::ItemNotFound,
         (status = 401, response = super::error::Unauthorized),
         (status = 413, response = super::error::TooLarge),
         (status = 422, response = super::error::Invalid),
@@ -241,8 +239,7 @@ async fn patch<S: Store>(
         (status = 401, response = super::error::Unauthorized),
         (status = 200, description = "The deleted item (also when it already was)", body = Item,
             example = json!({"id": 1, "name": "Tea", "price": 2.5, "deleted": true})),
-        (status = 404, description = "No such item", body = SentenceBody,
-            example = json!({"detail": "Item 5 not found"})),
+        super::error::ItemNotFound,
         (status = 422, response = super::error::Invalid),
     ),
 )]

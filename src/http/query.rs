@@ -147,6 +147,9 @@ pub fn cart_filter(raw: &str, max_limit: usize) -> Result<CartFilter, Vec<Issue>
 // out here: `openapi.rs` states them from [`Page`] and the settings, the
 // values the parser enforces. Integers are `u128` for the document's sake
 // (ours have no 64-bit bound).
+// The two structs repeat their paging and price fields on purpose: each
+// field's description names its resource ("items", "carts", "cart price"),
+// which one shared, flattened struct could not.
 
 /// The query of `GET /item`.
 #[derive(IntoParams)]

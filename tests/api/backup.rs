@@ -1,6 +1,8 @@
 //! Backup and restore: `shopd export`/`import` between stores, the online
 //! export at `/admin/export`, and the admin token that guards it (and, when
 //! asked, item writes).
+//! One file: its tests share the store fixtures (fill, api_view, export
+//! helpers) and each is one step of the same backup-and-restore story.
 
 use std::path::Path;
 use std::process::Output;
@@ -400,7 +402,7 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let export = String::from_utf8(out.stdout).unwrap();
     assert!(export.contains("\"name\":\"Tea\""), "{export}");
-    unsafe { libc::kill(shopd.child.id() as i32, libc::SIGTERM) };
+    crate::process::sigterm(&shopd.child);
     let output = std::mem::replace(
         &mut shopd.child,
         std::process::Command::new("true").spawn().unwrap(),

@@ -2,6 +2,8 @@
 //! talking, hostile text shown as text, close codes in words, reconnecting
 //! after a restart, nothing loaded from elsewhere; and its HTTP headers,
 //! labels and 404s without a browser.
+//! One file: its tests share one browser harness, and splitting the page's
+//! behaviour from its headers would put two halves of one contract apart.
 
 use futures_util::SinkExt;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use tokio::time::timeout;
 
 use crate::chat::{Client, GUARD, join, next_line, say};
-use crate::chat_bus::{Nats, free_port, metric, nats_server, poll, spawn_on_bus};
 use crate::exposition::Exposition;
 use crate::helpers::{ShopdProcess, require_tool, scratch, spawn_process};
+use crate::nats::{Nats, free_port, metric, nats_server, poll, spawn_on_bus};
 use crate::pg::fresh_database;
 
 /// Sends probes from `from` until one reaches `to` (lines sent while an

@@ -1,19 +1,18 @@
 //! Damaged data directories: a store that lost acknowledged data is refused
 //! at start-up (or, with --accept-data-loss, served without reusing an id),
 //! and `shopd check` tells a clean store from a damaged one.
+//! One file: the damage generator, the stopped-store fixtures and the
+//! checks of what a started store serves belong to every test here.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{scratch, shopd_command, spawn_app, spawn_app_in};
-
-/// The longest a start-up or a check may take before the test calls it a hang.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::helpers::{scratch, spawn_app, spawn_app_in};
+use crate::process::{Start, shopd_command, start, terminate, wait};
 
 /// What a store held when it was stopped.
 struct Acked {
@@ -61,71 +60,6 @@ async fn build_store(items: u64, carts: u64) -> (tempfile::TempDir, Acked) {
         highest_cart: carts,
     };
     (app.stop().await, acked)
-}
-
-/// How a start on a data directory ended.
-enum Start {
-    /// It exited before serving: status and stderr.
-    Refused(ExitStatus, String),
-    /// It serves at this address.
-    Serving(Child, String),
-}
-
-/// Starts the binary on `data_dir` and waits (with a deadline) for it to
-/// serve or exit.
-fn start(cwd: &Path, data_dir: &Path, extra: &[&str]) -> Start {
-    let mut child = shopd_command(cwd)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .spawn()
-        .expect("start shopd");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
-        let _ = child.kill();
-        panic!("shopd neither served nor exited on {}", data_dir.display())
-    });
-    match line.trim().strip_prefix("shopd listening on http://") {
-        Some(addr) => Start::Serving(child, addr.to_owned()),
-        None => {
-            let status = wait(&mut child);
-            let mut stderr = String::new();
-            let _ = child
-                .stderr
-                .take()
-                .expect("stderr")
-                .read_to_string(&mut stderr);
-            Start::Refused(status, stderr)
-        }
-    }
-}
-
-fn wait(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("shopd did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Stops a serving shopd with SIGTERM and returns its exit status.
-fn terminate(mut child: Child) -> ExitStatus {
-    // SAFETY: kill(2) on our own child's pid has no memory effects.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    wait(&mut child)
 }
 
 /// Runs `shopd check` on `data_dir`: exit status and stdout + stderr.
@@ -230,13 +164,13 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn get(addr: &str, path: &str) -> Value {
+fn get(addr: SocketAddr, path: &str) -> Value {
     let response = reqwest::blocking::get(format!("http://{addr}{path}")).expect("GET");
     assert_eq!(response.status(), 200, "GET {path}");
     response.json().expect("JSON")
 }
 
-fn post(addr: &str, path: &str, body: Option<Value>) -> Value {
+fn post(addr: SocketAddr, path: &str, body: Option<Value>) -> Value {
     let client = reqwest::blocking::Client::new();
     let mut request = client.post(format!("http://{addr}{path}"));
     if let Some(body) = body {
@@ -262,7 +196,7 @@ fn assert_same(found: &Value, acked: &Value, what: &str) {
 
 /// Checks that a started shopd serves everything acknowledged and hands out
 /// fresh ids only.
-fn assert_intact_and_fresh(addr: &str, acked: &Acked, case: &str) {
+fn assert_intact_and_fresh(addr: SocketAddr, acked: &Acked, case: &str) {
     let items = get(addr, "/item?show_deleted=true&limit=1000");
     assert_same(&items, &acked.items, &format!("{case}: items"));
     assert_same(
@@ -317,9 +251,12 @@ async fn random_damage_is_refused_at_start_up_or_harmless_and_never_reuses_an_id
                     );
                     refused += 1;
                 }
-                Start::Serving(child, addr) => {
-                    assert_intact_and_fresh(&addr, &acked, &case);
-                    assert!(terminate(child).success(), "{case}: unclean exit");
+                Start::Serving(mut server) => {
+                    assert_intact_and_fresh(server.addr, &acked, &case);
+                    assert!(
+                        terminate(&mut server.child).success(),
+                        "{case}: unclean exit"
+                    );
                     assert!(
                         checked.success(),
                         "{case}: check failed a store that serves:\n{report}"
@@ -379,26 +316,40 @@ async fn a_store_that_lost_data_is_refused_and_accept_data_loss_serves_it_withou
             assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
         }
 
-        let Start::Serving(child, addr) = start(&cwd, &data, &["--accept-data-loss"]) else {
+        let Start::Serving(mut server) = start(&cwd, &data, &["--accept-data-loss"]) else {
             panic!("--accept-data-loss did not start");
         };
-        assert_eq!(get(&addr, "/item?limit=100").as_array().unwrap().len(), 5);
         assert_eq!(
-            post(&addr, "/item", Some(json!({"name": "n", "price": 1.0})))["id"],
+            get(server.addr, "/item?limit=100")
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        assert_eq!(
+            post(
+                server.addr,
+                "/item",
+                Some(json!({"name": "n", "price": 1.0}))
+            )["id"],
             9
         );
-        assert_eq!(post(&addr, "/cart", None)["id"], 2);
-        assert!(terminate(child).success());
+        assert_eq!(post(server.addr, "/cart", None)["id"], 2);
+        assert!(terminate(&mut server.child).success());
 
         // Accepted once: the next start is a clean one and ids keep going.
-        let Start::Serving(child, addr) = start(&cwd, &data, &[]) else {
+        let Start::Serving(mut server) = start(&cwd, &data, &[]) else {
             panic!("the store did not start after the loss was accepted");
         };
         assert_eq!(
-            post(&addr, "/item", Some(json!({"name": "n", "price": 1.0})))["id"],
+            post(
+                server.addr,
+                "/item",
+                Some(json!({"name": "n", "price": 1.0}))
+            )["id"],
             10
         );
-        assert!(terminate(child).success());
+        assert!(terminate(&mut server.child).success());
     })
     .await
     .unwrap();
@@ -427,12 +378,12 @@ async fn shopd_check_passes_a_clean_store_and_fails_a_damaged_or_locked_one() {
             "{report}"
         );
 
-        let Start::Serving(child, _) = start(&cwd, clean.path(), &[]) else {
+        let Start::Serving(mut server) = start(&cwd, clean.path(), &[]) else {
             panic!("the clean store did not start");
         };
         let (status, report) = check(&cwd, clean.path());
         assert!(!status.success() && report.contains("in use"), "{report}");
-        assert!(terminate(child).success());
+        assert!(terminate(&mut server.child).success());
     })
     .await
     .unwrap();

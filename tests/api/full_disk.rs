@@ -8,11 +8,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{scratch, spawn_process};
+use crate::helpers::scratch;
+use crate::process::{exit_within, sigterm, spawn_process};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct SmallDisk {
@@ -110,19 +111,8 @@ fn a_full_disk_fails_writes_cleanly_and_a_restart_with_room_serves_every_acknowl
     assert_eq!(status_of(client.get(&readyz).send()), 503);
 
     // ... which SIGTERM allows at once.
-    let asked = Instant::now();
-    // SAFETY: kill(2) on our own child's pid has no memory effects.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(20),
-            "shopd did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    sigterm(&server.child);
+    let exit = exit_within(&mut server.child, Duration::from_secs(20)).expect("shopd did not exit");
     assert!(exit.success(), "exit {exit:?}");
     drop(server);
 

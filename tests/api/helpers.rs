@@ -2,10 +2,9 @@
 //! request helpers.
 #![allow(dead_code)] // Not every test module uses every helper.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 use shopd::{App, AppError, Settings};
@@ -14,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::pg::TestDatabase;
+pub use crate::process::{ShopdProcess, shopd_command, spawn_process};
 
 /// A shopd serving in this process on a fresh data directory (or a fresh
 /// PostgreSQL database).
@@ -299,67 +299,6 @@ pub async fn detail(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.expect("error JSON");
     body["detail"].as_str().expect("detail sentence").to_owned()
-}
-
-/// The shopd binary running as a child process.
-pub struct ShopdProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-}
-
-/// Command for the built binary, run in `cwd` (so no stray ./config.toml is read).
-pub fn shopd_command(cwd: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopd"));
-    command
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .env("SHOPD_LOG_LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SHOPD_") && key != "SHOPD_LOG_LEVEL" {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// Starts the binary on a free port over `data_dir` and waits for its
-/// "listening" line.
-pub fn spawn_process(cwd: &Path, data_dir: &Path, extra: &[&str]) -> ShopdProcess {
-    let mut child = shopd_command(cwd)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .spawn()
-        .expect("start shopd");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("shopd listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
-    ShopdProcess { child, addr }
-}
-
-impl ShopdProcess {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for ShopdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A fresh directory to use as a working directory or data directory.

@@ -3,45 +3,14 @@
 //! lengths and cart lines. Past a bound a client gets a 4xx with `detail`
 //! (or its connection closed), and everyone else is still served.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{TestApp, backend_tests, detail, issues, spawn_app, spawn_app_with};
-
-/// A liveness guard, not a timing assertion: generous on a busy machine.
-const GUARD: Duration = Duration::from_secs(30);
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing after {GUARD:?}"))
-}
-
-/// Everything the server sends until it closes the connection (a reset
-/// counts as closed).
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return reply,
-            Ok(n) => reply.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// Sends `request` on a fresh connection and returns the whole reply.
-async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let reply = within("a reply and a close", read_until_closed(&mut stream)).await;
-    String::from_utf8_lossy(&reply).into_owned()
-}
+use crate::raw::{exchange, read_until_closed, within};
 
 /// The status and the JSON body of a raw HTTP/1.1 reply.
 fn status_and_body(reply: &str) -> (u16, Value) {

@@ -1,5 +1,7 @@
 //! The API document (`/openapi.json`), the Swagger UI page (`/docs/`), and
 //! regressions for what fuzzing the API against its document found.
+//! One file: the regressions read the same document the document tests
+//! check, through the same local helpers.
 
 use std::collections::BTreeSet;
 

@@ -1,13 +1,20 @@
 //! The operator interface: flags, environment, config file, the data
 //! directory lock, fail-fast start-up, signals and durability.
+//! One file: each test is one short scenario of the binary as an operator
+//! runs it; what they share is in `process.rs`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{scratch, shopd_command, spawn_app, spawn_app_in, spawn_process};
+use crate::helpers::{scratch, spawn_app, spawn_app_in};
+use crate::process::{
+    ShopdProcess, Start, exit_within, serve_command, shopd_command, sigterm, spawn_process,
+    start_command, terminate,
+};
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -144,12 +151,7 @@ fn a_second_process_on_the_same_data_dir_refuses_to_start() {
     let (_cwd_dir, cwd) = scratch();
     let (_data, data_dir) = scratch();
     let _first = spawn_process(&cwd, &data_dir, &[]);
-    let second = shopd_command(&cwd)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let second = serve_command(&cwd, &data_dir, &[]).output().unwrap();
     assert!(!second.status.success());
     let message = stderr_of(&second);
     assert!(message.contains("in use by another shopd"), "{message}");
@@ -181,10 +183,7 @@ fn an_unusable_data_dir_stops_start_up_naming_the_path_once_and_its_cause_once()
     let (_cwd_dir, cwd) = scratch();
     let file = cwd.join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let output = shopd_command(&cwd)
-        .arg("--data-dir")
-        .arg(file.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
+    let output = serve_command(&cwd, &file.join("data"), &[])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -286,10 +285,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
         .send()
         .unwrap();
     assert_eq!(created.status(), 201);
-    let pid = server.child.id() as i32;
-    // SAFETY: kill(2) on our own child process; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = server.child.wait().unwrap();
+    let status = terminate(&mut server.child);
     assert!(status.success(), "exit status {status:?}");
 
     let server = spawn_process(&cwd, &data_dir, &[]);
@@ -306,56 +302,37 @@ fn sigterm_drains_flushes_and_exits_zero() {
 fn sigterm_exits_even_when_nobody_reads_stderr() {
     let (_cwd_dir, cwd) = scratch();
     let (_data, data_dir) = scratch();
-    let mut command = shopd_command(&cwd);
     // Every request logs an access line; stderr is a pipe this test never
     // reads, so it fills and the log writer blocks on it.
-    command
-        .env("SHOPD_LOG_LEVEL", "info")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"]);
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("shopd listening on http://")
-        .to_owned();
+    let mut server = serve_with_log_level(&cwd, &data_dir, "info");
     let client = reqwest::blocking::Client::new();
     // About 150 bytes a line: far more than a pipe's 64 KiB.
     for _ in 0..3000 {
-        let path = format!("http://{addr}/item/{}", "9".repeat(40));
+        let path = server.url(&format!("/item/{}", "9".repeat(40)));
         let _ = client.get(path).send().unwrap();
     }
-    let pid = child.id() as i32;
-    // SAFETY: kill(2) on our own child process; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = exit_within_20s(&mut child);
+    sigterm(&server.child);
+    let status = exit_within_20s(&mut server.child);
     let status = status.expect("shopd did not exit within 20 s of SIGTERM");
     assert!(status.success(), "{status:?}");
-    drop(child.stderr.take());
+    drop(server.child.stderr.take());
+}
+
+/// shopd serving `data_dir` and logging at `log_level`.
+fn serve_with_log_level(cwd: &Path, data_dir: &Path, log_level: &str) -> ShopdProcess {
+    let mut command = serve_command(cwd, data_dir, &[]);
+    command.env("SHOPD_LOG_LEVEL", log_level);
+    match start_command(command) {
+        Start::Serving(server) => server,
+        Start::Refused(status, stderr) => panic!("shopd did not start ({status}): {stderr}"),
+    }
 }
 
 /// The child's exit status, or `None` (and the child killed) when it has
 /// not exited within 20 s: a liveness bound, generous on a busy machine,
 /// not a timing claim.
 fn exit_within_20s(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        // Polling for the exit; nothing waits for start-up here.
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    status
+    exit_within(child, Duration::from_secs(20))
 }
 
 /// A pipe whose buffer is already full, and its read end, which nobody
@@ -407,36 +384,23 @@ fn a_start_up_error_with_stderr_on_a_full_pipe_still_exits() {
 fn stderr_after_two_requests(log_level: &str) -> String {
     let (_cwd_dir, cwd) = scratch();
     let (_data, data_dir) = scratch();
-    let mut command = shopd_command(&cwd);
-    command
-        .env("SHOPD_LOG_LEVEL", log_level)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"]);
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("shopd listening on http://")
-        .to_owned();
+    let mut server = serve_with_log_level(&cwd, &data_dir, log_level);
     let client = reqwest::blocking::Client::new();
-    let missing = client.get(format!("http://{addr}/item/7")).send().unwrap();
+    let missing = client.get(server.url("/item/7")).send().unwrap();
     assert_eq!(missing.status(), 404);
-    let health = client.get(format!("http://{addr}/healthz")).send().unwrap();
+    let health = client.get(server.url("/healthz")).send().unwrap();
     assert_eq!(health.status(), 200);
-    // SAFETY: kill(2) on our own child process; no memory is involved.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    sigterm(&server.child);
     let mut stderr = String::new();
-    child
+    server
+        .child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    let status = exit_within_20s(&mut child).expect("shopd did not exit within 20 s of SIGTERM");
+    let status =
+        exit_within_20s(&mut server.child).expect("shopd did not exit within 20 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     stderr
 }

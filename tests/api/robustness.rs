@@ -1,14 +1,13 @@
 //! Bad input of every kind gets the contract's error and changes nothing;
 //! nothing a client sends crashes shopd or yields a 5xx.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::helpers::{TestApp, backend_tests, detail, issues, spawn_app, spawn_app_with};
+use crate::raw::{exchange, read_until_closed, within};
 
 async fn item_count(app: &TestApp) -> usize {
     app.get_json("/item?show_deleted=true&limit=1000")
@@ -170,30 +169,22 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     );
 }
 
-async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
-    String::from_utf8_lossy(&reply).into_owned()
-}
-
 #[tokio::test]
 async fn garbage_on_the_socket_is_refused_and_the_server_goes_on() {
     let app = spawn_app().await;
-    let reply = raw_exchange(&app, b"\x00\x01\x02GARBAGE\r\n\r\n").await;
+    let reply = exchange(app.addr, b"\x00\x01\x02GARBAGE\r\n\r\n").await;
     assert!(
         reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
         "{reply}"
     );
-    let reply = raw_exchange(
-        &app,
+    let reply = exchange(
+        app.addr,
         b"GET /item HTTP/1.1\r\nHost: x\r\nContent-Length: banana\r\n\r\n",
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
-    let reply = raw_exchange(
-        &app,
+    let reply = exchange(
+        app.addr,
         b"GET /item/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -209,10 +200,12 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         .write_all(b"GET /item HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let mut reply = Vec::new();
     // The guard is generous; the server closes after about one second.
-    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut reply)).await;
-    assert!(read.is_ok(), "the half-open connection was not closed");
+    within(
+        "the half-open connection closed",
+        read_until_closed(&mut stream),
+    )
+    .await;
     app.create_item("others are served", 1.0).await;
 }
 

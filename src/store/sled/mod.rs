@@ -2,6 +2,9 @@
 //! id, plus `meta` for id reservations; the data directory is locked by one
 //! process at a time. Beside sled, the `manifest` file records how much the
 //! store held, so damage is noticed at start-up (see `open.rs`).
+//!
+//! Here: the store handle, opening it and the [`Store`] impl, which hands
+//! each call to `items`, `carts` or `transfer` (export snapshot, import).
 
 use std::fs::File;
 use std::path::Path;
@@ -10,16 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod cart_writer;
+mod carts;
 mod check;
 mod codec;
 mod durability;
 mod ids;
+mod items;
 mod manifest;
 mod open;
 mod snapshot;
+mod transfer;
 
 use cart_writer::CartWriter;
-use codec::{CartRecord, ItemRecord};
 use durability::{Committer, DiskSync};
 use manifest::{Ledger, Records};
 
@@ -27,10 +32,10 @@ pub use check::{CheckReport, ManifestState, Scan, Tally};
 pub use durability::Durability;
 use ids::{IdGen, IdHome};
 pub use open::{OnDamage, OpenError, check};
-use snapshot::{Gate, Kind};
+use snapshot::Gate;
 
-use super::export::{ExportCart, ExportItem, ExportLine, Snapshot};
-use super::{LineState, Store, StoreError, StoreResult, StoreStats, page, priced_cart};
+use super::export::Snapshot;
+use super::{Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
@@ -158,142 +163,6 @@ impl SledStore {
             }),
         })
     }
-
-    fn read_item(&self, id: Id) -> StoreResult<ItemRecord> {
-        let bytes = self
-            .inner
-            .items
-            .get(codec::key(id))
-            .map_err(backend)?
-            .ok_or(StoreError::ItemNotFound(id))?;
-        codec::decode(&bytes).map_err(backend)
-    }
-
-    /// Changes a live item atomically (compare-and-swap, retried on a race).
-    fn update_item(
-        &self,
-        id: Id,
-        change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
-    ) -> StoreResult<ItemRecord> {
-        let key = codec::key(id);
-        let pass = self.inner.gate.pass();
-        loop {
-            let old = self
-                .inner
-                .items
-                .get(key)
-                .map_err(backend)?
-                .ok_or(StoreError::ItemNotFound(id))?;
-            let mut record: ItemRecord = codec::decode(&old).map_err(backend)?;
-            if !change(&mut record)? {
-                return Ok(record);
-            }
-            let new = codec::encode(&record).map_err(backend)?;
-            pass.keep(Kind::Item, id, Some(&old));
-            let swapped = self
-                .inner
-                .items
-                .compare_and_swap(key, Some(old), Some(new))
-                .map_err(backend)?;
-            if swapped.is_ok() {
-                return Ok(record);
-            }
-        }
-    }
-
-    /// The cart as `record` holds it, with its items' current state.
-    fn cart_view(&self, id: Id, record: &CartRecord) -> StoreResult<Cart> {
-        let lines = record
-            .lines
-            .iter()
-            .map(|line| {
-                let item = self.read_item(line.item)?;
-                Ok(LineState {
-                    item: line.item,
-                    quantity: line.quantity,
-                    name: item.name,
-                    price: item.price,
-                    deleted: item.deleted,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(priced_cart(id, lines))
-    }
-}
-
-impl SledStore {
-    /// Reads every record as of one moment while writes go on (see
-    /// `snapshot.rs`). Blocking: run it off the async threads.
-    fn read_snapshot(&self) -> StoreResult<Snapshot> {
-        let _one_at_a_time = self
-            .inner
-            .exporting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let started = std::time::Instant::now();
-        let (capture, (next_item_id, next_cart_id)) = self
-            .inner
-            .gate
-            .open(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
-        let opened = started.elapsed();
-        let read = || -> StoreResult<Snapshot> {
-            let mut snapshot = Snapshot {
-                next_item_id,
-                next_cart_id,
-                ..Snapshot::default()
-            };
-            for entry in self.inner.items.range(..codec::key(next_item_id)) {
-                let (key, now) = entry.map_err(backend)?;
-                let id = codec::id_of(&key).map_err(backend)?;
-                let Some(bytes) = capture.before(Kind::Item, id).unwrap_or(Some(now)) else {
-                    continue;
-                };
-                let record: ItemRecord = codec::decode(&bytes).map_err(backend)?;
-                snapshot.items.push(ExportItem {
-                    id,
-                    name: record.name,
-                    price: record.price,
-                    deleted: record.deleted,
-                });
-            }
-            for entry in self.inner.carts.range(..codec::key(next_cart_id)) {
-                let (key, now) = entry.map_err(backend)?;
-                let id = codec::id_of(&key).map_err(backend)?;
-                let Some(bytes) = capture.before(Kind::Cart, id).unwrap_or(Some(now)) else {
-                    continue;
-                };
-                let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-                snapshot.carts.push(ExportCart {
-                    id,
-                    lines: record
-                        .lines
-                        .iter()
-                        .map(|line| ExportLine {
-                            item: line.item,
-                            quantity: line.quantity,
-                        })
-                        .collect(),
-                });
-            }
-            Ok(snapshot)
-        };
-        let snapshot = read();
-        let closing = std::time::Instant::now();
-        self.inner.gate.close();
-        let closed = closing.elapsed();
-        if let Ok(snapshot) = &snapshot {
-            // Writers wait only while the gate opens and closes.
-            tracing::info!(
-                items = snapshot.items.len(),
-                carts = snapshot.carts.len(),
-                millis = started.elapsed().as_millis() as u64,
-                open_micros = opened.as_micros() as u64,
-                close_micros = closed.as_micros() as u64,
-                "snapshot taken"
-            );
-        }
-        snapshot
-    }
 }
 
 impl Drop for Inner {
@@ -309,137 +178,45 @@ impl Drop for Inner {
     }
 }
 
-fn item_of(id: Id, record: ItemRecord) -> Item {
-    Item {
-        id,
-        name: record.name,
-        price: record.price,
-        deleted: record.deleted,
-    }
-}
-
 impl Store for SledStore {
     async fn create_item(&self, item: NewItem) -> StoreResult<Item> {
-        let record = ItemRecord {
-            name: item.name,
-            price: item.price,
-            deleted: false,
-        };
-        let bytes = codec::encode(&record).map_err(backend)?;
-        // The id and the insert under one pass: an export sees both or
-        // neither (ids from its moment on are left out).
-        let pass = self.inner.gate.pass();
-        let id = self.inner.item_ids.next()?;
-        self.inner
-            .items
-            .insert(codec::key(id), bytes)
-            .map_err(backend)?;
-        drop(pass);
-        self.inner.ledger.stored(Records::Items, id);
-        self.inner.live_items.fetch_add(1, Ordering::Relaxed);
-        self.inner.committer.durable().await?;
-        Ok(item_of(id, record))
+        items::create(self, item).await
     }
 
     async fn item(&self, id: Id) -> StoreResult<Item> {
-        Ok(item_of(id, self.read_item(id)?))
+        items::get(self, id)
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        let items = self.inner.items.iter().map(|entry| {
-            let (key, value) = entry.map_err(backend)?;
-            let record: ItemRecord = codec::decode(&value).map_err(backend)?;
-            Ok(item_of(codec::id_of(&key).map_err(backend)?, record))
-        });
-        page(items, filter.page, |item| {
-            filter.accepts(item.price, item.deleted)
-        })
+        items::list(self, filter)
     }
 
     async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
-        let record = self.update_item(id, |record| {
-            if record.deleted {
-                return Err(StoreError::ItemDeleted(id));
-            }
-            record.name.clone_from(&item.name);
-            record.price = item.price;
-            Ok(true)
-        })?;
-        self.inner.committer.durable().await?;
-        Ok(item_of(id, record))
+        items::replace(self, id, item).await
     }
 
     async fn patch_item(&self, id: Id, patch: ItemPatch) -> StoreResult<Item> {
-        let record = self.update_item(id, |record| {
-            if record.deleted {
-                return Err(StoreError::ItemDeleted(id));
-            }
-            patch.clone().apply(&mut record.name, &mut record.price);
-            Ok(true)
-        })?;
-        self.inner.committer.durable().await?;
-        Ok(item_of(id, record))
+        items::patch(self, id, patch).await
     }
 
     async fn delete_item(&self, id: Id) -> StoreResult<Item> {
-        let deleted_now = std::sync::atomic::AtomicBool::new(false);
-        let record = self.update_item(id, |record| {
-            let changes = !record.deleted;
-            record.deleted = true;
-            deleted_now.store(changes, Ordering::Relaxed);
-            Ok(changes)
-        })?;
-        if deleted_now.load(Ordering::Relaxed) {
-            self.inner.live_items.fetch_sub(1, Ordering::Relaxed);
-        }
-        // Also when it was deleted already: that delete may still be in flight.
-        self.inner.committer.durable().await?;
-        Ok(item_of(id, record))
+        items::delete(self, id).await
     }
 
     async fn create_cart(&self) -> StoreResult<Id> {
-        let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-        let pass = self.inner.gate.pass();
-        let id = self.inner.cart_ids.next()?;
-        self.inner
-            .carts
-            .insert(codec::key(id), bytes)
-            .map_err(backend)?;
-        drop(pass);
-        self.inner.ledger.stored(Records::Carts, id);
-        self.inner.cart_count.fetch_add(1, Ordering::Relaxed);
-        self.inner.committer.durable().await?;
-        Ok(id)
+        carts::create(self).await
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
-        let bytes = self
-            .inner
-            .carts
-            .get(codec::key(id))
-            .map_err(backend)?
-            .ok_or(StoreError::CartNotFound(id))?;
-        let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-        self.cart_view(id, &record)
+        carts::get(self, id)
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        let carts = self.inner.carts.iter().map(|entry| {
-            let (key, value) = entry.map_err(backend)?;
-            let id = codec::id_of(&key).map_err(backend)?;
-            let record: CartRecord = codec::decode(&value).map_err(backend)?;
-            self.cart_view(id, &record)
-        });
-        page(carts, filter.page, |cart| filter.accepts(cart))
+        carts::list(self, filter)
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
-        // Durable on return: in `sync` mode the cart writer syncs each batch.
-        let record = self.inner.cart_writer.add(cart, item, max_lines).await?;
-        self.inner.disk.touch();
-        // Priced outside the transaction: the cart as this add left it, with
-        // its items' current names and prices.
-        self.cart_view(cart, &record)
+        carts::add(self, cart, item, max_lines).await
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
@@ -459,59 +236,7 @@ impl Store for SledStore {
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {
-        let (items, carts) = (self.inner.items.len(), self.inner.carts.len());
-        if items > 0 || carts > 0 {
-            return Err(StoreError::NotEmpty {
-                items: items as u64,
-                carts: carts as u64,
-            });
-        }
-        let mut batch = sled::Batch::default();
-        let mut live = 0;
-        for item in &snapshot.items {
-            let record = ItemRecord {
-                name: item.name.clone(),
-                price: item.price,
-                deleted: item.deleted,
-            };
-            live += u64::from(!item.deleted);
-            batch.insert(
-                &codec::key(item.id),
-                codec::encode(&record).map_err(backend)?,
-            );
-        }
-        self.inner.items.apply_batch(batch).map_err(backend)?;
-        for item in &snapshot.items {
-            self.inner.ledger.stored(Records::Items, item.id);
-        }
-        let mut batch = sled::Batch::default();
-        for cart in &snapshot.carts {
-            let record = CartRecord {
-                lines: cart
-                    .lines
-                    .iter()
-                    .map(|line| codec::LineRecord {
-                        item: line.item,
-                        quantity: line.quantity,
-                    })
-                    .collect(),
-            };
-            batch.insert(
-                &codec::key(cart.id),
-                codec::encode(&record).map_err(backend)?,
-            );
-        }
-        self.inner.carts.apply_batch(batch).map_err(backend)?;
-        for cart in &snapshot.carts {
-            self.inner.ledger.stored(Records::Carts, cart.id);
-        }
-        self.inner.item_ids.advance_to(snapshot.next_item_id)?;
-        self.inner.cart_ids.advance_to(snapshot.next_cart_id)?;
-        self.inner.live_items.fetch_add(live, Ordering::Relaxed);
-        self.inner
-            .cart_count
-            .fetch_add(snapshot.carts.len() as u64, Ordering::Relaxed);
-        self.inner.committer.durable().await
+        transfer::import(self, snapshot).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -14,26 +14,27 @@
 //! the bus is down are not delivered to other instances. The client
 //! reconnects by itself, to any node of the cluster it was given or has
 //! learned, and resubscribes.
+//!
+//! Here: the connection, subscriptions and the relay; `wire`: the envelope
+//! and the subjects; `urls`: the `--chat-bus` value.
+
+mod urls;
+mod wire;
 
 use std::fmt;
-use std::fmt::Write as _;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
-use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use rand::RngExt;
-use serde::Deserialize;
 
 use super::deliver::Line;
 
-/// First byte of every envelope; another value is another format.
-const ENVELOPE_VERSION: u8 = 1;
-/// Envelope bytes before the line: the version and the instance id.
-const ENVELOPE_BYTES: usize = 1 + 8;
+pub use self::urls::BusUrls;
+use self::wire::{ENVELOPE_BYTES, open, seal, subject};
+
 /// Bytes a line may take beyond its text: the longest user name with its
 /// instance tag (under 40 bytes) and the ` :: ` separator, rounded up.
 const NAME_BYTES: usize = 64;
@@ -42,84 +43,8 @@ const NAME_BYTES: usize = 64;
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Longest a start-up connection attempt to one node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Room names longer than this (in bytes) are hashed into their subject.
-const SUBJECT_NAME_BYTES: usize = 256;
 /// At most one slow-consumer log line per this period.
 const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// The NATS servers of `--chat-bus`: one or more `nats://` URLs, comma
-/// separated, of one cluster. Shown with any password replaced by `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct BusUrls(Vec<String>);
-
-impl BusUrls {
-    /// The URLs as given, passwords included: only for connecting.
-    fn expose(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl FromStr for BusUrls {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let urls: Vec<String> = text
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if urls.is_empty() {
-            return Err("expected one or more nats:// URLs, comma separated".into());
-        }
-        for url in &urls {
-            if !url.starts_with("nats://") {
-                // Not echoed: it may hold a password.
-                return Err("each chat bus URL must start with nats://".into());
-            }
-            url.parse::<async_nats::ServerAddr>()
-                .map_err(|err| format!("{}: {err}", redact(url)))?;
-        }
-        Ok(BusUrls(urls))
-    }
-}
-
-impl TryFrom<String> for BusUrls {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse()
-    }
-}
-
-impl fmt::Display for BusUrls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: Vec<String> = self.0.iter().map(|url| redact(url)).collect();
-        f.write_str(&shown.join(","))
-    }
-}
-
-impl fmt::Debug for BusUrls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BusUrls({self})")
-    }
-}
-
-/// `url` with the password of its user part replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
-            // A lone token is a secret too.
-            None => format!("{scheme}://***@{host}"),
-        },
-        None => url.to_owned(),
-    }
-}
 
 /// Why the bus could not be joined at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -407,98 +332,5 @@ async fn relay(mut subscriber: Subscriber, room: Weak<impl Inbox>, instance: u64
             break;
         };
         room.deliver_remote(&line, stall).await;
-    }
-}
-
-/// `prefix.HEX`: the room name's UTF-8 bytes in lower-case hex (subjects
-/// cannot hold `.`, `*`, `>` or spaces). Names over 256 bytes keep their
-/// first 256 bytes and add a 64-bit FNV-1a hash of the whole name, so
-/// subjects stay short.
-fn subject(prefix: &str, room_name: &str) -> String {
-    let bytes = room_name.as_bytes();
-    let mut out =
-        String::with_capacity(prefix.len() + 2 + 2 * bytes.len().min(SUBJECT_NAME_BYTES) + 17);
-    out.push_str(prefix);
-    out.push('.');
-    for byte in &bytes[..bytes.len().min(SUBJECT_NAME_BYTES)] {
-        let _ = write!(out, "{byte:02x}");
-    }
-    if bytes.is_empty() {
-        out.push('_');
-    }
-    if bytes.len() > SUBJECT_NAME_BYTES {
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let _ = write!(out, "-{hash:016x}");
-    }
-    out
-}
-
-/// The envelope of `line` from `instance`.
-fn seal(instance: u64, line: &Line) -> Bytes {
-    let mut envelope = BytesMut::with_capacity(ENVELOPE_BYTES + line.bytes().len());
-    envelope.put_u8(ENVELOPE_VERSION);
-    envelope.put_u64(instance);
-    envelope.put_slice(line.bytes());
-    envelope.freeze()
-}
-
-/// The line in `envelope`, unless it is this instance's own (`instance`)
-/// or not a valid envelope.
-fn open(envelope: &Bytes, instance: u64) -> Option<Line> {
-    if envelope.len() < ENVELOPE_BYTES || envelope[0] != ENVELOPE_VERSION {
-        return None;
-    }
-    let sender = u64::from_be_bytes(envelope[1..ENVELOPE_BYTES].try_into().ok()?);
-    if sender == instance {
-        return None;
-    }
-    Line::from_utf8(envelope.slice(ENVELOPE_BYTES..))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_room_name_becomes_one_valid_subject() {
-        assert_eq!(subject("shopd.chat", "lobby"), "shopd.chat.6c6f626279");
-        let odd = subject("shopd.chat", "a.b *> c");
-        assert_eq!(odd, "shopd.chat.612e62202a3e2063");
-        assert_ne!(subject("p", "café"), subject("p", "cafe"));
-        let long_a = "x".repeat(300);
-        let long_b = format!("{}y", "x".repeat(299));
-        assert_ne!(subject("p", &long_a), subject("p", &long_b));
-        assert!(subject("p", &long_a).len() < 600);
-        for name in ["lobby", "a.b *> c", &long_a, "🐱"] {
-            let tail = subject("p", name);
-            let tail = tail.strip_prefix("p.").expect("under the prefix");
-            assert!(
-                tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
-                "{tail}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_envelope_carries_the_line_and_hides_its_own_instances_lines() {
-        let line = Line::new("ann", "hi :: there");
-        let envelope = seal(7, &line);
-        assert_eq!(open(&envelope, 8), Some(line));
-        assert_eq!(open(&envelope, 7), None, "our own line");
-        assert_eq!(open(&Bytes::from_static(b"\x02abcdefgh"), 8), None);
-        assert_eq!(open(&Bytes::from_static(b"\x01"), 8), None);
-    }
-
-    #[test]
-    fn bus_urls_are_nats_urls_shown_without_passwords() {
-        let urls: BusUrls = "nats://a:1, nats://user:s3cret@b:2".parse().unwrap();
-        assert_eq!(urls.expose().len(), 2);
-        let shown = format!("{urls} {urls:?}");
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("nats://a:1,nats://user:***@b:2"), "{shown}");
-        assert!("http://a:1".parse::<BusUrls>().is_err());
-        assert!(" , ".parse::<BusUrls>().is_err());
     }
 }

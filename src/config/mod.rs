@@ -2,19 +2,26 @@
 //! environment variables, then command-line flags, each overriding the one
 //! before. Checked once at start-up; any problem names its file, key or value.
 //!
-//! Each setting is declared once, in the [`settings!`] list below: that one
+//! Each setting is declared once, in the `settings!` list below: that one
 //! line makes its flag (with its `SHOPD_*` variable and `--help` text), its
 //! `config.toml` key, its field of [`Settings`] and its default.
+//!
+//! Here: the list, the layering and the checks; `cli`: the commands and
+//! their flags; `secret`: the admin token, never shown.
 
-use std::fmt;
+mod cli;
+mod secret;
+
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use serde::Deserialize;
 
 use crate::chat::BusUrls;
 pub use crate::store::DatabaseUrl;
 use crate::store::Durability;
+
+pub use self::cli::{Cli, Command, ExportArgs, ImportArgs, StoreArgs};
+pub use self::secret::{ADMIN_TOKEN_ENV, Secret, admin_token};
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config.toml";
@@ -177,93 +184,6 @@ settings! {
     }
 }
 
-/// The variable that may hold the admin token itself.
-pub const ADMIN_TOKEN_ENV: &str = "SHOPD_ADMIN_TOKEN";
-
-/// shopd: a small online shop's backend (items, carts, chat, metrics) in one binary.
-///
-/// Without a command it serves; the commands below work on a store.
-#[derive(Debug, Default, Parser)]
-#[command(version, about)]
-pub struct Cli {
-    /// What to do instead of serving.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The server's flags.
-    #[command(flatten)]
-    pub serve: ServeArgs,
-    /// Start on a damaged data directory anyway: serve what is left, new ids continue after every acknowledged one (a flag only, for the one start that needs it)
-    #[arg(long)]
-    pub accept_data_loss: bool,
-}
-
-/// The commands besides serving.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Write every item and cart in shopd's export format (NDJSON): from a stopped
-    /// embedded store, from PostgreSQL, or from a running shopd (--url)
-    Export(ExportArgs),
-    /// Load an export into an empty store; checks the whole file first and writes
-    /// nothing if any line is wrong
-    Import(ImportArgs),
-    /// Read every record of a stopped data directory and compare with its manifest; exit 0 when clean, 1 on damage or when it cannot be checked
-    Check {
-        /// The data directory to check [default: ./data]
-        #[arg(
-            long,
-            env = "SHOPD_DATA_DIR",
-            value_name = "DIR",
-            default_value = "data"
-        )]
-        data_dir: PathBuf,
-    },
-}
-
-/// Where an export or import finds its store: exactly one of these.
-#[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
-pub struct StoreArgs {
-    /// A stopped shopd's data directory
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// A PostgreSQL database that shopd uses
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<DatabaseUrl>,
-}
-
-/// `shopd export`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
-pub struct ExportArgs {
-    /// A stopped shopd's data directory
-    #[arg(long, value_name = "DIR", group = "source")]
-    pub data_dir: Option<PathBuf>,
-    /// A PostgreSQL database that shopd uses
-    #[arg(long, value_name = "URL", group = "source")]
-    pub database_url: Option<DatabaseUrl>,
-    /// A running shopd (http://HOST:PORT): an online, consistent export through
-    /// GET /admin/export, with the admin token from --admin-token-file or SHOPD_ADMIN_TOKEN
-    #[arg(long, value_name = "URL", group = "source")]
-    pub url: Option<String>,
-    /// With --url: file holding the admin token
-    #[arg(long, value_name = "FILE", requires = "url")]
-    pub admin_token_file: Option<PathBuf>,
-    /// Where to write the export [default: standard output]
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-}
-
-/// `shopd import`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImportArgs {
-    /// Where to import to
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// The export to read [default: standard input]
-    #[arg(long = "in", value_name = "FILE")]
-    pub input: Option<PathBuf>,
-}
-
 /// A setting that stops start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -357,60 +277,6 @@ impl Settings {
             });
         }
         Ok(())
-    }
-}
-
-/// The admin token: the variable's value, else the file's first line.
-/// Either must be at least 16 characters, so a guessable token is refused.
-pub fn admin_token(
-    from_env: Option<String>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        key: "admin_token_file",
-        message,
-    };
-    let token = match (from_env, file) {
-        (Some(token), _) => token,
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|err| invalid(format!("cannot read {}: {err}", path.display())))?,
-        (None, None) => return Ok(None),
-    };
-    let token = token.lines().next().unwrap_or_default().trim().to_owned();
-    if token.chars().count() < 16 {
-        return Err(invalid(
-            "the admin token must be at least 16 characters".into(),
-        ));
-    }
-    Ok(Some(Secret(token)))
-}
-
-/// A value that must never be shown: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value itself: only for comparing or sending it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 

@@ -1,0 +1,98 @@
+//! The bus's wire format: the envelope around a chat line (format
+//! version, sending instance, the line's bytes) and the subject a room's
+//! lines travel on.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::chat::deliver::Line;
+
+/// First byte of every envelope; another value is another format.
+const ENVELOPE_VERSION: u8 = 1;
+/// Envelope bytes before the line: the version and the instance id.
+pub(super) const ENVELOPE_BYTES: usize = 1 + 8;
+/// Room names longer than this (in bytes) are hashed into their subject.
+const SUBJECT_NAME_BYTES: usize = 256;
+
+/// `prefix.HEX`: the room name's UTF-8 bytes in lower-case hex (subjects
+/// cannot hold `.`, `*`, `>` or spaces). Names over 256 bytes keep their
+/// first 256 bytes and add a 64-bit FNV-1a hash of the whole name, so
+/// subjects stay short.
+pub(super) fn subject(prefix: &str, room_name: &str) -> String {
+    let bytes = room_name.as_bytes();
+    let mut out =
+        String::with_capacity(prefix.len() + 2 + 2 * bytes.len().min(SUBJECT_NAME_BYTES) + 17);
+    out.push_str(prefix);
+    out.push('.');
+    for byte in &bytes[..bytes.len().min(SUBJECT_NAME_BYTES)] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    if bytes.is_empty() {
+        out.push('_');
+    }
+    if bytes.len() > SUBJECT_NAME_BYTES {
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let _ = write!(out, "-{hash:016x}");
+    }
+    out
+}
+
+/// The envelope of `line` from `instance`.
+pub(super) fn seal(instance: u64, line: &Line) -> Bytes {
+    let mut envelope = BytesMut::with_capacity(ENVELOPE_BYTES + line.bytes().len());
+    envelope.put_u8(ENVELOPE_VERSION);
+    envelope.put_u64(instance);
+    envelope.put_slice(line.bytes());
+    envelope.freeze()
+}
+
+/// The line in `envelope`, unless it is this instance's own (`instance`)
+/// or not a valid envelope.
+pub(super) fn open(envelope: &Bytes, instance: u64) -> Option<Line> {
+    if envelope.len() < ENVELOPE_BYTES || envelope[0] != ENVELOPE_VERSION {
+        return None;
+    }
+    let sender = u64::from_be_bytes(envelope[1..ENVELOPE_BYTES].try_into().ok()?);
+    if sender == instance {
+        return None;
+    }
+    Line::from_utf8(envelope.slice(ENVELOPE_BYTES..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_room_name_becomes_one_valid_subject() {
+        assert_eq!(subject("shopd.chat", "lobby"), "shopd.chat.6c6f626279");
+        let odd = subject("shopd.chat", "a.b *> c");
+        assert_eq!(odd, "shopd.chat.612e62202a3e2063");
+        assert_ne!(subject("p", "café"), subject("p", "cafe"));
+        let long_a = "x".repeat(300);
+        let long_b = format!("{}y", "x".repeat(299));
+        assert_ne!(subject("p", &long_a), subject("p", &long_b));
+        assert!(subject("p", &long_a).len() < 600);
+        for name in ["lobby", "a.b *> c", &long_a, "🐱"] {
+            let tail = subject("p", name);
+            let tail = tail.strip_prefix("p.").expect("under the prefix");
+            assert!(
+                tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{tail}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_envelope_carries_the_line_and_hides_its_own_instances_lines() {
+        let line = Line::new("ann", "hi :: there");
+        let envelope = seal(7, &line);
+        assert_eq!(open(&envelope, 8), Some(line));
+        assert_eq!(open(&envelope, 7), None, "our own line");
+        assert_eq!(open(&Bytes::from_static(b"\x02abcdefgh"), 8), None);
+        assert_eq!(open(&Bytes::from_static(b"\x01"), 8), None);
+    }
+}

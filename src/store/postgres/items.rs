@@ -1,0 +1,128 @@
+//! The SQL of items: one statement per operation, each row read back as
+//! an [`Item`]. An update that changes no row asks once more why
+//! (missing, or deleted).
+
+use tokio_postgres::Row;
+
+use super::errors::Failure;
+use super::{PgStore, api_id, sql_count, sql_id};
+use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::store::{StoreError, StoreResult};
+
+/// The item in columns `id, name, price, deleted` of `row`.
+fn item_of(row: &Row) -> Result<Item, Failure> {
+    Ok(Item {
+        id: api_id(row.try_get(0)?),
+        name: row.try_get(1)?,
+        price: row.try_get(2)?,
+        deleted: row.try_get(3)?,
+    })
+}
+
+/// Finds why an update of item `id` changed no row.
+async fn item_state(client: &deadpool_postgres::Client, id: i64) -> Result<Option<bool>, Failure> {
+    let statement = client
+        .prepare_cached("SELECT deleted FROM items WHERE id = $1")
+        .await?;
+    let row = client.query_opt(&statement, &[&id]).await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
+/// [`Store::create_item`](crate::store::Store::create_item).
+pub(super) async fn create(store: &PgStore, item: NewItem) -> StoreResult<Item> {
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO items (name, price) VALUES ($1, $2)
+                 RETURNING id, name, price, deleted",
+            )
+            .await?;
+        let row = client
+            .query_one(&statement, &[&item.name, &item.price])
+            .await?;
+        item_of(&row)
+    })
+}
+
+/// [`Store::item`](crate::store::Store::item).
+pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Item> {
+    let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached("SELECT id, name, price, deleted FROM items WHERE id = $1")
+            .await?;
+        match client.query_opt(&statement, &[&key]).await? {
+            Some(row) => item_of(&row),
+            None => Err(StoreError::ItemNotFound(id).into()),
+        }
+    })
+}
+
+/// [`Store::items`](crate::store::Store::items): filtered and paged in SQL.
+pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+    let min = filter.price.min.unwrap_or(f64::NEG_INFINITY);
+    let max = filter.price.max.unwrap_or(f64::INFINITY);
+    let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached(
+                "SELECT id, name, price, deleted FROM items
+                 WHERE ($1 OR NOT deleted) AND price >= $2 AND price <= $3
+                 ORDER BY id LIMIT $4 OFFSET $5",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&filter.show_deleted, &min, &max, &limit, &offset],
+            )
+            .await?;
+        rows.iter().map(item_of).collect()
+    })
+}
+
+/// [`Store::patch_item`](crate::store::Store::patch_item) (a replace is
+/// a patch of both fields).
+pub(super) async fn patch(store: &PgStore, id: Id, patch: ItemPatch) -> StoreResult<Item> {
+    let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached(
+                "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
+                 WHERE id = $1 AND NOT deleted
+                 RETURNING id, name, price, deleted",
+            )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&key, &patch.name, &patch.price])
+            .await?;
+        match row {
+            Some(row) => item_of(&row),
+            None => match item_state(&client, key).await? {
+                None => Err(StoreError::ItemNotFound(id).into()),
+                // Deleted, also when a delete won the race with us.
+                Some(_) => Err(StoreError::ItemDeleted(id).into()),
+            },
+        }
+    })
+}
+
+/// [`Store::delete_item`](crate::store::Store::delete_item).
+pub(super) async fn delete(store: &PgStore, id: Id) -> StoreResult<Item> {
+    let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached(
+                "UPDATE items SET deleted = TRUE WHERE id = $1
+                 RETURNING id, name, price, deleted",
+            )
+            .await?;
+        match client.query_opt(&statement, &[&key]).await? {
+            Some(row) => item_of(&row),
+            None => Err(StoreError::ItemNotFound(id).into()),
+        }
+    })
+}

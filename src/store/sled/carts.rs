@@ -1,0 +1,87 @@
+//! Cart operations on the `carts` tree; adds go through the cart writer
+//! (one transaction per batch), and every read prices the cart with its
+//! items' current state.
+
+use std::sync::atomic::Ordering;
+
+use super::codec::{self, CartRecord};
+use super::manifest::Records;
+use super::{SledStore, backend};
+use crate::domain::{Cart, CartFilter, Id};
+use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
+
+impl SledStore {
+    /// The cart as `record` holds it, with its items' current state.
+    fn cart_view(&self, id: Id, record: &CartRecord) -> StoreResult<Cart> {
+        let lines = record
+            .lines
+            .iter()
+            .map(|line| {
+                let item = self.read_item(line.item)?;
+                Ok(LineState {
+                    item: line.item,
+                    quantity: line.quantity,
+                    name: item.name,
+                    price: item.price,
+                    deleted: item.deleted,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(priced_cart(id, lines))
+    }
+}
+
+/// [`Store::create_cart`](crate::store::Store::create_cart).
+pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
+    let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
+    let pass = store.inner.gate.pass();
+    let id = store.inner.cart_ids.next()?;
+    store
+        .inner
+        .carts
+        .insert(codec::key(id), bytes)
+        .map_err(backend)?;
+    drop(pass);
+    store.inner.ledger.stored(Records::Carts, id);
+    store.inner.cart_count.fetch_add(1, Ordering::Relaxed);
+    store.inner.committer.durable().await?;
+    Ok(id)
+}
+
+/// [`Store::cart`](crate::store::Store::cart).
+pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
+    let bytes = store
+        .inner
+        .carts
+        .get(codec::key(id))
+        .map_err(backend)?
+        .ok_or(StoreError::CartNotFound(id))?;
+    let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
+    store.cart_view(id, &record)
+}
+
+/// [`Store::carts`](crate::store::Store::carts).
+pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Cart>> {
+    let carts = store.inner.carts.iter().map(|entry| {
+        let (key, value) = entry.map_err(backend)?;
+        let id = codec::id_of(&key).map_err(backend)?;
+        let record: CartRecord = codec::decode(&value).map_err(backend)?;
+        store.cart_view(id, &record)
+    });
+    page(carts, filter.page, |cart| filter.accepts(cart))
+}
+
+/// [`Store::add_to_cart`](crate::store::Store::add_to_cart).
+pub(super) async fn add(
+    store: &SledStore,
+    cart: Id,
+    item: Id,
+    max_lines: usize,
+) -> StoreResult<Cart> {
+    // Durable on return: in `sync` mode the cart writer syncs each batch.
+    let record = store.inner.cart_writer.add(cart, item, max_lines).await?;
+    store.inner.disk.touch();
+    // Priced outside the transaction: the cart as this add left it, with
+    // its items' current names and prices.
+    store.cart_view(cart, &record)
+}

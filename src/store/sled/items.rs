@@ -1,0 +1,151 @@
+//! Item operations on the `items` tree: each change a compare-and-swap of
+//! one record, retried on a race, passed through the export gate.
+
+use std::sync::atomic::Ordering;
+
+use super::codec::{self, ItemRecord};
+use super::manifest::Records;
+use super::snapshot::Kind;
+use super::{SledStore, backend};
+use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::store::{StoreError, StoreResult, page};
+
+impl SledStore {
+    /// The record of item `id`.
+    pub(super) fn read_item(&self, id: Id) -> StoreResult<ItemRecord> {
+        let bytes = self
+            .inner
+            .items
+            .get(codec::key(id))
+            .map_err(backend)?
+            .ok_or(StoreError::ItemNotFound(id))?;
+        codec::decode(&bytes).map_err(backend)
+    }
+
+    /// Changes a live item atomically (compare-and-swap, retried on a race).
+    fn update_item(
+        &self,
+        id: Id,
+        change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
+    ) -> StoreResult<ItemRecord> {
+        let key = codec::key(id);
+        let pass = self.inner.gate.pass();
+        loop {
+            let old = self
+                .inner
+                .items
+                .get(key)
+                .map_err(backend)?
+                .ok_or(StoreError::ItemNotFound(id))?;
+            let mut record: ItemRecord = codec::decode(&old).map_err(backend)?;
+            if !change(&mut record)? {
+                return Ok(record);
+            }
+            let new = codec::encode(&record).map_err(backend)?;
+            pass.keep(Kind::Item, id, Some(&old));
+            let swapped = self
+                .inner
+                .items
+                .compare_and_swap(key, Some(old), Some(new))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                return Ok(record);
+            }
+        }
+    }
+}
+
+/// The API value of record `record` of item `id`.
+fn item_of(id: Id, record: ItemRecord) -> Item {
+    Item {
+        id,
+        name: record.name,
+        price: record.price,
+        deleted: record.deleted,
+    }
+}
+
+/// [`Store::create_item`](crate::store::Store::create_item).
+pub(super) async fn create(store: &SledStore, item: NewItem) -> StoreResult<Item> {
+    let record = ItemRecord {
+        name: item.name,
+        price: item.price,
+        deleted: false,
+    };
+    let bytes = codec::encode(&record).map_err(backend)?;
+    // The id and the insert under one pass: an export sees both or
+    // neither (ids from its moment on are left out).
+    let pass = store.inner.gate.pass();
+    let id = store.inner.item_ids.next()?;
+    store
+        .inner
+        .items
+        .insert(codec::key(id), bytes)
+        .map_err(backend)?;
+    drop(pass);
+    store.inner.ledger.stored(Records::Items, id);
+    store.inner.live_items.fetch_add(1, Ordering::Relaxed);
+    store.inner.committer.durable().await?;
+    Ok(item_of(id, record))
+}
+
+/// [`Store::item`](crate::store::Store::item).
+pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Item> {
+    Ok(item_of(id, store.read_item(id)?))
+}
+
+/// [`Store::items`](crate::store::Store::items).
+pub(super) fn list(store: &SledStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+    let items = store.inner.items.iter().map(|entry| {
+        let (key, value) = entry.map_err(backend)?;
+        let record: ItemRecord = codec::decode(&value).map_err(backend)?;
+        Ok(item_of(codec::id_of(&key).map_err(backend)?, record))
+    });
+    page(items, filter.page, |item| {
+        filter.accepts(item.price, item.deleted)
+    })
+}
+
+/// [`Store::replace_item`](crate::store::Store::replace_item).
+pub(super) async fn replace(store: &SledStore, id: Id, item: NewItem) -> StoreResult<Item> {
+    let record = store.update_item(id, |record| {
+        if record.deleted {
+            return Err(StoreError::ItemDeleted(id));
+        }
+        record.name.clone_from(&item.name);
+        record.price = item.price;
+        Ok(true)
+    })?;
+    store.inner.committer.durable().await?;
+    Ok(item_of(id, record))
+}
+
+/// [`Store::patch_item`](crate::store::Store::patch_item).
+pub(super) async fn patch(store: &SledStore, id: Id, patch: ItemPatch) -> StoreResult<Item> {
+    let record = store.update_item(id, |record| {
+        if record.deleted {
+            return Err(StoreError::ItemDeleted(id));
+        }
+        patch.clone().apply(&mut record.name, &mut record.price);
+        Ok(true)
+    })?;
+    store.inner.committer.durable().await?;
+    Ok(item_of(id, record))
+}
+
+/// [`Store::delete_item`](crate::store::Store::delete_item).
+pub(super) async fn delete(store: &SledStore, id: Id) -> StoreResult<Item> {
+    let deleted_now = std::sync::atomic::AtomicBool::new(false);
+    let record = store.update_item(id, |record| {
+        let changes = !record.deleted;
+        record.deleted = true;
+        deleted_now.store(changes, Ordering::Relaxed);
+        Ok(changes)
+    })?;
+    if deleted_now.load(Ordering::Relaxed) {
+        store.inner.live_items.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Also when it was deleted already: that delete may still be in flight.
+    store.inner.committer.durable().await?;
+    Ok(item_of(id, record))
+}
