@@ -2,7 +2,7 @@
 //! connections, deadlines on everything a client can make a connection
 //! wait for, and a graceful stop that lets in-flight requests finish.
 //!
-//! Each connection has a watchdog ([`Progress::watchdog`]) next to it:
+//! Each connection has a watchdog (`Progress::watchdog` in `watch`) next to it:
 //! - a request has `header_read` from its first byte to its complete
 //!   headers and `request` to its answer (headers, body and handler); past
 //!   it the client gets 408 with a `detail` if the socket takes it, and the
