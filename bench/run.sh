@@ -41,9 +41,16 @@ ceiling_first=$(ceiling)
 
 # A small store: reads first, then writes.
 "$bin/examples/seed" "$work/small" "$SMALL" "$SMALL" >/dev/null
-shopd small
+cp -r "$work/small" "$work/quiet"
 ids="BENCH_IDS=$SMALL"
+# The access log's cost: the same read with its lines switched off, right
+# before the row with them on.
+shopd quiet --log-level "info,shopd::access=warn"
+quiet=$(load $ids BENCH_PATH=/item/{a} "http://$addr")
+stop "$pid"
+shopd small
 row "GET /item/{id}" "$(load $ids BENCH_PATH=/item/{a} "http://$addr")"
+row "GET /item/{id}, access log off" "$quiet"
 row "GET /item?limit=10" "$(load $ids BENCH_PATH=/item?limit=10 "http://$addr")"
 row "GET /cart/{id} (3 lines)" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")"
 row "GET /cart?min_price=100" "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
