@@ -1,113 +1,33 @@
 //! Backup and restore: `shopd export`/`import` between stores, the online
 //! export at `/admin/export`, and the admin token that guards it (and, when
 //! asked, item writes).
-//! One file: its tests share the store fixtures (fill, api_view, export
-//! helpers) and each is one step of the same backup-and-restore story.
 
-use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use shopd::config::Secret;
 
 use crate::helpers::{
-    Backend, TestApp, backend_tests, detail, scratch, shopd_command, spawn_app_in, spawn_app_with,
+    Backend, backend_tests, detail, scratch, shopd_command, spawn_app_in, spawn_app_with,
     spawn_process,
 };
 
+mod fixtures;
+
+use fixtures::{Exported, api_view, fill, filled_export, run, stderr};
+
 const TOKEN: &str = "correct-horse-battery-staple";
-
-/// Every item (deleted ones too) and every cart, as clients see them.
-async fn api_view(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
-    async fn all(app: &TestApp, path: &str) -> Vec<Value> {
-        let mut found = Vec::new();
-        loop {
-            let page = app
-                .get_json(&format!("{path}offset={}&limit=100", found.len()))
-                .await;
-            let page = page.as_array().expect("a list").clone();
-            if page.is_empty() {
-                return found;
-            }
-            found.extend(page);
-        }
-    }
-    (
-        all(app, "/item?show_deleted=true&").await,
-        all(app, "/cart?").await,
-    )
-}
-
-/// A shop with deleted items, exact prices and carts in several orders.
-async fn fill(app: &TestApp) {
-    let mut ids = Vec::new();
-    for n in 0..25u32 {
-        let price = f64::from(n) * 0.1 + 0.2;
-        ids.push(
-            app.create_item(&format!("item «{n}»"), price).await["id"]
-                .as_u64()
-                .unwrap(),
-        );
-    }
-    for n in [3, 7, 11] {
-        assert_eq!(app.delete(&format!("/item/{}", ids[n])).await.status(), 200);
-    }
-    for c in 0..12usize {
-        let cart = app.create_cart().await;
-        for k in 0..(c % 5) {
-            let item = ids[(c * 7 + k * 3) % ids.len()];
-            if [ids[3], ids[7], ids[11]].contains(&item) {
-                continue;
-            }
-            app.add(cart, item).await;
-            if k % 2 == 0 {
-                app.add(cart, item).await;
-            }
-        }
-    }
-}
-
-fn run(cwd: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
-    let mut command = shopd_command(cwd);
-    command.args(args);
-    if let Some(path) = stdin {
-        command.stdin(std::fs::File::open(path).expect("input file"));
-    }
-    command.output().expect("run shopd")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Exports the stopped store in `dir` with `shopd export` into `out`.
-fn export_stopped(cwd: &Path, dir: &Path, out: &Path) {
-    let output = run(
-        cwd,
-        &[
-            "export",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-}
 
 #[tokio::test]
 async fn an_embedded_store_exported_and_imported_reads_the_same() {
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let before = api_view(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let export = cwd.join("shop.ndjson");
-    export_stopped(&cwd, dir.path(), &export);
+    let Exported {
+        before,
+        scratch: _scratch,
+        cwd,
+        file: export,
+    } = filled_export().await;
     let target = tempfile::tempdir().unwrap();
     let out = run(
         &cwd,
@@ -134,13 +54,12 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
     else {
         return;
     };
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let before = api_view(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let export = cwd.join("shop.ndjson");
-    export_stopped(&cwd, dir.path(), &export);
+    let Exported {
+        before,
+        scratch: _scratch,
+        cwd,
+        file: export,
+    } = filled_export().await;
     let url = database.url.clone();
     let input = [
         "import",
@@ -166,12 +85,12 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
 
 #[tokio::test]
 async fn bad_exports_are_refused_by_line_and_import_nothing() {
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let good = cwd.join("good.ndjson");
-    export_stopped(&cwd, dir.path(), &good);
+    let Exported {
+        scratch: _scratch,
+        cwd,
+        file: good,
+        ..
+    } = filled_export().await;
     let text = std::fs::read_to_string(&good).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let garbage = [&lines[..5], &["{not json"], &lines[6..]].concat();

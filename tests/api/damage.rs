@@ -181,6 +181,11 @@ fn post(addr: SocketAddr, path: &str, body: Option<Value>) -> Value {
     response.json().expect("JSON")
 }
 
+/// Creates an item through the server at `addr` and returns it.
+fn new_item(addr: SocketAddr) -> Value {
+    post(addr, "/item", Some(json!({"name": "n", "price": 1.0})))
+}
+
 /// Fails with the first entry that differs (the lists are long).
 fn assert_same(found: &Value, acked: &Value, what: &str) {
     let (found, acked) = (found.as_array().unwrap(), acked.as_array().unwrap());
@@ -316,9 +321,8 @@ async fn a_store_that_lost_data_is_refused_and_accept_data_loss_serves_it_withou
             assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
         }
 
-        let Start::Serving(mut server) = start(&cwd, &data, &["--accept-data-loss"]) else {
-            panic!("--accept-data-loss did not start");
-        };
+        let mut server =
+            start(&cwd, &data, &["--accept-data-loss"]).serving("--accept-data-loss did not start");
         assert_eq!(
             get(server.addr, "/item?limit=100")
                 .as_array()
@@ -326,29 +330,14 @@ async fn a_store_that_lost_data_is_refused_and_accept_data_loss_serves_it_withou
                 .len(),
             5
         );
-        assert_eq!(
-            post(
-                server.addr,
-                "/item",
-                Some(json!({"name": "n", "price": 1.0}))
-            )["id"],
-            9
-        );
+        assert_eq!(new_item(server.addr)["id"], 9);
         assert_eq!(post(server.addr, "/cart", None)["id"], 2);
         assert!(terminate(&mut server.child).success());
 
         // Accepted once: the next start is a clean one and ids keep going.
-        let Start::Serving(mut server) = start(&cwd, &data, &[]) else {
-            panic!("the store did not start after the loss was accepted");
-        };
-        assert_eq!(
-            post(
-                server.addr,
-                "/item",
-                Some(json!({"name": "n", "price": 1.0}))
-            )["id"],
-            10
-        );
+        let mut server =
+            start(&cwd, &data, &[]).serving("the store did not start after the loss was accepted");
+        assert_eq!(new_item(server.addr)["id"], 10);
         assert!(terminate(&mut server.child).success());
     })
     .await
@@ -378,9 +367,7 @@ async fn shopd_check_passes_a_clean_store_and_fails_a_damaged_or_locked_one() {
             "{report}"
         );
 
-        let Start::Serving(mut server) = start(&cwd, clean.path(), &[]) else {
-            panic!("the clean store did not start");
-        };
+        let mut server = start(&cwd, clean.path(), &[]).serving("the clean store did not start");
         let (status, report) = check(&cwd, clean.path());
         assert!(!status.success() && report.contains("in use"), "{report}");
         assert!(terminate(&mut server.child).success());

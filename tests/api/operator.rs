@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{scratch, spawn_app, spawn_app_in};
 use crate::process::{
-    ShopdProcess, Start, exit_within, serve_command, shopd_command, sigterm, spawn_process,
-    start_command, terminate,
+    ShopdProcess, exit_within, serve_command, shopd_command, sigterm, spawn_process, start_command,
+    terminate,
 };
 
 fn stderr_of(output: &Output) -> String {
@@ -322,10 +322,7 @@ fn sigterm_exits_even_when_nobody_reads_stderr() {
 fn serve_with_log_level(cwd: &Path, data_dir: &Path, log_level: &str) -> ShopdProcess {
     let mut command = serve_command(cwd, data_dir, &[]);
     command.env("SHOPD_LOG_LEVEL", log_level);
-    match start_command(command) {
-        Start::Serving(server) => server,
-        Start::Refused(status, stderr) => panic!("shopd did not start ({status}): {stderr}"),
-    }
+    start_command(command).serving("shopd did not start")
 }
 
 /// The child's exit status, or `None` (and the child killed) when it has
