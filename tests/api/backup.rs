@@ -10,7 +10,7 @@ use serde_json::json;
 use shopd::config::Secret;
 
 use crate::helpers::{
-    Backend, backend_tests, detail, scratch, shopd_command, spawn_app_in, spawn_app_with,
+    Backend, TestApp, backend_tests, detail, scratch, shopd_command, spawn_app_in, spawn_app_with,
     spawn_process,
 };
 
@@ -19,6 +19,16 @@ mod fixtures;
 use fixtures::{Exported, api_view, fill, filled_export, run, stderr};
 
 const TOKEN: &str = "correct-horse-battery-staple";
+
+/// `GET /admin/export` on `app` with the right token.
+async fn admin_export(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(app.url("/admin/export"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn an_embedded_store_exported_and_imported_reads_the_same() {
@@ -192,13 +202,7 @@ backend_tests! {
         // Several exports, each while the writers go on.
         let mut snapshots = Vec::new();
         for _ in 0..5 {
-            let response = app
-                .client
-                .get(app.url("/admin/export"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
+            let response = admin_export(&app).await;
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["content-type"], "application/x-ndjson");
             let export = response.bytes().await.unwrap();
@@ -260,8 +264,7 @@ backend_tests! {
         assert_eq!(write(Method::PUT, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
         assert_eq!(write(Method::PATCH, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
         assert_eq!(write(Method::DELETE, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
-        let export = app.client.get(app.url("/admin/export")).bearer_auth(TOKEN).send().await;
-        assert_eq!(export.unwrap().status(), 200);
+        assert_eq!(admin_export(&app).await.status(), 200);
         // Reading items and everything on carts stays open.
         assert_eq!(app.get("/item").await.status(), 200);
         let cart = app.create_cart().await;
@@ -272,13 +275,7 @@ backend_tests! {
 #[tokio::test]
 async fn without_a_token_admin_routes_are_not_found_and_item_writes_open() {
     let app = spawn_app_with(|_| {}).await;
-    let response = app
-        .client
-        .get(app.url("/admin/export"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = admin_export(&app).await;
     assert_eq!(detail(response, 404).await, "Not Found");
     app.create_item("open", 1.0).await;
 }
