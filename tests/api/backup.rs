@@ -16,7 +16,7 @@ use crate::helpers::{
 
 mod fixtures;
 
-use fixtures::{Exported, api_view, fill, filled_export, run, stderr};
+use fixtures::{api_view, fill, filled_export, run, stderr};
 
 const TOKEN: &str = "correct-horse-battery-staple";
 
@@ -32,17 +32,13 @@ async fn admin_export(app: &TestApp) -> reqwest::Response {
 
 #[tokio::test]
 async fn an_embedded_store_exported_and_imported_reads_the_same() {
-    let Exported {
-        before,
-        scratch: _scratch,
-        cwd,
-        file: export,
-    } = filled_export().await;
+    let exported = filled_export().await;
+    let (cwd, export) = (&exported.cwd, &exported.file);
     let target = tempfile::tempdir().unwrap();
     let out = run(
-        &cwd,
+        cwd,
         &["import", "--data-dir", target.path().to_str().unwrap()],
-        Some(&export),
+        Some(export),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -51,7 +47,7 @@ async fn an_embedded_store_exported_and_imported_reads_the_same() {
         stderr(&out)
     );
     let restored = spawn_app_in(target, |_| {}).await;
-    assert_eq!(api_view(&restored).await, before);
+    assert_eq!(api_view(&restored).await, exported.before);
     // Ids go on after the imported ones, never reusing one.
     assert_eq!(restored.create_item("new", 1.0).await["id"], 26);
     assert_eq!(restored.create_cart().await, 13);
@@ -64,12 +60,8 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
     else {
         return;
     };
-    let Exported {
-        before,
-        scratch: _scratch,
-        cwd,
-        file: export,
-    } = filled_export().await;
+    let exported = filled_export().await;
+    let (cwd, export) = (&exported.cwd, &exported.file);
     let url = database.url.clone();
     let input = [
         "import",
@@ -78,13 +70,13 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
         "--in",
         export.to_str().unwrap(),
     ];
-    let out = run(&cwd, &input, None);
+    let out = run(cwd, &input, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let moved = Backend::Postgres(database).spawn().await;
-    assert_eq!(api_view(&moved).await, before);
+    assert_eq!(api_view(&moved).await, exported.before);
     assert_eq!(moved.create_item("new", 1.0).await["id"], 26);
     // A second import into the now non-empty database is refused.
-    let out = run(&cwd, &input, None);
+    let out = run(cwd, &input, None);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("26 items and 12 carts"),
@@ -95,13 +87,9 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
 
 #[tokio::test]
 async fn bad_exports_are_refused_by_line_and_import_nothing() {
-    let Exported {
-        scratch: _scratch,
-        cwd,
-        file: good,
-        ..
-    } = filled_export().await;
-    let text = std::fs::read_to_string(&good).unwrap();
+    let exported = filled_export().await;
+    let (cwd, good) = (&exported.cwd, &exported.file);
+    let text = std::fs::read_to_string(good).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let garbage = [&lines[..5], &["{not json"], &lines[6..]].concat();
     let twice = [&lines[..5], &[lines[4]], &lines[6..]].concat();
@@ -133,7 +121,7 @@ async fn bad_exports_are_refused_by_line_and_import_nothing() {
         let target = tempfile::tempdir().unwrap();
         let target_dir = target.path().to_str().unwrap();
         let out = run(
-            &cwd,
+            cwd,
             &[
                 "import",
                 "--data-dir",

@@ -79,7 +79,7 @@ pub struct Exported {
     /// Every item and cart as clients saw them before the stop.
     pub before: (Vec<Value>, Vec<Value>),
     /// The scratch directory holding the export; removed when dropped.
-    pub scratch: TempDir,
+    _scratch: TempDir,
     /// Its path, where `shopd` runs.
     pub cwd: PathBuf,
     /// The export file.
@@ -108,7 +108,7 @@ pub async fn filled_export() -> Exported {
     assert!(output.status.success(), "{}", stderr(&output));
     Exported {
         before,
-        scratch,
+        _scratch: scratch,
         cwd,
         file,
     }
