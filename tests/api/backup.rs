@@ -1,16 +1,12 @@
 //! Backup and restore: `shopd export`/`import` between stores, the online
 //! export at `/admin/export`, and the admin token that guards it (and, when
 //! asked, item writes).
-//! One file: its tests share the store fixtures (fill, api_view, export
-//! helpers) and each is one step of the same backup-and-restore story.
 
-use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use shopd::config::Secret;
 
 use crate::helpers::{
@@ -18,101 +14,31 @@ use crate::helpers::{
     spawn_process,
 };
 
+mod fixtures;
+
+use fixtures::{api_view, fill, filled_export, run, stderr};
+
 const TOKEN: &str = "correct-horse-battery-staple";
 
-/// Every item (deleted ones too) and every cart, as clients see them.
-async fn api_view(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
-    async fn all(app: &TestApp, path: &str) -> Vec<Value> {
-        let mut found = Vec::new();
-        loop {
-            let page = app
-                .get_json(&format!("{path}offset={}&limit=100", found.len()))
-                .await;
-            let page = page.as_array().expect("a list").clone();
-            if page.is_empty() {
-                return found;
-            }
-            found.extend(page);
-        }
-    }
-    (
-        all(app, "/item?show_deleted=true&").await,
-        all(app, "/cart?").await,
-    )
-}
-
-/// A shop with deleted items, exact prices and carts in several orders.
-async fn fill(app: &TestApp) {
-    let mut ids = Vec::new();
-    for n in 0..25u32 {
-        let price = f64::from(n) * 0.1 + 0.2;
-        ids.push(
-            app.create_item(&format!("item «{n}»"), price).await["id"]
-                .as_u64()
-                .unwrap(),
-        );
-    }
-    for n in [3, 7, 11] {
-        assert_eq!(app.delete(&format!("/item/{}", ids[n])).await.status(), 200);
-    }
-    for c in 0..12usize {
-        let cart = app.create_cart().await;
-        for k in 0..(c % 5) {
-            let item = ids[(c * 7 + k * 3) % ids.len()];
-            if [ids[3], ids[7], ids[11]].contains(&item) {
-                continue;
-            }
-            app.add(cart, item).await;
-            if k % 2 == 0 {
-                app.add(cart, item).await;
-            }
-        }
-    }
-}
-
-fn run(cwd: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
-    let mut command = shopd_command(cwd);
-    command.args(args);
-    if let Some(path) = stdin {
-        command.stdin(std::fs::File::open(path).expect("input file"));
-    }
-    command.output().expect("run shopd")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Exports the stopped store in `dir` with `shopd export` into `out`.
-fn export_stopped(cwd: &Path, dir: &Path, out: &Path) {
-    let output = run(
-        cwd,
-        &[
-            "export",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
+/// `GET /admin/export` on `app` with the right token.
+async fn admin_export(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(app.url("/admin/export"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn an_embedded_store_exported_and_imported_reads_the_same() {
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let before = api_view(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let export = cwd.join("shop.ndjson");
-    export_stopped(&cwd, dir.path(), &export);
+    let exported = filled_export().await;
+    let (cwd, export) = (&exported.cwd, &exported.file);
     let target = tempfile::tempdir().unwrap();
     let out = run(
-        &cwd,
+        cwd,
         &["import", "--data-dir", target.path().to_str().unwrap()],
-        Some(&export),
+        Some(export),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -121,7 +47,7 @@ async fn an_embedded_store_exported_and_imported_reads_the_same() {
         stderr(&out)
     );
     let restored = spawn_app_in(target, |_| {}).await;
-    assert_eq!(api_view(&restored).await, before);
+    assert_eq!(api_view(&restored).await, exported.before);
     // Ids go on after the imported ones, never reusing one.
     assert_eq!(restored.create_item("new", 1.0).await["id"], 26);
     assert_eq!(restored.create_cart().await, 13);
@@ -134,13 +60,8 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
     else {
         return;
     };
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let before = api_view(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let export = cwd.join("shop.ndjson");
-    export_stopped(&cwd, dir.path(), &export);
+    let exported = filled_export().await;
+    let (cwd, export) = (&exported.cwd, &exported.file);
     let url = database.url.clone();
     let input = [
         "import",
@@ -149,13 +70,13 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
         "--in",
         export.to_str().unwrap(),
     ];
-    let out = run(&cwd, &input, None);
+    let out = run(cwd, &input, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let moved = Backend::Postgres(database).spawn().await;
-    assert_eq!(api_view(&moved).await, before);
+    assert_eq!(api_view(&moved).await, exported.before);
     assert_eq!(moved.create_item("new", 1.0).await["id"], 26);
     // A second import into the now non-empty database is refused.
-    let out = run(&cwd, &input, None);
+    let out = run(cwd, &input, None);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("26 items and 12 carts"),
@@ -166,13 +87,9 @@ async fn an_embedded_store_moves_to_postgresql_unchanged() {
 
 #[tokio::test]
 async fn bad_exports_are_refused_by_line_and_import_nothing() {
-    let app = spawn_app_with(|_| {}).await;
-    fill(&app).await;
-    let dir = app.stop().await;
-    let (_cwd, cwd) = scratch();
-    let good = cwd.join("good.ndjson");
-    export_stopped(&cwd, dir.path(), &good);
-    let text = std::fs::read_to_string(&good).unwrap();
+    let exported = filled_export().await;
+    let (cwd, good) = (&exported.cwd, &exported.file);
+    let text = std::fs::read_to_string(good).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let garbage = [&lines[..5], &["{not json"], &lines[6..]].concat();
     let twice = [&lines[..5], &[lines[4]], &lines[6..]].concat();
@@ -204,7 +121,7 @@ async fn bad_exports_are_refused_by_line_and_import_nothing() {
         let target = tempfile::tempdir().unwrap();
         let target_dir = target.path().to_str().unwrap();
         let out = run(
-            &cwd,
+            cwd,
             &[
                 "import",
                 "--data-dir",
@@ -273,13 +190,7 @@ backend_tests! {
         // Several exports, each while the writers go on.
         let mut snapshots = Vec::new();
         for _ in 0..5 {
-            let response = app
-                .client
-                .get(app.url("/admin/export"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
+            let response = admin_export(&app).await;
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["content-type"], "application/x-ndjson");
             let export = response.bytes().await.unwrap();
@@ -341,8 +252,7 @@ backend_tests! {
         assert_eq!(write(Method::PUT, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
         assert_eq!(write(Method::PATCH, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
         assert_eq!(write(Method::DELETE, "/item/1", Some(TOKEN)).await.unwrap().status(), 200);
-        let export = app.client.get(app.url("/admin/export")).bearer_auth(TOKEN).send().await;
-        assert_eq!(export.unwrap().status(), 200);
+        assert_eq!(admin_export(&app).await.status(), 200);
         // Reading items and everything on carts stays open.
         assert_eq!(app.get("/item").await.status(), 200);
         let cart = app.create_cart().await;
@@ -353,13 +263,7 @@ backend_tests! {
 #[tokio::test]
 async fn without_a_token_admin_routes_are_not_found_and_item_writes_open() {
     let app = spawn_app_with(|_| {}).await;
-    let response = app
-        .client
-        .get(app.url("/admin/export"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = admin_export(&app).await;
     assert_eq!(detail(response, 404).await, "Not Found");
     app.create_item("open", 1.0).await;
 }

@@ -2,102 +2,20 @@
 //! talking, hostile text shown as text, close codes in words, reconnecting
 //! after a restart, nothing loaded from elsewhere; and its HTTP headers,
 //! labels and 404s without a browser.
-//! One file: its tests share one browser harness, and splitting the page's
-//! behaviour from its headers would put two halves of one contract apart.
 
 use futures_util::SinkExt;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::browser::{Driver, ENTER, GUARD, Session};
+use crate::browser::{Driver, ENTER};
 use crate::exposition::scrape;
-use crate::helpers::{TestApp, detail, spawn_app, spawn_app_with};
+use crate::helpers::{detail, spawn_app, spawn_app_with};
 
-/// A line of the page's log: its kind (`line`, `line mine` or `note`), who
-/// said it (`you` for one's own), and its text.
-type Entry = (String, Option<String>, String);
+mod page;
 
-/// Opens the page on room `room` and waits until it is connected.
-async fn open_room(page: &Session, app: &TestApp, room: &str) {
-    let room = utf8_percent_encode(room, NON_ALPHANUMERIC);
-    page.goto(&app.url(&format!("/chat?room={room}"))).await;
-    wait_for_state(page, "open", "Connected").await;
-}
-
-/// Waits until the connection state is `kind` and its words contain `words`.
-async fn wait_for_state(page: &Session, kind: &str, words: &str) {
-    page.wait_until(
-        &format!("the state {kind:?} saying {words:?}"),
-        "const [kind, words] = arguments;
-         const state = document.getElementById('state');
-         return state.dataset.state === kind && state.textContent.includes(words);",
-        json!([kind, words]),
-    )
-    .await;
-}
-
-/// Types `text` into the message field and presses Enter.
-async fn say(page: &Session, text: &str) {
-    let field = page.find("#say-input").await;
-    page.type_into(&field, &format!("{text}{ENTER}")).await;
-}
-
-/// Waits until a line from someone else with exactly `text` is shown.
-async fn wait_for_line(page: &Session, text: &str) {
-    page.wait_until(
-        &format!("the line {text:?}"),
-        "const [text] = arguments;
-         return [...document.querySelectorAll('#log li.line:not(.mine) .text')]
-             .some((shown) => shown.textContent === text);",
-        json!([text]),
-    )
-    .await;
-}
-
-/// Every entry of the page's log, oldest first.
-async fn entries(page: &Session) -> Vec<Entry> {
-    let found = page
-        .run(
-            "return [...document.querySelectorAll('#log li')].map((li) => [
-                 li.className,
-                 li.querySelector('.who') ? li.querySelector('.who').textContent : null,
-                 li.querySelector('.text').textContent,
-             ]);",
-            json!([]),
-        )
-        .await;
-    serde_json::from_value(found).expect("entries")
-}
-
-/// The chat lines of the log, notes left out.
-async fn lines(page: &Session) -> Vec<Entry> {
-    let mut found = entries(page).await;
-    found.retain(|(kind, _, _)| kind != "note");
-    found
-}
-
-fn line(kind: &str, who: &str, text: &str) -> Entry {
-    (kind.to_owned(), Some(who.to_owned()), text.to_owned())
-}
-
-fn is_generated_name(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('-').collect();
-    parts.len() == 3 && parts[2].len() == 4 && parts[2].bytes().all(|b| b.is_ascii_digit())
-}
-
-/// A WebSocket member of `room`, as a terminal client would be.
-async fn join(app: &TestApp, room: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-    let url = format!("ws://{}/chat/{room}", app.addr);
-    let connecting = tokio_tungstenite::connect_async(url);
-    let (client, _) = tokio::time::timeout(GUARD, connecting)
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    client
-}
+use page::{
+    entries, is_generated_name, join, line, lines, open_room, say, wait_for_line, wait_for_state,
+};
 
 #[tokio::test]
 async fn two_browsers_in_one_room_see_each_others_lines_by_name_and_their_own_as_you() {

@@ -1,8 +1,6 @@
 //! Damaged data directories: a store that lost acknowledged data is refused
 //! at start-up (or, with --accept-data-loss, served without reusing an id),
 //! and `shopd check` tells a clean store from a damaged one.
-//! One file: the damage generator, the stopped-store fixtures and the
-//! checks of what a started store serves belong to every test here.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -13,6 +11,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{scratch, spawn_app, spawn_app_in};
 use crate::process::{Start, shopd_command, start, terminate, wait};
+
+mod generator;
+
+use generator::{Rng, copy_dir, damage};
 
 /// What a store held when it was stopped.
 struct Acked {
@@ -76,94 +78,6 @@ fn check(cwd: &Path, data_dir: &Path) -> (ExitStatus, String) {
     (status, output)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// splitmix64: a seeded generator, so a failing seed reproduces anywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Damages one of sled's files at random; says what it did.
-fn damage(sled_dir: &Path, rng: &mut Rng) -> String {
-    let mut files = vec![sled_dir.join("db")];
-    let mut others: Vec<_> = walk(sled_dir)
-        .into_iter()
-        .filter(|f| !f.ends_with("db"))
-        .collect();
-    others.sort();
-    // Mostly the log, where the records are.
-    if !others.is_empty() && rng.below(4) == 0 {
-        files = others;
-    }
-    let file = &files[rng.below(files.len() as u64) as usize];
-    let mut bytes = std::fs::read(file).unwrap();
-    let len = bytes.len() as u64;
-    let what = match rng.below(3) {
-        0 => {
-            let flips = 1 + rng.below(8);
-            for _ in 0..flips {
-                let at = rng.below(len) as usize;
-                bytes[at] ^= 1 << rng.below(8);
-            }
-            format!("{flips} bits flipped")
-        }
-        1 => {
-            let most = if rng.below(2) == 0 { 200.min(len) } else { len };
-            let cut = 1 + rng.below(most);
-            bytes.truncate((len - cut) as usize);
-            format!("{cut} bytes cut off the end")
-        }
-        _ => {
-            let at = rng.below(len);
-            let zeroed = (1 + rng.below(8192)).min(len - at);
-            bytes[at as usize..(at + zeroed) as usize].fill(0);
-            format!("{zeroed} bytes zeroed at {at}")
-        }
-    };
-    std::fs::write(file, bytes).unwrap();
-    format!(
-        "{} of {}",
-        what,
-        file.strip_prefix(sled_dir).unwrap().display()
-    )
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else if std::fs::metadata(&path).unwrap().len() > 0 {
-            files.push(path);
-        }
-    }
-    files
-}
-
 fn get(addr: SocketAddr, path: &str) -> Value {
     let response = reqwest::blocking::get(format!("http://{addr}{path}")).expect("GET");
     assert_eq!(response.status(), 200, "GET {path}");
@@ -179,6 +93,11 @@ fn post(addr: SocketAddr, path: &str, body: Option<Value>) -> Value {
     let response = request.send().expect("POST");
     assert_eq!(response.status(), 201, "POST {path}");
     response.json().expect("JSON")
+}
+
+/// Creates an item through the server at `addr` and returns it.
+fn new_item(addr: SocketAddr) -> Value {
+    post(addr, "/item", Some(json!({"name": "n", "price": 1.0})))
 }
 
 /// Fails with the first entry that differs (the lists are long).
@@ -316,9 +235,8 @@ async fn a_store_that_lost_data_is_refused_and_accept_data_loss_serves_it_withou
             assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
         }
 
-        let Start::Serving(mut server) = start(&cwd, &data, &["--accept-data-loss"]) else {
-            panic!("--accept-data-loss did not start");
-        };
+        let mut server =
+            start(&cwd, &data, &["--accept-data-loss"]).serving("--accept-data-loss did not start");
         assert_eq!(
             get(server.addr, "/item?limit=100")
                 .as_array()
@@ -326,29 +244,14 @@ async fn a_store_that_lost_data_is_refused_and_accept_data_loss_serves_it_withou
                 .len(),
             5
         );
-        assert_eq!(
-            post(
-                server.addr,
-                "/item",
-                Some(json!({"name": "n", "price": 1.0}))
-            )["id"],
-            9
-        );
+        assert_eq!(new_item(server.addr)["id"], 9);
         assert_eq!(post(server.addr, "/cart", None)["id"], 2);
         assert!(terminate(&mut server.child).success());
 
         // Accepted once: the next start is a clean one and ids keep going.
-        let Start::Serving(mut server) = start(&cwd, &data, &[]) else {
-            panic!("the store did not start after the loss was accepted");
-        };
-        assert_eq!(
-            post(
-                server.addr,
-                "/item",
-                Some(json!({"name": "n", "price": 1.0}))
-            )["id"],
-            10
-        );
+        let mut server =
+            start(&cwd, &data, &[]).serving("the store did not start after the loss was accepted");
+        assert_eq!(new_item(server.addr)["id"], 10);
         assert!(terminate(&mut server.child).success());
     })
     .await
@@ -378,9 +281,7 @@ async fn shopd_check_passes_a_clean_store_and_fails_a_damaged_or_locked_one() {
             "{report}"
         );
 
-        let Start::Serving(mut server) = start(&cwd, clean.path(), &[]) else {
-            panic!("the clean store did not start");
-        };
+        let mut server = start(&cwd, clean.path(), &[]).serving("the clean store did not start");
         let (status, report) = check(&cwd, clean.path());
         assert!(!status.success() && report.contains("in use"), "{report}");
         assert!(terminate(&mut server.child).success());

@@ -1,77 +1,16 @@
 //! The API document (`/openapi.json`), the Swagger UI page (`/docs/`), and
 //! regressions for what fuzzing the API against its document found.
-//! One file: the regressions read the same document the document tests
-//! check, through the same local helpers.
 
 use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::spawn_app;
 
-/// Every route of the contract and the statuses its document must list.
-const ROUTES: &[(&str, &str, &[&str])] = &[
-    ("post", "/cart", &["201"]),
-    ("get", "/cart", &["200", "422"]),
-    ("get", "/cart/{id}", &["200", "404", "422"]),
-    (
-        "post",
-        "/cart/{cart_id}/add/{item_id}",
-        &["200", "404", "422"],
-    ),
-    ("post", "/item", &["201", "413", "422"]),
-    ("get", "/item", &["200", "422"]),
-    ("get", "/item/{id}", &["200", "404", "422"]),
-    ("put", "/item/{id}", &["200", "304", "404", "413", "422"]),
-    ("patch", "/item/{id}", &["200", "304", "404", "413", "422"]),
-    ("delete", "/item/{id}", &["200", "404", "422"]),
-    ("get", "/chat/{chat_name}", &["101"]),
-    ("get", "/chat", &["200"]),
-    ("get", "/metrics", &["200"]),
-    ("get", "/healthz", &["200"]),
-    ("get", "/readyz", &["200", "503"]),
-    ("get", "/admin/export", &["200", "401", "404"]),
-];
+mod reading;
 
-async fn document(app: &TestApp) -> Value {
-    let response = app.get("/openapi.json").await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(content_type(&response), "application/json");
-    response.json().await.expect("document JSON")
-}
-
-fn content_type(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Follows a local `$ref` such as `#/components/responses/ValidationFailed`.
-fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
-    match value["$ref"].as_str() {
-        Some(reference) => {
-            let pointer = reference.strip_prefix('#').expect("local reference");
-            resolve(
-                document,
-                document.pointer(pointer).expect("reference resolves"),
-            )
-        }
-        None => value,
-    }
-}
-
-fn parameter<'a>(operation: &'a Value, name: &str) -> &'a Value {
-    operation["parameters"]
-        .as_array()
-        .expect("parameters")
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("parameter {name}"))
-}
+use reading::{ROUTES, content_type, document, parameter, resolve};
 
 #[tokio::test]
 async fn the_document_is_openapi_3_and_lists_every_route_with_its_statuses() {

@@ -71,6 +71,17 @@ pub enum Start {
     Serving(ShopdProcess),
 }
 
+impl Start {
+    /// The serving process; panics with `what` (and the refusal's status and
+    /// stderr) when it was refused.
+    pub fn serving(self, what: &str) -> ShopdProcess {
+        match self {
+            Start::Serving(process) => process,
+            Start::Refused(status, stderr) => panic!("{what} ({status}): {stderr}"),
+        }
+    }
+}
+
 /// Runs a server `command` and waits (within [`PATIENCE`]) for its
 /// "listening" line or its exit.
 pub fn start_command(mut command: Command) -> Start {
@@ -111,10 +122,7 @@ pub fn start(cwd: &Path, data_dir: &Path, extra: &[&str]) -> Start {
 
 /// Starts the binary over `data_dir` on a free port; it must serve.
 pub fn spawn_process(cwd: &Path, data_dir: &Path, extra: &[&str]) -> ShopdProcess {
-    match start(cwd, data_dir, extra) {
-        Start::Serving(process) => process,
-        Start::Refused(status, stderr) => panic!("shopd did not start ({status}): {stderr}"),
-    }
+    start(cwd, data_dir, extra).serving("shopd did not start")
 }
 
 /// The child's exit status, or `None` (and the child killed) when it has

@@ -2,8 +2,6 @@
 //! (one transaction per batch), and every read prices the cart with its
 //! items' current state.
 
-use std::sync::atomic::Ordering;
-
 use super::codec::{self, CartRecord};
 use super::manifest::Records;
 use super::{SledStore, backend};
@@ -34,18 +32,7 @@ impl SledStore {
 /// [`Store::create_cart`](crate::store::Store::create_cart).
 pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    let pass = store.inner.gate.pass();
-    let id = store.inner.cart_ids.next()?;
-    store
-        .inner
-        .carts
-        .insert(codec::key(id), bytes)
-        .map_err(backend)?;
-    drop(pass);
-    store.inner.ledger.stored(Records::Carts, id);
-    store.inner.cart_count.fetch_add(1, Ordering::Relaxed);
-    store.inner.committer.durable().await?;
-    Ok(id)
+    store.insert_new(Records::Carts, bytes).await
 }
 
 /// [`Store::cart`](crate::store::Store::cart).

@@ -73,19 +73,7 @@ pub(super) async fn create(store: &SledStore, item: NewItem) -> StoreResult<Item
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    // The id and the insert under one pass: an export sees both or
-    // neither (ids from its moment on are left out).
-    let pass = store.inner.gate.pass();
-    let id = store.inner.item_ids.next()?;
-    store
-        .inner
-        .items
-        .insert(codec::key(id), bytes)
-        .map_err(backend)?;
-    drop(pass);
-    store.inner.ledger.stored(Records::Items, id);
-    store.inner.live_items.fetch_add(1, Ordering::Relaxed);
-    store.inner.committer.durable().await?;
+    let id = store.insert_new(Records::Items, bytes).await?;
     Ok(item_of(id, record))
 }
 

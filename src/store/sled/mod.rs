@@ -163,6 +163,26 @@ impl SledStore {
             }),
         })
     }
+
+    /// Stores `bytes` as a new record of kind `records` under a fresh id,
+    /// notes the write in the manifest and counts it, then waits until the
+    /// write is durable. The id and the insert are under one pass: an export
+    /// sees both or neither (ids from its moment on are left out).
+    async fn insert_new(&self, records: Records, bytes: Vec<u8>) -> StoreResult<Id> {
+        let inner = &*self.inner;
+        let (tree, ids, count) = match records {
+            Records::Items => (&inner.items, &inner.item_ids, &inner.live_items),
+            Records::Carts => (&inner.carts, &inner.cart_ids, &inner.cart_count),
+        };
+        let pass = inner.gate.pass();
+        let id = ids.next()?;
+        tree.insert(codec::key(id), bytes).map_err(backend)?;
+        drop(pass);
+        inner.ledger.stored(records, id);
+        count.fetch_add(1, Ordering::Relaxed);
+        inner.committer.durable().await?;
+        Ok(id)
+    }
 }
 
 impl Drop for Inner {
