@@ -32,3 +32,4 @@ mod process;
 mod prometheus_e2e;
 mod raw;
 mod robustness;
+mod routing;
