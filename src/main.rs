@@ -9,12 +9,6 @@ use shopd::store::{OnDamage, Store};
 use shopd::{App, Cli, Command, Settings};
 use tracing_subscriber::EnvFilter;
 
-/// A request allocates and frees a dozen small buffers; mimalloc's
-/// thread-local free lists make that a few instructions each, where the
-/// system allocator took about a tenth of a request's work.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
