@@ -29,6 +29,7 @@
 //!   - `error`: the one status mapping and the error replies' docs;
 //!     `extract`: body and path ids; `query`: list filters; `reply`: bodies.
 //!   - `openapi`: assembles the API document; `allow`: 405's `Allow` from it.
+//!   - `direct`: the four hot reads, routed without the filter chain.
 //!   - `server`: the connection loop; `watch`: per-connection deadlines
 //!     (`socket`: the watched socket, hyper's error replies given a body).
 //!   - `access`: the access log.
