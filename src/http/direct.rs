@@ -85,8 +85,8 @@ fn route<S: Store>(
     if request.method() != Method::GET {
         return None;
     }
-    let start = Instant::now();
     let (read, id) = Read::of(request.uri().path())?;
+    let start = Instant::now();
     let id = id.to_owned();
     let uri: Uri = request.uri().clone();
     let request_bytes = content_length(request.headers());
