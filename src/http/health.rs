@@ -1,6 +1,9 @@
 //! Health for load balancers and orchestrators: `GET /healthz` (the process
-//! serves HTTP) and `GET /readyz` (the store answers and the chat bus, if
-//! any, is connected, so requests can succeed).
+//! serves HTTP), `GET /readyz` (the store answers, so API requests can
+//! succeed; the chat bus's state rides along in the body) and
+//! `GET /readyz/chat` (chat rooms span instances: the bus, if any, is
+//! connected). A bus outage never makes an instance unready for the API:
+//! every instance shares the bus, so that would take the whole shop down.
 
 use std::time::Duration;
 
@@ -20,30 +23,71 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The body of a healthy answer.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok"}))]
+#[schema(example = json!({"status": "ok", "chat_bus": "connected"}))]
 pub struct Healthy {
     /// `ok`.
     status: &'static str,
+    /// With `--chat-bus`: whether this instance is connected to the bus
+    /// now. Absent without a bus. A disconnected bus leaves the API ready:
+    /// chat rooms are then local to each instance until it returns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "connected")]
+    chat_bus: Option<&'static str>,
 }
 
-/// `GET /healthz` and `GET /readyz`.
+impl Healthy {
+    /// `ok`, with the chat bus's state when there is a bus.
+    fn now<S>(state: &State<S>) -> Healthy {
+        Healthy {
+            status: "ok",
+            chat_bus: state.rooms.bus().map(|bus| {
+                if bus.stats().connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+            }),
+        }
+    }
+}
+
+/// `GET /healthz`, `GET /readyz` and `GET /readyz/chat`.
 pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     let healthz = warp::path!("healthz").and(warp::get()).map(|| Routed {
         handler: "/healthz",
-        response: json(StatusCode::OK, &Healthy { status: "ok" }),
+        response: json(
+            StatusCode::OK,
+            &Healthy {
+                status: "ok",
+                chat_bus: None,
+            },
+        ),
     });
     let readyz = warp::path!("readyz")
         .and(warp::get())
-        .and(with_state(state))
-        .then(ready)
-        .map(|result: Result<(), ApiError>| Routed {
+        .and(with_state(state.clone()))
+        .then(|state: State<S>| async move {
+            let result = ready(state.clone()).await;
+            (state, result)
+        })
+        .map(|(state, result): (State<S>, Result<(), ApiError>)| Routed {
             handler: "/readyz",
             response: match result {
-                Ok(()) => json(StatusCode::OK, &Healthy { status: "ok" }),
+                Ok(()) => json(StatusCode::OK, &Healthy::now(&state)),
                 Err(err) => err.into_response(),
             },
         });
-    healthz.or(readyz).unify().boxed()
+    let chat = warp::path!("readyz" / "chat")
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|state: State<S>| Routed {
+            handler: "/readyz/chat",
+            response: match chat_ready(&state) {
+                Ok(()) => json(StatusCode::OK, &Healthy::now(&state)),
+                Err(err) => err.into_response(),
+            },
+        });
+    healthz.or(readyz).unify().or(chat).unify().boxed()
 }
 
 /// Whether the process is alive and serving HTTP.
@@ -59,13 +103,14 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
 #[allow(dead_code)]
 pub(super) fn healthz() {}
 
-/// Whether requests can succeed now: the store answered a trivial request
-/// within 2 seconds and, with a chat bus, the bus is connected.
+/// Whether API requests can succeed now: the store answered a trivial
+/// request within 2 seconds.
 ///
 /// For readiness probes and load balancers' health checks: an instance
 /// whose database is unreachable answers 503 and should get no traffic
 /// until it answers 200 again, which it does by itself once the database is
-/// back.
+/// back. With a chat bus, the body says whether it is `connected`; a bus
+/// outage does not make the instance unready (see `GET /readyz/chat`).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -79,7 +124,7 @@ pub(super) fn healthz() {}
 )]
 async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => chat_bus_ready(&state),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(ApiError::Unavailable(format!(
             "The store is unavailable: {}",
             describe(&err)
@@ -91,8 +136,24 @@ async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
     }
 }
 
-/// Ready unless there is a chat bus and it is disconnected.
-fn chat_bus_ready<S: Store>(state: &State<S>) -> Result<(), ApiError> {
+/// Whether chat rooms reach every instance now: there is no chat bus, or
+/// it is connected.
+///
+/// For the health check of a load balancer's chat backend: while the bus
+/// is down, rooms are local to each instance, so a balancer that has an
+/// instance still connected should send new chats there.
+#[utoipa::path(
+    get,
+    path = "/readyz/chat",
+    tag = "operations",
+    operation_id = "readyz_chat",
+    responses(
+        (status = 200, description = "Chat rooms span every instance (or there is one instance)", body = Healthy),
+        (status = 503, description = "The chat bus is disconnected; `detail` names it", body = SentenceBody,
+            example = json!({"detail": "The chat bus is unavailable: not connected to NATS at nats://127.0.0.1:4222"})),
+    ),
+)]
+fn chat_ready<S>(state: &State<S>) -> Result<(), ApiError> {
     match state.rooms.bus() {
         Some(bus) if !bus.stats().connected => Err(ApiError::Unavailable(format!(
             "The chat bus is unavailable: not connected to NATS at {}",

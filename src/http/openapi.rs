@@ -57,6 +57,7 @@ request that does not arrive whole in time gets 408 and its connection closes.";
         super::metrics::metrics,
         super::health::healthz,
         super::health::ready,
+        super::health::chat_ready,
         super::admin::export,
     ),
     modifiers(&AdminToken),

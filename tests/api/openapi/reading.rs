@@ -27,6 +27,7 @@ pub const ROUTES: &[(&str, &str, &[&str])] = &[
     ("get", "/metrics", &["200"]),
     ("get", "/healthz", &["200"]),
     ("get", "/readyz", &["200", "503"]),
+    ("get", "/readyz/chat", &["200", "503"]),
     ("get", "/admin/export", &["200", "401", "404"]),
 ];
 
