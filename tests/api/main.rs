@@ -16,6 +16,7 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod drain;
 mod exposition;
 mod failing_store;
 mod full_disk;
