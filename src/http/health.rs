@@ -77,7 +77,8 @@ pub(super) async fn healthz<S>(_call: Call<S>) -> Result<Response, ApiError> {
 /// For readiness probes and load balancers' health checks: an instance
 /// whose database is unreachable answers 503 and should get no traffic
 /// until it answers 200 again, which it does by itself once the database is
-/// back. With a chat bus, the body says whether it is `connected`; a bus
+/// back. From a stop signal on (SIGTERM's drain included) it answers 503
+/// while requests are still served. With a chat bus, the body says whether it is `connected`; a bus
 /// outage does not make the instance unready (see `GET /readyz/chat`).
 #[utoipa::path(
     get,
@@ -86,12 +87,13 @@ pub(super) async fn healthz<S>(_call: Call<S>) -> Result<Response, ApiError> {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Ready to serve", body = Healthy),
-        (status = 503, description = "A dependency is down; `detail` names it", body = SentenceBody,
+        (status = 503, description = "A dependency is down, or shopd is stopping; `detail` says which", body = SentenceBody,
             example = json!({"detail": "The store is unavailable: cannot reach the database"})),
     ),
 )]
 pub(super) async fn ready<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let state = call.state();
+    stopping(state)?;
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(json(StatusCode::OK, &Healthy::now(state))),
         Ok(Err(err)) => Err(ApiError::Unavailable(format!(
@@ -124,6 +126,7 @@ pub(super) async fn ready<S: Store>(call: Call<S>) -> Result<Response, ApiError>
 )]
 pub(super) async fn chat_ready<S>(call: Call<S>) -> Result<Response, ApiError> {
     let state = call.state();
+    stopping(state)?;
     match state.rooms.bus() {
         Some(bus) if !bus.stats().connected => Err(ApiError::Unavailable(format!(
             "The chat bus is unavailable: not connected to NATS at {}",
@@ -141,4 +144,16 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// Not ready once a stop began: during the drain requests are still served,
+/// but load balancers should send no new ones.
+fn stopping<S>(state: &State<S>) -> Result<(), ApiError> {
+    if state.draining.is_draining() {
+        Err(ApiError::Unavailable(
+            "shopd is shutting down; requests are still served until the drain ends".into(),
+        ))
+    } else {
+        Ok(())
+    }
 }

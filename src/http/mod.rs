@@ -27,6 +27,7 @@ pub use error::ApiError;
 
 use crate::chat::Rooms;
 use crate::metrics::Telemetry;
+use crate::shutdown::Draining;
 use crate::store::{StatsCache, Store};
 
 /// What handlers share: the store and the request limits.
@@ -50,6 +51,9 @@ pub struct State<S> {
     pub access: admin::Access,
     /// Chat rooms, for their figures in `/metrics`.
     pub rooms: Rooms,
+    /// Set once a stop began: `/readyz` answers 503 while requests are
+    /// still served.
+    pub draining: Draining,
 }
 
 /// The whole HTTP API (chat's WebSocket upgrade excluded), routed by the
