@@ -23,9 +23,9 @@ use super::router::Call;
             example = "# HELP shopd_items Items that are not deleted.\n# TYPE shopd_items gauge\nshopd_items 3\n"),
     ),
 )]
-///
-/// This request itself is counted after it rendered, as the instrumentator does.
 pub(super) async fn metrics<S>(call: Call<S>) -> Result<Response, ApiError> {
+    // This request itself is counted after it rendered, as the
+    // instrumentator does.
     let state = call.state();
     let text = state
         .telemetry

@@ -53,11 +53,16 @@ pub struct Documented {
 }
 
 /// The document entry of the handler whose `#[utoipa::path]` generated `P`.
-fn doc<P: utoipa::Path>() -> Documented {
+fn doc<P: utoipa::Path + for<'t> utoipa::__dev::Tags<'t>>() -> Documented {
+    let mut operation = P::operation();
+    // The annotation's `tag`, which utoipa keeps apart from the operation
+    // (its own `OpenApi` derive and utoipa-axum's `routes!` read it so).
+    let tags = operation.tags.get_or_insert_with(Vec::new);
+    tags.extend(P::tags().into_iter().map(str::to_owned));
     Documented {
         path: P::path(),
         methods: P::methods(),
-        operation: P::operation(),
+        operation,
     }
 }
 
