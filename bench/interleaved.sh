@@ -9,6 +9,9 @@
 #   bench/run.sh interleaved                          # 5 rounds of 3 s each
 #   BASELINE=/path/to/old/shopd bench/run.sh interleaved   # before and after
 #   ROUNDS=7 DURATION=5 bench/run.sh interleaved
+#
+# CONFIG: the config file every shopd runs with (default: the shipped
+# config.toml; a baseline older than it may need its own era's file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +22,18 @@ ITEMS=${ITEMS:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASELINE=${BASELINE:-}
+CONFIG=${CONFIG:-config.toml}
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
 "$bin/examples/seed" "$work/seeded" "$ITEMS" "$ITEMS" >/dev/null
+
+# cpu_ticks PID: the CPU time (user + system, all threads) PID has used,
+# in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
 
 # serve NAME BINARY [FLAG...]: a shopd over its own copy of the seeded
 # store, with the shipped config.toml; sets ${NAME}_addr.
@@ -31,13 +41,15 @@ serve() {
     local name=$1 binary=$2
     cp -r "$work/seeded" "$work/$name"
     start "$name" "$binary" --data-dir "$work/$name" --listen 127.0.0.1:0 \
-        --config config.toml "${@:3}"
+        --config "$CONFIG" "${@:3}"
     printf -v "${name}_addr" '%s' "$addr"
+    printf -v "${name}_pid" '%s' "$pid"
 }
 
 quiet=(--log-level "info,shopd::access=warn")
 start ceiling "$bin/examples/ceiling" 127.0.0.1:0
 ceiling_addr=$addr
+ceiling_pid=$pid
 serve shopd "$bin/shopd"
 serve shopd_quiet "$bin/shopd" "${quiet[@]}"
 names=(ceiling shopd shopd_quiet)
@@ -48,14 +60,23 @@ if [[ -n $BASELINE ]]; then
 fi
 
 echo "interleaved: $ROUNDS rounds of ${DURATION}s per server, $CONNECTIONS connections, GET /item/{id} over $ITEMS items" >&2
-declare -A results
+# Besides throughput, the server's own CPU time per request: on a machine
+# whose other tenants take CPU 0 now and then, rps moves with them, while
+# the CPU a request costs the server moves much less.
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+declare -A results cpu
 for round in $(seq 1 "$ROUNDS"); do
     line="round $round:"
     for name in "${names[@]}"; do
-        addr_var="${name}_addr"
+        addr_var="${name}_addr" pid_var="${name}_pid"
+        ticks=$(cpu_ticks "${!pid_var}")
         read -r rps _ _ <<<"$(load BENCH_IDS="$ITEMS" BENCH_PATH=/item/{a} "http://${!addr_var}")"
+        ticks=$(($(cpu_ticks "${!pid_var}") - ticks))
+        us=$(awk -v t="$ticks" -v u="$tick_us" -v r="$rps" -v d="$DURATION" \
+            'BEGIN { printf "%.2f", t * u / (r * d) }')
         results[$name]+="$rps "
-        line+=" $name $(printf '%.0f' "$rps")"
+        cpu[$name]+="$us "
+        line+=" $name $(printf '%.0f' "$rps") rps ${us} us"
     done
     echo "$line" >&2
 done
@@ -75,9 +96,10 @@ fractions() {
     echo "$out"
 }
 
+ceiling_cpu=$(median "${cpu[ceiling]}")
 echo
-echo "| GET /item/{id}, $CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s | rps | of ceiling | by round |"
-echo "|---|---:|---:|---|"
+echo "| GET /item/{id}, $CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s | rps | of ceiling | by round | server CPU µs per request | of ceiling, by CPU |"
+echo "|---|---:|---:|---|---:|---:|"
 for name in "${names[@]}"; do
     case $name in
         ceiling) label="ceiling: warp, fixed JSON" ;;
@@ -87,11 +109,13 @@ for name in "${names[@]}"; do
         baseline_quiet) label="baseline, access log off" ;;
     esac
     rps=$(median "${results[$name]}")
+    us=$(median "${cpu[$name]}")
+    by_cpu=$(awk -v c="$ceiling_cpu" -v u="$us" 'BEGIN { printf "%.2f", c / u }')
     if [[ $name == ceiling ]]; then
-        echo "| $label | $(printf '%.0f' "$rps") | 1.00 | |"
+        echo "| $label | $(printf '%.0f' "$rps") | 1.00 | | $us | 1.00 |"
     else
         by_round=$(fractions "$name")
-        echo "| $label | $(printf '%.0f' "$rps") | $(printf '%.2f' "$(median "$by_round")") | ${by_round% } |"
+        echo "| $label | $(printf '%.0f' "$rps") | $(printf '%.2f' "$(median "$by_round")") | ${by_round% } | $us | $by_cpu |"
     fi
 done
 echo

@@ -1,12 +1,7 @@
-//! The request metrics (by route label) and the access log: one tracing
-//! event per answered request, under the target `shopd::access` at INFO
-//! (`log_level = "info,shopd::access=warn"` silences it), written by the
-//! same non-blocking writer as every other log line:
-//!
-//! ```text
-//! 2026-11-28T02:24:12.123456Z  INFO shopd::access: method=GET path="/item/1" status=200 micros=12
-//! ```
+//! The request metrics (by route label) and the access log (one line per
+//! answered request, see [`super::access`]).
 
+use super::access::AccessLog;
 use super::{Head, Routed};
 use crate::metrics::Telemetry;
 
@@ -14,11 +9,17 @@ use crate::metrics::Telemetry;
 #[derive(Clone)]
 pub struct Measure {
     telemetry: Telemetry,
+    access: AccessLog,
 }
 
 impl Measure {
+    /// Measures into `telemetry`; starts the access log's writer if the log
+    /// filter lets its lines through.
     pub fn new(telemetry: Telemetry) -> Measure {
-        Measure { telemetry }
+        Measure {
+            telemetry,
+            access: AccessLog::start(),
+        }
     }
 
     /// Counts and times `routed`, the answer to `head` for `path`, and logs it.
@@ -36,12 +37,11 @@ impl Measure {
             head.request_bytes.unwrap_or(0),
             response_bytes,
         );
-        tracing::info!(
-            target: "shopd::access",
-            method = %head.method,
+        self.access.record(
+            &head.method,
             path,
-            status = status.as_u16(),
-            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            status.as_u16(),
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
     }
 }

@@ -6,6 +6,7 @@
 //! `super::router::Router::call`), and so applies to every spelling of every
 //! path alike.
 
+mod access;
 mod measure;
 
 use std::time::Instant;
