@@ -35,3 +35,4 @@ mod raw;
 mod readme;
 mod robustness;
 mod routing;
+mod support;

@@ -265,17 +265,12 @@ async fn chat_and_process_figures_are_there_from_the_start() {
     assert!(metrics.value("process_cpu_seconds_total", &[]) >= Some(0.0));
 }
 
-/// Joins chat room `room`; TCP_NODELAY as the chat tests have it.
+/// Joins chat room `room` of `app`.
 async fn join(app: &TestApp, room: &str) -> ChatClient {
-    let url = format!("ws://{}/chat/{room}", app.addr);
-    let (client, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .expect("chat handshake");
-    client
+    crate::support::join(app.addr, room).await
 }
 
-type ChatClient =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::support::WsClient as ChatClient;
 
 /// `from` says something and `to` hears it: both are in the room by then,
 /// and the server has counted the message.

@@ -46,12 +46,11 @@ pub async fn fresh_database(test: &str) -> Option<TestDatabase> {
     let server = match SERVER.get_or_init(start_server) {
         Ok(server) => server,
         Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: PostgreSQL is needed in CI: {why}"
+            return crate::support::skip(
+                test,
+                &format!("no PostgreSQL: {why}"),
+                "Install it (apt-get install -y postgresql) or set SHOPD_TEST_DATABASE_URL to run this test",
             );
-            eprintln!("SKIPPED {test}: no PostgreSQL: {why}");
-            return None;
         }
     };
     let name = format!("shopd_test_{:016x}", rand::rng().random::<u64>());
