@@ -10,7 +10,6 @@
 //! is set.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -217,10 +216,7 @@ fn start_cluster() -> Result<Server, String> {
             String::from_utf8_lossy(&initdb.stderr)
         ));
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = crate::support::free_port();
     // The server runs under a shell that waits for its stdin to close (this
     // process ended, however it ended), then stops it and removes the dir.
     let script = format!(

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 /// Skips `test`, which cannot run because of `why`; `remedy` says how to
 /// make it run. Always `None`; panics when `CI` is set.
 pub fn skip<T>(test: &str, why: &str, remedy: &str) -> Option<T> {
+    let why = why.trim_end().trim_end_matches('.');
     assert!(
         std::env::var_os("CI").is_none(),
         "{test} cannot run and CI is set: {why}. {remedy}"
