@@ -68,6 +68,13 @@ impl AppBuilder {
         self
     }
 
+    /// On the PostgreSQL database at `url`, which another test app owns
+    /// (a second instance of one shop).
+    pub fn shared_postgres(self, url: &str) -> AppBuilder {
+        let url: shopd::config::DatabaseUrl = url.parse().expect("a postgres:// URL");
+        self.postgres(TestDatabase::borrowed(&url))
+    }
+
     /// Joined to the NATS chat bus at `urls` (comma separated).
     pub fn bus(mut self, urls: &str) -> AppBuilder {
         self.settings.chat_bus = Some(urls.parse().expect("bus URLs"));
@@ -80,22 +87,26 @@ impl AppBuilder {
         self
     }
 
+    /// Starts shopd, which must start: see [`AppBuilder::start`].
+    pub async fn spawn(self) -> TestApp {
+        self.start()
+            .await
+            .unwrap_or_else(|err| panic!("shopd did not start: {}", shopd::error_chain(&err)))
+    }
+
     /// Starts shopd on its store (PostgreSQL when a database URL is set,
     /// else the data directory) and serves it on port 0 in a task of this
-    /// runtime.
-    pub async fn spawn(self) -> TestApp {
-        let listener = shopd::bind(&self.settings.listen)
-            .await
-            .expect("bind port 0");
-        if self.settings.database_url.is_some() {
-            let app = App::connect(self.settings)
-                .await
-                .expect("connect to the database");
+    /// runtime; or the error that stopped it (a damaged store, a newer
+    /// schema, ...).
+    pub async fn start(self) -> Result<TestApp, AppError> {
+        let listener = shopd::bind(&self.settings.listen).await?;
+        Ok(if self.settings.database_url.is_some() {
+            let app = App::connect(self.settings).await?;
             serving(app, listener, self.dir, self.database)
         } else {
-            let app = App::open(self.settings).expect("open the store");
+            let app = App::open(self.settings)?;
             serving(app, listener, self.dir, self.database)
-        }
+        })
     }
 
     /// Starts shopd over `store` (e.g. a double that fails on purpose).
