@@ -17,6 +17,7 @@ mod chat_page;
 mod cluster;
 mod damage;
 mod doc_links;
+mod drain;
 mod exposition;
 mod failing_store;
 mod full_disk;
