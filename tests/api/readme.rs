@@ -1,12 +1,13 @@
-//! The README's examples, run top to bottom with curl against a real shopd
-//! on a fresh data directory: each `curl` line of the marked block must
-//! answer the status (and body) written in the `# STATUS ...` line under it.
+//! The README's examples, run top to bottom with curl against the built
+//! shopd with the shipped config.toml, on port 0 and a fresh data
+//! directory: each `curl` line of the marked block must answer the status
+//! (and body) written in the `# STATUS ...` line under it.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use crate::helpers::{require_tool, spawn_app};
+use crate::helpers::{require_tool, scratch, spawn_process};
 
 /// The comment that marks the block of examples this test runs.
 const MARKER: &str = "<!-- readme-examples:";
@@ -158,38 +159,37 @@ fn run(curl: &Path, example: &Example, addr: std::net::SocketAddr) -> (u16, Stri
     (status.parse().expect("a status"), body.to_owned())
 }
 
-#[tokio::test]
-async fn the_readme_examples_answer_what_the_readme_says_in_order() {
+#[test]
+fn the_readme_examples_answer_what_the_readme_says_in_order() {
     let Some(curl) = require_tool("curl", "readme examples") else {
         return;
     };
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let examples = examples(&marked_block(&readme));
     assert!(examples.len() >= 10, "the README shows its examples");
-    let app = spawn_app().await;
-    let addr = app.addr;
-    tokio::task::spawn_blocking(move || {
-        for example in &examples {
-            let (status, body) = run(&curl, example, addr);
-            assert_eq!(status, example.status, "`{}` answered {body}", example.line);
-            match &example.expect {
-                Expect::Nothing => {}
-                Expect::Json(expected) => {
-                    let got: Value = serde_json::from_str(&body)
-                        .unwrap_or_else(|err| panic!("`{}`: {err}: {body}", example.line));
-                    assert_eq!(&got, expected, "`{}`", example.line);
-                }
-                Expect::Contains(snippet) => assert!(
-                    body.contains(snippet.as_str()),
-                    "`{}`: no `{snippet}` in the reply",
-                    example.line
-                ),
+    // The built binary with the shipped config.toml, as `cargo run` runs
+    // it, on a fresh data directory and port 0.
+    let (_cwd_dir, cwd) = scratch();
+    std::fs::copy(root.join("config.toml"), cwd.join("config.toml")).expect("copy config.toml");
+    let server = spawn_process(&cwd, &cwd.join("data"), &[]);
+    for example in &examples {
+        let (status, body) = run(&curl, example, server.addr);
+        assert_eq!(status, example.status, "`{}` answered {body}", example.line);
+        match &example.expect {
+            Expect::Nothing => {}
+            Expect::Json(expected) => {
+                let got: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|err| panic!("`{}`: {err}: {body}", example.line));
+                assert_eq!(&got, expected, "`{}`", example.line);
             }
+            Expect::Contains(snippet) => assert!(
+                body.contains(snippet.as_str()),
+                "`{}`: no `{snippet}` in the reply",
+                example.line
+            ),
         }
-    })
-    .await
-    .expect("the examples");
+    }
 }
 
 #[test]
