@@ -8,39 +8,20 @@ mod delivery;
 mod lifecycle;
 mod limits;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
+pub use crate::support::ws::join_with_small_buffer;
 use crate::support::{TestApp, eventually};
 pub use crate::support::{WsClient as Client, join};
 
 /// Only a failure guard: every wait below normally ends in milliseconds.
 pub const GUARD: Duration = Duration::from_secs(20);
-
-/// Like [`join`], over a socket with a tiny receive buffer, so that a
-/// client that does not read backs up into the server quickly.
-pub async fn join_with_small_buffer(addr: SocketAddr, room: &str) -> Client {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket.connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("TCP_NODELAY");
-    let url = format!("ws://{addr}/chat/{room}");
-    let (client, _) = timeout(
-        GUARD,
-        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    client
-}
 
 pub async fn say(client: &mut Client, text: &str) {
     client.send(Message::text(text)).await.expect("send");
