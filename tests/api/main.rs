@@ -9,6 +9,7 @@
 )]
 
 mod backup;
+mod balancer;
 mod browser;
 mod carts;
 mod chat;
@@ -16,6 +17,7 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod deploy;
 mod exposition;
 mod failing_store;
 mod full_disk;
