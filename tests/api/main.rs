@@ -18,6 +18,7 @@ mod chat_page;
 mod cluster;
 mod damage;
 mod deploy;
+mod drain;
 mod exposition;
 mod failing_store;
 mod full_disk;
