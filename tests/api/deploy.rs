@@ -300,6 +300,14 @@ async fn a_rolling_restart_of_three_instances_behind_haproxy_under_load_fails_no
         let server = format!("shopd{}", index + 1);
         let started = Instant::now();
         sigterm(&instance.process.child);
+        // Draining: HAProxy takes it out of both backends while it serves.
+        for backend in BACKENDS {
+            proxy.wait_for(backend, &server, "DOWN").await;
+        }
+        assert!(
+            instance.process.child.try_wait().expect("wait").is_none(),
+            "out of rotation only after it exited: the drain is too short"
+        );
         let status = exit_within(&mut instance.process.child, PATIENCE).expect("shopd exits");
         assert!(status.success(), "{status}");
         let listen = instance.process.addr.to_string();
