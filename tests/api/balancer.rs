@@ -156,3 +156,100 @@ impl Haproxy {
         std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
     }
 }
+
+/// nginx on loopback, in the foreground; stopped when dropped.
+pub struct Nginx {
+    child: Child,
+    /// The shop's address (`listen`).
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `deploy/nginx.conf` with its `listen` on `port`, each upstream's
+/// `server` lines replaced by one line per instance of `backends` (keeping
+/// the shipped line's parameters), and its pid file and temp directories
+/// under `dir`. Nothing else changes.
+pub fn nginx_config(backends: &[SocketAddr], dir: &Path, port: u16) -> String {
+    let shipped = include_str!("../../deploy/nginx.conf");
+    let mut config = String::new();
+    let mut servers_written = false;
+    for line in shipped.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let mut words = line.split_whitespace();
+        let directive = words.next().unwrap_or_default();
+        let path_in_dir = |name: &str| format!("{}", dir.join(name).display());
+        match directive {
+            "listen" => config.push_str(&format!("{indent}listen 127.0.0.1:{port};\n")),
+            "pid" => config.push_str(&format!("pid {};\n", path_in_dir("nginx.pid"))),
+            "client_body_temp_path" | "proxy_temp_path" => {
+                let path = path_in_dir(directive);
+                config.push_str(&format!("{indent}{directive} {path};\n"));
+            }
+            "server" if line.trim_end().ends_with(';') => {
+                // `server ADDRESS PARAMETERS...;` in an upstream.
+                let parameters: Vec<&str> = words.skip(1).collect();
+                if !servers_written {
+                    for backend in backends {
+                        let rest = parameters.join(" ");
+                        let rest = rest.trim_end_matches(';');
+                        config.push_str(&format!("{indent}server {backend} {rest};\n"));
+                    }
+                    servers_written = true;
+                }
+            }
+            _ => {
+                servers_written = false;
+                config.push_str(line);
+                config.push('\n');
+            }
+        }
+    }
+    config
+}
+
+/// Starts nginx from `deploy/nginx.conf` in front of `backends` (see
+/// [`nginx_config`]), in the foreground; ready once it accepts.
+pub async fn start_nginx(binary: &Path, backends: &[SocketAddr]) -> Nginx {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = nginx_config(backends, dir.path(), port);
+    let file = dir.path().join("nginx.conf");
+    std::fs::write(&file, config).expect("write nginx.conf");
+    let log = std::fs::File::create(dir.path().join("nginx.log")).expect("log file");
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&file)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("start nginx");
+    let nginx = Nginx { child, port, dir };
+    poll("nginx to accept", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    nginx
+}
+
+impl Nginx {
+    /// The shop's base URL through nginx.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What nginx wrote (its error log), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nginx.log")).unwrap_or_default()
+    }
+}

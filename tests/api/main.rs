@@ -35,4 +35,5 @@ mod process;
 mod prometheus_e2e;
 mod raw;
 mod robustness;
+mod rolling;
 mod routing;
