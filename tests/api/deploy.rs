@@ -1,14 +1,18 @@
 //! The deployment of `deploy/` as documented (docs/deploy.md): shopd
 //! processes on one PostgreSQL and one NATS behind HAProxy started from
-//! `deploy/haproxy.cfg` as shipped: a bus outage degrades chat only (the
-//! rolling restarts are in `rolling.rs`).
+//! `deploy/haproxy.cfg` as shipped: a bus outage degrades chat only; and
+//! both shipped balancers pass the client's address on (the rolling
+//! restarts are in `rolling.rs`).
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::balancer::{Haproxy, start_haproxy};
+use crate::balancer::{Haproxy, start_haproxy, start_nginx};
 use crate::chat::{join, next_line, say};
 use crate::cluster::conversation_goes_on;
 use crate::exposition::Exposition;
@@ -147,5 +151,63 @@ pub async fn wait_all_up(proxy: &Haproxy, count: usize) {
                 .wait_for(backend, &format!("shopd{index}"), "UP")
                 .await;
         }
+    }
+}
+
+/// A stand-in backend that answers 200 to anything and keeps each
+/// request's head: what the balancer sends, header by header.
+async fn recording_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let recorded = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                recorded.lock().expect("lock").push(head);
+                let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_shipped_balancers_send_the_clients_address_in_x_forwarded_for() {
+    let test = "deploy_forwarded_for";
+    let (Some(haproxy), Some(nginx)) = (require_tool("haproxy", test), require_tool("nginx", test))
+    else {
+        return;
+    };
+    let (backend, heads) = recording_backend().await;
+    let haproxy = start_haproxy(&haproxy, &[backend]).await;
+    let nginx = start_nginx(&nginx, &[backend]).await;
+    let client = reqwest::Client::new();
+    for (front, base) in [("haproxy", haproxy.base()), ("nginx", nginx.base())] {
+        let path = format!("/item/{front}");
+        let response = client.get(format!("{base}{path}")).send().await;
+        assert_eq!(response.expect("an answer").status(), 200, "{front}");
+        let heads = heads.lock().expect("lock").clone();
+        let head = heads
+            .iter()
+            .find(|head| head.starts_with(&format!("get {path} ")))
+            .unwrap_or_else(|| panic!("{front} passed the request on: {heads:?}"));
+        assert!(
+            head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+            "{front}: {head}"
+        );
     }
 }
