@@ -8,6 +8,7 @@
     clippy::case_sensitive_file_extension_comparisons
 )]
 
+mod alerts;
 mod backup;
 mod balancer;
 mod browser;
