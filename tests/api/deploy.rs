@@ -143,6 +143,65 @@ async fn with_every_nats_node_down_the_shop_answers_through_haproxy_and_chat_is_
     conversation_goes_on(&mut carl, &mut fay, 5).await;
 }
 
+/// The instance's `shopd_chat_connections`.
+async fn chat_members(client: &reqwest::Client, instance: &ShopdProcess) -> Option<f64> {
+    let text = client
+        .get(instance.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Exposition::parse(&text).value("shopd_chat_connections", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_one_instance_is_off_the_bus_haproxy_sends_new_chats_to_the_others_and_api_requests_to_both()
+ {
+    let test = "deploy_partial_bus_outage";
+    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), require_tool("haproxy", test))
+    else {
+        return;
+    };
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    // Two lone NATS servers: A loses its bus, B keeps its own.
+    let lost = Nats::start(&nats_binary).await;
+    let kept = Nats::start(&nats_binary).await;
+    let (cwd, dir) = scratch();
+    let on = |nats: &Nats| {
+        [
+            "--database-url".to_owned(),
+            database.url.clone(),
+            "--chat-bus".to_owned(),
+            nats.url(),
+        ]
+    };
+    let a_flags = on(&lost);
+    let b_flags = on(&kept);
+    let a_flags: Vec<&str> = a_flags.iter().map(String::as_str).collect();
+    let b_flags: Vec<&str> = b_flags.iter().map(String::as_str).collect();
+    let a = spawn_process(cwd.path(), &dir.join("a"), &a_flags);
+    let b = spawn_process(cwd.path(), &dir.join("b"), &b_flags);
+    let proxy = start_haproxy(&haproxy, &[a.addr, b.addr]).await;
+    wait_all_up(&proxy, 2).await;
+
+    drop(lost);
+    proxy.wait_for("shopd_chat", "shopd1", "DOWN").await;
+    let client = reqwest::Client::new();
+    let mut members = Vec::new();
+    for _ in 0..4 {
+        members.push(join(proxy.addr(), "lobby").await);
+    }
+    assert_eq!(chat_members(&client, &a).await, Some(0.0), "none on A");
+    assert_eq!(chat_members(&client, &b).await, Some(4.0), "all on B");
+    // The API backend keeps both.
+    assert_eq!(proxy.status("shopd", "shopd1").await.as_deref(), Some("UP"));
+    shop_flow(&client, &proxy.base(), 2).await;
+}
+
 /// Waits until HAProxy has servers `shopd1..=count` up in both backends.
 pub async fn wait_all_up(proxy: &Haproxy, count: usize) {
     for index in 1..=count {
