@@ -243,7 +243,11 @@ impl Shop {
             failed.extend(tally.failed);
         }
         eprintln!(
-            "rolling restart: {ok} requests answered, {} failed; SIGTERM to back in rotation: {restarts:?}",
+            "rolling restart behind {}: {ok} requests answered, {} failed; SIGTERM to back in rotation: {restarts:?}",
+            match front {
+                Front::Haproxy(_) => "HAProxy",
+                Front::Nginx => "nginx",
+            },
             failed.len()
         );
         assert!(failed.is_empty(), "failed requests: {failed:#?}");
