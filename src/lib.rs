@@ -30,8 +30,9 @@
 //!     come from it.
 //!   - `router`: routes each request by the table inside one warp filter
 //!     (`template`: how a path fits a template; `call`: what a handler gets).
-//!   - `layers`: what wraps every route once (`measure`: the request
-//!     metrics and the access log, a `shopd::access` tracing event).
+//!   - `layers`: what wraps every route once, the place for a new
+//!     cross-cutting layer (`measure`: the request metrics; `access`: the
+//!     access log, a queue and its own writer thread).
 //!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:
 //!     the handlers, one file per resource.
 //!   - `error`: the one status mapping and the error replies' docs;
