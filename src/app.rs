@@ -160,6 +160,9 @@ impl<S: Store> App<S> {
             },
             rooms: self.rooms.clone(),
             draining: self.draining.clone(),
+            layers: api::layers::Options {
+                trusted_proxies: self.settings.trusted_proxies.clone(),
+            },
         };
         let filter = crate::chat::route(self.rooms.clone())
             .or(api::api(state))

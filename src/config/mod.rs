@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::chat::BusUrls;
+use crate::http::client::TrustedProxies;
 pub use crate::store::DatabaseUrl;
 use crate::store::Durability;
 
@@ -169,6 +170,8 @@ settings! {
         chat_bus_subject_prefix: String = "shopd.chat".into(), "SHOPD_CHAT_BUS_SUBJECT_PREFIX", "PREFIX";
         /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
         log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
+        /// Proxies (addresses or ADDR/BITS networks, comma separated) whose `Forwarded` / `X-Forwarded-For` name the client; the rightmost address there that is not one of them is the client [default: none, the socket peer is the client]
+        trusted_proxies: TrustedProxies = TrustedProxies::default(), "SHOPD_TRUSTED_PROXIES", "CIDRS";
         /// Whether creating, changing and deleting items needs the admin token too [default: false]
         protect_catalogue: bool = false, "SHOPD_PROTECT_CATALOGUE", "BOOL";
     }

@@ -5,6 +5,7 @@
 pub mod admin;
 mod carts;
 mod chat_page;
+pub mod client;
 mod docs;
 pub mod error;
 mod extract;
@@ -54,6 +55,8 @@ pub struct State<S> {
     /// Set once a stop began: `/readyz` answers 503 while requests are
     /// still served.
     pub draining: Draining,
+    /// What the layers around every route were set to do.
+    pub layers: layers::Options,
 }
 
 /// The whole HTTP API (chat's WebSocket upgrade excluded), routed by the
@@ -68,6 +71,6 @@ pub fn api<S: Store>(state: State<S>) -> BoxedFilter<(Response,)> {
             max_name_chars: state.max_name_chars,
         },
     );
-    let layers = layers::Layers::new(state.telemetry.clone());
+    let layers = layers::Layers::new(state.telemetry.clone(), state.layers.clone());
     router::filter(table, state, document, layers)
 }

@@ -34,6 +34,7 @@ use warp::http::{HeaderValue, Method, Request, StatusCode, header};
 use warp::reply::Response;
 
 use super::ApiError;
+use super::client::Peer;
 pub use super::watch::Timeouts;
 use super::watch::{Expiry, InFlight, Progress, Watched};
 use crate::metrics::Telemetry;
@@ -72,7 +73,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
@@ -95,6 +96,7 @@ pub async fn serve(
             progress: progress.clone(),
             timeout: limits.timeouts.request,
             telemetry: telemetry.clone(),
+            peer: Peer(peer),
         };
         let stop = stop.clone();
         let telemetry = telemetry.clone();
@@ -180,6 +182,7 @@ struct Timed<S> {
     progress: Arc<Progress>,
     timeout: Duration,
     telemetry: Telemetry,
+    peer: Peer,
 }
 
 type Answer<B> =
@@ -200,8 +203,10 @@ where
     type Error = Infallible;
     type Future = Answer<B>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let (started, in_flight) = self.progress.begin_request();
+        // The routes find the socket peer here (`warp::ext`).
+        request.extensions_mut().insert(self.peer);
         let method = request.method().clone();
         let answer = self.inner.call(request);
         let progress = self.progress.clone();

@@ -3,8 +3,11 @@
 //! silences it), in the same layout as shopd's other log lines:
 //!
 //! ```text
-//! 2026-11-28T02:24:12.123456Z  INFO shopd::access: method=GET path="/item/1" status=200 micros=12
+//! 2026-11-28T02:24:12.123456Z  INFO shopd::access: method=GET path="/item/1" status=200 micros=12 client=192.0.2.7
 //! ```
+//!
+//! `client` is the request's client address (see [`crate::http::client`]),
+//! absent when the connection loop did not say.
 //!
 //! A request only hands its figures to a queue; a writer thread formats
 //! them and writes them in batches, so the request path neither formats nor
@@ -22,6 +25,7 @@
 //! stays.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -46,6 +50,7 @@ struct Entry {
     path: Box<str>,
     status: u16,
     micros: u64,
+    client: Option<IpAddr>,
 }
 
 /// Where requests leave their access-log entries; a cheap handle. Off when
@@ -105,7 +110,14 @@ impl AccessLog {
     }
 
     /// Records an answered request. Copies the path; formats nothing.
-    pub fn record(&self, method: &Method, path: &str, status: u16, micros: u64) {
+    pub fn record(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        micros: u64,
+        client: Option<IpAddr>,
+    ) {
         let Some((queue, sender)) = self
             .queue
             .as_ref()
@@ -119,6 +131,7 @@ impl AccessLog {
             path: path.into(),
             status,
             micros,
+            client,
         };
         if let Err(TrySendError::Full(_)) = sender.try_send(entry) {
             queue.dropped.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +190,10 @@ impl Clock {
         push_padded(out, entry.status.into(), 1);
         out.extend_from_slice(b" micros=");
         push_padded(out, entry.micros, 1);
+        if let Some(client) = entry.client {
+            // An address's Display, written straight into the buffer.
+            let _ = write!(out, " client={client}");
+        }
         out.push(b'\n');
     }
 }
@@ -287,11 +304,12 @@ mod tests {
             path: "/item/\"1\"".into(),
             status: 200,
             micros: 12,
+            client: Some("192.0.2.7".parse().unwrap()),
         };
         clock.format(&mut line, &entry);
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "2026-11-28T02:44:12.000042Z  INFO shopd::access: method=GET path=\"/item/\\\"1\\\"\" status=200 micros=12\n"
+            "2026-11-28T02:44:12.000042Z  INFO shopd::access: method=GET path=\"/item/\\\"1\\\"\" status=200 micros=12 client=192.0.2.7\n"
         );
     }
 }

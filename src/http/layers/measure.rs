@@ -42,6 +42,7 @@ impl Measure {
             path,
             status.as_u16(),
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            head.client,
         );
     }
 }

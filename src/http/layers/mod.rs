@@ -9,11 +9,14 @@
 mod access;
 mod measure;
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use warp::http::Method;
+use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 
+use super::client::TrustedProxies;
 use crate::metrics::Telemetry;
 
 /// A response with the label of the route that produced it (its template,
@@ -33,21 +36,39 @@ pub struct Head {
     pub method: Method,
     /// Its declared `Content-Length`, if any.
     pub request_bytes: Option<u64>,
+    /// Its client's address (see [`super::client`]), when the connection
+    /// loop gave the socket peer.
+    pub client: Option<IpAddr>,
+}
+
+/// What the operator set for the layers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The layers every request goes through, in order. Cheap to clone.
 #[derive(Clone)]
 pub struct Layers {
     measure: measure::Measure,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Layers {
-    /// The layers of an API measured into `telemetry`.
+    /// The layers of an API measured into `telemetry`, as `options` say.
     #[must_use]
-    pub fn new(telemetry: Telemetry) -> Layers {
+    pub fn new(telemetry: Telemetry, options: Options) -> Layers {
         Layers {
             measure: measure::Measure::new(telemetry),
+            trusted_proxies: Arc::new(options.trusted_proxies),
         }
+    }
+
+    /// The client of a request from `peer` with `headers`.
+    #[must_use]
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted_proxies.client(peer, headers)
     }
 
     /// Completes `routed`, the answer to the request `head` for `path`:

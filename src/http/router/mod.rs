@@ -22,6 +22,7 @@ use call::{BodyStream, Shared, boxed, content_length};
 use template::{Part, fit, parts};
 
 use super::State;
+use super::client::Peer;
 use super::error::ApiError;
 use super::layers::{Head, Layers, Routed};
 use super::routes::{Guard, Route};
@@ -170,6 +171,7 @@ pub fn filter<S: Store>(
                 .unify(),
         )
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<Peer>())
         .and(warp::body::stream().map(boxed))
         .then(
             move |method: Method,
@@ -177,6 +179,7 @@ pub fn filter<S: Store>(
                   logged: FullPath,
                   query: Option<String>,
                   headers: HeaderMap,
+                  peer: Option<Peer>,
                   body: BodyStream| {
                 let started = Instant::now();
                 router.clone().answer(Request {
@@ -186,6 +189,7 @@ pub fn filter<S: Store>(
                     logged,
                     query,
                     headers,
+                    peer,
                     body,
                 })
             },
@@ -201,6 +205,7 @@ struct Request {
     logged: FullPath,
     query: Option<String>,
     headers: HeaderMap,
+    peer: Option<Peer>,
     body: BodyStream,
 }
 
@@ -210,6 +215,9 @@ impl<S: Store> Router<S> {
             started: request.started,
             method: request.method,
             request_bytes: content_length(&request.headers),
+            client: request
+                .peer
+                .map(|Peer(peer)| self.layers.client(peer.ip(), &request.headers)),
         };
         let routed = match self.table.find(&head.method, request.path.as_str()) {
             Found::Route(route, params) => {
