@@ -162,6 +162,7 @@ impl<S: Store> App<S> {
             draining: self.draining.clone(),
             layers: api::layers::Options {
                 trusted_proxies: self.settings.trusted_proxies.clone(),
+                cors_allowed_origins: self.settings.cors_allowed_origins.clone(),
             },
         };
         let filter = crate::chat::route(self.rooms.clone())

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::chat::BusUrls;
 use crate::http::client::TrustedProxies;
+use crate::http::layers::Origins;
 pub use crate::store::DatabaseUrl;
 use crate::store::Durability;
 
@@ -172,6 +173,8 @@ settings! {
         log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
         /// Proxies (addresses or ADDR/BITS networks, comma separated) whose `Forwarded` / `X-Forwarded-For` name the client; the rightmost address there that is not one of them is the client [default: none, the socket peer is the client]
         trusted_proxies: TrustedProxies = TrustedProxies::default(), "SHOPD_TRUSTED_PROXIES", "CIDRS";
+        /// Origins (scheme://host[:port], comma separated, or *) whose pages may call the API from a browser (CORS) [default: none, no CORS headers]
+        cors_allowed_origins: Origins = Origins::default(), "SHOPD_CORS_ALLOWED_ORIGINS", "ORIGINS";
         /// Whether creating, changing and deleting items needs the admin token too [default: false]
         protect_catalogue: bool = false, "SHOPD_PROTECT_CATALOGUE", "BOOL";
     }

@@ -33,3 +33,10 @@ pub fn created<T: Serialize + ?Sized>(location: String, value: &T) -> Response {
     }
     response
 }
+
+/// An empty 204 reply (a preflight's answer).
+pub fn no_content() -> Response {
+    let mut response = Response::new(warp::hyper::body::Bytes::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}

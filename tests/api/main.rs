@@ -17,6 +17,7 @@ mod chat;
 mod chat_bus;
 mod chat_page;
 mod cluster;
+mod cors;
 mod damage;
 mod deploy;
 mod doc_links;

@@ -7,15 +7,17 @@
 //! path alike.
 
 mod access;
+mod cors;
 mod measure;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warp::http::{HeaderMap, Method};
+use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 
+pub use self::cors::{Cors, Origins};
 use super::client::TrustedProxies;
 use crate::metrics::Telemetry;
 
@@ -26,6 +28,8 @@ pub struct Routed {
     pub handler: &'static str,
     /// The reply.
     pub response: Response,
+    /// The methods its path takes (its `Allow`), when known and needed.
+    pub allow: Option<HeaderValue>,
 }
 
 /// What the layers need to know of a request besides its path.
@@ -39,6 +43,10 @@ pub struct Head {
     /// Its client's address (see [`super::client`]), when the connection
     /// loop gave the socket peer.
     pub client: Option<IpAddr>,
+    /// Its `Origin`, when CORS allows it.
+    pub origin: Option<HeaderValue>,
+    /// Whether it is a CORS preflight.
+    pub preflight: bool,
 }
 
 /// What the operator set for the layers.
@@ -46,6 +54,8 @@ pub struct Head {
 pub struct Options {
     /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
     pub trusted_proxies: TrustedProxies,
+    /// Origins whose pages may call the API (empty: no CORS).
+    pub cors_allowed_origins: Origins,
 }
 
 /// The layers every request goes through, in order. Cheap to clone.
@@ -53,6 +63,7 @@ pub struct Options {
 pub struct Layers {
     measure: measure::Measure,
     trusted_proxies: Arc<TrustedProxies>,
+    cors: Arc<Cors>,
 }
 
 impl Layers {
@@ -62,7 +73,14 @@ impl Layers {
         Layers {
             measure: measure::Measure::new(telemetry),
             trusted_proxies: Arc::new(options.trusted_proxies),
+            cors: Arc::new(Cors::new(options.cors_allowed_origins)),
         }
+    }
+
+    /// The CORS layer.
+    #[must_use]
+    pub fn cors(&self) -> &Cors {
+        &self.cors
     }
 
     /// The client of a request from `peer` with `headers`.
@@ -72,9 +90,15 @@ impl Layers {
     }
 
     /// Completes `routed`, the answer to the request `head` for `path`:
-    /// measures it and logs it.
+    /// adds its CORS headers, measures it and logs it.
     #[must_use]
-    pub fn finish(&self, head: &Head, path: &str, routed: Routed) -> Response {
+    pub fn finish(&self, head: &Head, path: &str, mut routed: Routed) -> Response {
+        self.cors.decorate(
+            &mut routed.response,
+            head.origin.clone(),
+            routed.allow.take(),
+            head.preflight,
+        );
         self.measure.record(head, path, &routed);
         routed.response
     }

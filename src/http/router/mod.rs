@@ -24,7 +24,8 @@ use template::{Part, fit, parts};
 use super::State;
 use super::client::Peer;
 use super::error::ApiError;
-use super::layers::{Head, Layers, Routed};
+use super::layers::{Cors, Head, Layers, Routed};
+use super::reply::no_content;
 use super::routes::{Guard, Route};
 use crate::store::Store;
 
@@ -213,14 +214,29 @@ impl<S: Store> Router<S> {
     async fn answer(self: Arc<Self>, request: Request) -> Response {
         let head = Head {
             started: request.started,
-            method: request.method,
-            request_bytes: content_length(&request.headers),
             client: request
                 .peer
                 .map(|Peer(peer)| self.layers.client(peer.ip(), &request.headers)),
+            origin: self.layers.cors().allowed(&request.headers),
+            preflight: Cors::is_preflight(&request.method, &request.headers),
+            method: request.method,
+            request_bytes: content_length(&request.headers),
         };
-        let routed = match self.table.find(&head.method, request.path.as_str()) {
+        let path = request.path.as_str();
+        let routed = match self.table.find(&head.method, path) {
+            Found::OtherMethod(label, allow) if head.preflight && head.origin.is_some() => {
+                // A listed origin's preflight: counted under its route.
+                Routed {
+                    handler: label,
+                    response: no_content(),
+                    allow: Some(allow.clone()),
+                }
+            }
             Found::Route(route, params) => {
+                let allow = head
+                    .origin
+                    .as_ref()
+                    .and_then(|_| self.table.allow(path).cloned());
                 let call = Call {
                     shared: self.shared.clone(),
                     path: request.path,
@@ -236,6 +252,7 @@ impl<S: Store> Router<S> {
                 Routed {
                     handler: route.label,
                     response,
+                    allow,
                 }
             }
             Found::OtherMethod(label, allow) => {
@@ -245,11 +262,13 @@ impl<S: Store> Router<S> {
                 Routed {
                     handler: label,
                     response,
+                    allow: Some(allow.clone()),
                 }
             }
             Found::Nothing => Routed {
                 handler: "none",
                 response: ApiError::NotFound("Not Found".into()).into_response(),
+                allow: None,
             },
         };
         self.layers.finish(&head, request.logged.as_str(), routed)
