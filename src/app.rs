@@ -163,6 +163,10 @@ impl<S: Store> App<S> {
             layers: api::layers::Options {
                 trusted_proxies: self.settings.trusted_proxies.clone(),
                 cors_allowed_origins: self.settings.cors_allowed_origins.clone(),
+                rate_limit: self
+                    .settings
+                    .rate_limit_per_sec
+                    .map(|per_sec| (per_sec, self.settings.rate_limit_burst.unwrap_or(per_sec))),
             },
         };
         let filter = crate::chat::route(self.rooms.clone())
@@ -179,6 +183,8 @@ impl<S: Store> App<S> {
             },
             max_connections: self.settings.max_connections,
             shutdown_grace: Duration::from_secs(self.settings.shutdown_grace_secs),
+            max_connections_per_client: self.settings.max_connections_per_client,
+            trusted_proxies: self.settings.trusted_proxies.clone(),
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
         let rooms = self.rooms.clone();

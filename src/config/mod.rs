@@ -139,6 +139,8 @@ settings! {
         header_read_timeout_secs: u64 = 10, "SHOPD_HEADER_READ_TIMEOUT_SECS", "SECS";
         /// Most HTTP connections served at once; more wait to be accepted [default: 4096]
         max_connections: usize = 4096, "SHOPD_MAX_CONNECTIONS", "N";
+        /// Connections one address (the socket peer) may have open, chats included; past it its new connections are closed at once; trusted proxies are exempt [default: 256]
+        max_connections_per_client: usize = 256, "SHOPD_MAX_CONNECTIONS_PER_CLIENT", "N";
         /// Seconds to wait for in-flight requests at shutdown [default: 30]
         shutdown_grace_secs: u64 = 30, "SHOPD_SHUTDOWN_GRACE_SECS", "SECS";
         /// Seconds shopd keeps serving after SIGTERM while /readyz answers 503, so load balancers move traffic away before it stops; SIGINT or a second signal skips it [default: 0]
@@ -183,6 +185,10 @@ settings! {
         database_url: DatabaseUrl, "SHOPD_DATABASE_URL", "URL";
         /// NATS servers joining several shopd into one chat: nats://HOST:PORT[,nats://HOST:PORT...] [default: none, chat within this instance]
         chat_bus: BusUrls, "SHOPD_CHAT_BUS", "URLS";
+        /// Requests a second one client may make on average; over it: 429 with Retry-After; /healthz, /readyz and /metrics are never limited [default: none, no rate limit]
+        rate_limit_per_sec: u32, "SHOPD_RATE_LIMIT_PER_SEC", "N";
+        /// With rate_limit_per_sec: requests one client may make at once before the rate applies [default: rate_limit_per_sec]
+        rate_limit_burst: u32, "SHOPD_RATE_LIMIT_BURST", "N";
         /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
         admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
     }
@@ -246,6 +252,16 @@ impl Settings {
         positive("max_body_bytes", self.max_body_bytes)?;
         positive("header_read_timeout_secs", self.header_read_timeout_secs)?;
         positive("max_connections", self.max_connections as u64)?;
+        positive(
+            "max_connections_per_client",
+            self.max_connections_per_client as u64,
+        )?;
+        if let Some(rate) = self.rate_limit_per_sec {
+            positive("rate_limit_per_sec", u64::from(rate))?;
+        }
+        if let Some(burst) = self.rate_limit_burst {
+            positive("rate_limit_burst", u64::from(burst))?;
+        }
         positive("request_timeout_secs", self.request_timeout_secs)?;
         positive("idle_timeout_secs", self.idle_timeout_secs)?;
         positive("write_timeout_secs", self.write_timeout_secs)?;

@@ -48,6 +48,14 @@ pub enum ApiError {
     /// The change would pass a bound of the resource (a full cart): 409.
     #[error("{0}")]
     Conflict(String),
+    /// The client is over its request rate: 429 with `Retry-After`, in
+    /// whole seconds (at least 1).
+    #[error("Too many requests from this client; retry after {0} seconds")]
+    TooManyRequests(u64),
+    /// The request is understood and refused (a chat upgrade from a page
+    /// of an origin not allowed): 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// A dependency (the database) cannot be reached now: 503. The store
     /// logs the outage once, not once per request.
     #[error("{0}")]
@@ -158,6 +166,30 @@ impl<'r> ToResponse<'r> for Unauthorized {
     }
 }
 
+/// The 429 reply: the client is over `rate_limit_per_sec`.
+pub struct TooManyRequests;
+
+impl<'r> ToResponse<'r> for TooManyRequests {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": "Too many requests from this client; retry after 1 seconds",
+        });
+        let description = "The client (its address, see `trusted_proxies`) is over the operator's `rate_limit_per_sec`; `Retry-After` says in how many seconds a request will be served. Nothing was done.";
+        let mut response = json_response(description, "HTTPError", example);
+        response.headers.insert(
+            "Retry-After".into(),
+            utoipa::openapi::HeaderBuilder::new()
+                .description(Some("Seconds until the client may send again"))
+                .schema(Some(utoipa::openapi::schema::Object::with_type(
+                    utoipa::openapi::schema::Type::Integer,
+                )))
+                .build()
+                .into(),
+        );
+        ("TooManyRequests", response.into())
+    }
+}
+
 /// The 404 reply of the routes of one item: no item has the id. Inlined
 /// in each route's responses, as a `(status = 404, ..)` entry would be.
 pub struct ItemNotFound;
@@ -199,6 +231,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -224,6 +258,18 @@ impl ApiError {
                     warp::http::header::WWW_AUTHENTICATE,
                     warp::http::HeaderValue::from_static("Bearer"),
                 );
+                response
+            }
+            ApiError::TooManyRequests(secs) => {
+                let mut response = json(
+                    status,
+                    &Detail {
+                        detail: ApiError::TooManyRequests(secs).to_string(),
+                    },
+                );
+                response
+                    .headers_mut()
+                    .insert(warp::http::header::RETRY_AFTER, secs.into());
                 response
             }
             ApiError::Storage(err) => {

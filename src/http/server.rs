@@ -35,12 +35,13 @@ use warp::reply::Response;
 
 use super::ApiError;
 use super::client::Peer;
+use super::client::TrustedProxies;
 pub use super::watch::Timeouts;
-use super::watch::{Expiry, InFlight, Progress, Watched};
-use crate::metrics::Telemetry;
+use super::watch::{Expiry, InFlight, Peers, Progress, Watched};
+use crate::metrics::{Rejected, Telemetry};
 
 /// Limits of the connection loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// The deadlines of each connection.
     pub timeouts: Timeouts,
@@ -48,6 +49,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time in-flight requests get at shutdown before they are dropped.
     pub shutdown_grace: Duration,
+    /// Connections one socket peer may have open; past it new ones from
+    /// that peer are closed at once.
+    pub max_connections_per_client: usize,
+    /// Peers not held to `max_connections_per_client` (they carry many
+    /// clients).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Serves `filter` on `listener`
@@ -64,6 +71,8 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let stop = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::new(limits.max_connections_per_client, limits.trusted_proxies);
+    let timeouts = limits.timeouts;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -85,16 +94,23 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(peer_slot) = peers.admit(peer.ip()) else {
+            // Past its cap: closed now (the stream drops, and the slot
+            // with it), not queued behind the peer's other connections.
+            // Counted, not logged: a flood would flood the log too.
+            telemetry.record_rejected(Rejected::Connections);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Keepalive probes find peers that vanished without a word (a chat
         // member whose network died), so their connections do not linger.
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
         let progress = Progress::new();
-        let io = Watched::new(stream, progress.clone(), telemetry.clone());
+        let io = Watched::new(stream, progress.clone(), telemetry.clone(), peer_slot);
         let service = Timed {
             inner: TowerToHyperService::new(warp::service(filter.clone())),
             progress: progress.clone(),
-            timeout: limits.timeouts.request,
+            timeout: timeouts.request,
             telemetry: telemetry.clone(),
             peer: Peer(peer),
         };
@@ -128,14 +144,14 @@ pub async fn serve(
                         log_end(result);
                         None
                     }
-                    expiry = progress.watchdog(limits.timeouts) => Some(expiry),
+                    expiry = progress.watchdog(timeouts) => Some(expiry),
                 }
             };
             // The connection is dropped: its socket is closed, or handed back.
             if let Some(expiry) = expired {
                 tracing::debug!(?expiry, "connection dropped by its watchdog");
                 if expiry == Expiry::RequestTimedOut {
-                    answer_late(&progress, &telemetry, limits.timeouts.request);
+                    answer_late(&progress, &telemetry, timeouts.request);
                 }
             }
         });

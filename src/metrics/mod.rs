@@ -36,8 +36,35 @@ mod process;
 mod names;
 use names::{
     CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, COUNTERS, DURATION, DURATION_BUCKETS, GAUGES,
-    HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
+    HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
 };
+
+/// Why a per-client limit refused a client: the `reason` labels of
+/// `shopd_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// A connection past `max_connections_per_client`, closed at once.
+    Connections,
+    /// A request past the client's rate: 429.
+    Rate,
+    /// A chat upgrade from an origin not allowed: 403.
+    ChatOrigin,
+}
+
+impl Rejected {
+    /// Every reason, in label order.
+    pub const ALL: [Rejected; 3] = [Rejected::Connections, Rejected::Rate, Rejected::ChatOrigin];
+
+    /// Its `reason` label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejected::Connections => "connections",
+            Rejected::Rate => "rate",
+            Rejected::ChatOrigin => "chat_origin",
+        }
+    }
+}
 
 /// Slots of the per-label-set handle table: far more than the label sets
 /// that exist (about ten routes, eight method values, five classes), so
@@ -89,6 +116,8 @@ struct ShopHandles {
     /// Registered at the first scrape that has a bus, so shopd without a
     /// bus shows neither.
     chat_bus: OnceLock<(Gauge, Counter)>,
+    /// `shopd_rejected_total`, one per reason of [`Rejected::ALL`].
+    rejected: Vec<Counter>,
     items: Gauge,
     carts: Gauge,
     storage_bytes: Gauge,
@@ -136,6 +165,13 @@ impl Telemetry {
                 })
                 .collect(),
             chat_bus: OnceLock::new(),
+            rejected: Rejected::ALL
+                .iter()
+                .map(|reason| {
+                    let key = Key::from_parts(REJECTED, vec![Label::new("reason", reason.label())]);
+                    recorder.register_counter(&key, &METADATA)
+                })
+                .collect(),
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
             storage_bytes: gauge("shopd_storage_bytes"),
@@ -150,6 +186,13 @@ impl Telemetry {
                 sizes: Mutex::new(Vec::new()),
                 shop,
             }),
+        }
+    }
+
+    /// Counts one refusal by a per-client limit.
+    pub fn record_rejected(&self, reason: Rejected) {
+        if let Some(counter) = self.inner.shop.rejected.get(reason as usize) {
+            counter.increment(1);
         }
     }
 

@@ -22,6 +22,7 @@ pub(super) const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub(super) const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
 pub(super) const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
 pub(super) const CHAT_DROPPED: &str = "shopd_chat_dropped_total";
+pub(super) const REJECTED: &str = "shopd_rejected_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -37,6 +38,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         CHAT_DROPPED,
         "Chat members closed by shopd since start, by reason: stalled (1008, its queue full and nothing read), too_large (1009), binary (1003), bad_utf8 (1007), protocol_error (1002), too_many_connections (1013). Members that leave, and closes at shutdown, are not counted.",
+    ),
+    (
+        REJECTED,
+        "Requests and connections refused by the per-client limits since start, by reason: connections (a new connection past max_connections_per_client, closed at once), rate (429 past rate_limit_per_sec), chat_origin (403 to a chat upgrade from an origin not allowed).",
     ),
     (
         CHAT_BUS_SLOW,

@@ -16,6 +16,7 @@ mod carts;
 mod chat;
 mod chat_bus;
 mod chat_page;
+mod clients;
 mod cluster;
 mod cors;
 mod damage;

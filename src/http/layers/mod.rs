@@ -9,6 +9,7 @@
 mod access;
 mod cors;
 mod measure;
+pub mod rate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,8 +19,10 @@ use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 
 pub use self::cors::{Cors, Origins};
+use self::rate::RateLimit;
+use super::ApiError;
 use super::client::TrustedProxies;
-use crate::metrics::Telemetry;
+use crate::metrics::{Rejected, Telemetry};
 
 /// A response with the label of the route that produced it (its template,
 /// such as `/item/{id}`), or `none` when no route matched.
@@ -56,7 +59,13 @@ pub struct Options {
     pub trusted_proxies: TrustedProxies,
     /// Origins whose pages may call the API (empty: no CORS).
     pub cors_allowed_origins: Origins,
+    /// Requests a second per client on average, and at once; `None`: no
+    /// rate limit.
+    pub rate_limit: Option<(u32, u32)>,
 }
+
+/// Routes never rate limited: probes and scrapes must see a busy shopd.
+const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The layers every request goes through, in order. Cheap to clone.
 #[derive(Clone)]
@@ -64,6 +73,8 @@ pub struct Layers {
     measure: measure::Measure,
     trusted_proxies: Arc<TrustedProxies>,
     cors: Arc<Cors>,
+    rate: Option<Arc<RateLimit>>,
+    telemetry: Telemetry,
 }
 
 impl Layers {
@@ -71,10 +82,31 @@ impl Layers {
     #[must_use]
     pub fn new(telemetry: Telemetry, options: Options) -> Layers {
         Layers {
-            measure: measure::Measure::new(telemetry),
+            measure: measure::Measure::new(telemetry.clone()),
+            rate: options
+                .rate_limit
+                .map(|(per_sec, burst)| Arc::new(RateLimit::new(per_sec, burst))),
+            telemetry,
             trusted_proxies: Arc::new(options.trusted_proxies),
             cors: Arc::new(Cors::new(options.cors_allowed_origins)),
         }
+    }
+
+    /// Takes a request of `client` to the route labelled `handler` out of
+    /// its rate: a 429 when it is over it (counted, not logged).
+    pub fn admit(&self, handler: &str, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let (Some(rate), Some(client)) = (&self.rate, client) else {
+            return Ok(());
+        };
+        if UNLIMITED.contains(&handler) {
+            return Ok(());
+        }
+        rate.take(client).map_err(|wait| {
+            self.telemetry.record_rejected(Rejected::Rate);
+            // Whole seconds, rounded up: a client that waits that long is served.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::TooManyRequests(secs.max(1))
+        })
     }
 
     /// The CORS layer.

@@ -223,7 +223,25 @@ impl<S: Store> Router<S> {
             request_bytes: content_length(&request.headers),
         };
         let path = request.path.as_str();
-        let routed = match self.table.find(&head.method, path) {
+        let found = self.table.find(&head.method, path);
+        let label = match &found {
+            Found::Route(route, _) => route.label,
+            Found::OtherMethod(label, _) => label,
+            Found::Nothing => "none",
+        };
+        if let Err(refused) = self.layers.admit(label, head.client) {
+            let allow = head
+                .origin
+                .as_ref()
+                .and_then(|_| self.table.allow(path).cloned());
+            let routed = Routed {
+                handler: label,
+                response: refused.into_response(),
+                allow,
+            };
+            return self.layers.finish(&head, request.logged.as_str(), routed);
+        }
+        let routed = match found {
             Found::OtherMethod(label, allow) if head.preflight && head.origin.is_some() => {
                 // A listed origin's preflight: counted under its route.
                 Routed {

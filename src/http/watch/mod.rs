@@ -5,6 +5,7 @@
 //! Here: the deadlines and the watchdog; `socket`: the wrapper, which
 //! also gives hyper's own error replies a JSON body.
 
+mod peers;
 mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use warp::http::Method;
 
+pub use self::peers::{PeerSlot, Peers};
 pub use self::socket::Watched;
 
 /// The deadlines of a connection.

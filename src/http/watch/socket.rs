@@ -18,7 +18,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::Progress;
+use super::{PeerSlot, Progress};
 use crate::http::error::ApiError;
 use crate::metrics::Telemetry;
 
@@ -31,17 +31,26 @@ pub struct Watched {
     /// Our reply in place of hyper's, and how much of it is sent.
     replacement: Vec<u8>,
     sent: usize,
+    /// The peer's connection slot: held as long as the socket, so an
+    /// upgraded connection (a chat member) keeps counting.
+    _slot: PeerSlot,
 }
 
 impl Watched {
-    /// Watches `stream` on behalf of `progress`.
-    pub fn new(stream: TcpStream, progress: Arc<Progress>, telemetry: Telemetry) -> Watched {
+    /// Watches `stream` on behalf of `progress`, holding its peer's `slot`.
+    pub fn new(
+        stream: TcpStream,
+        progress: Arc<Progress>,
+        telemetry: Telemetry,
+        slot: PeerSlot,
+    ) -> Watched {
         Watched {
             stream: Some(stream),
             progress,
             telemetry,
             replacement: Vec::new(),
             sent: 0,
+            _slot: slot,
         }
     }
 
