@@ -169,7 +169,13 @@ impl<S: Store> App<S> {
                     .map(|per_sec| (per_sec, self.settings.rate_limit_burst.unwrap_or(per_sec))),
             },
         };
-        let filter = crate::chat::route(self.rooms.clone())
+        let chat_origins = api::chat_origin::ChatOrigins::new(
+            self.settings.chat_allowed_origins.clone(),
+            &self.settings.cors_allowed_origins,
+        );
+        let filter = api::chat_origin::guard(chat_origins, self.telemetry.clone())
+            .or(crate::chat::route(self.rooms.clone()))
+            .unify()
             .or(api::api(state))
             .unify()
             .boxed();

@@ -189,6 +189,8 @@ settings! {
         rate_limit_per_sec: u32, "SHOPD_RATE_LIMIT_PER_SEC", "N";
         /// With rate_limit_per_sec: requests one client may make at once before the rate applies [default: rate_limit_per_sec]
         rate_limit_burst: u32, "SHOPD_RATE_LIMIT_BURST", "N";
+        /// Origins (scheme://host[:port], comma separated, or *) whose pages may open a chat besides shopd's own; others get 403 [default: the exact origins of cors_allowed_origins, its * aside]
+        chat_allowed_origins: Origins, "SHOPD_CHAT_ALLOWED_ORIGINS", "ORIGINS";
         /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
         admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
     }

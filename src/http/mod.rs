@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod carts;
+pub mod chat_origin;
 mod chat_page;
 pub mod client;
 mod docs;

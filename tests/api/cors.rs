@@ -178,3 +178,59 @@ async fn without_a_list_shopd_sends_no_cors_headers_and_options_stays_405() {
     );
     assert!(!response_headers.contains("vary"), "{response_headers}");
 }
+
+/// The status of a chat upgrade to `room` carrying `origin`, and the
+/// body of a refusal.
+async fn chat_upgrade(app: &TestApp, origin: Option<&str>) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/chat/lobby", app.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_socket, response)) => (response.status().as_u16(), String::new()),
+        Err(Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            (response.status().as_u16(), String::from_utf8(body).unwrap())
+        }
+        Err(err) => panic!("chat upgrade: {err}"),
+    }
+}
+
+#[tokio::test]
+async fn a_chat_opens_from_its_own_a_listed_or_no_origin_and_is_refused_from_others() {
+    let app = spawn_app_with(|settings| {
+        settings.cors_allowed_origins = format!("{SHOP}, *").parse().unwrap();
+    })
+    .await;
+    let own = format!("https://{}", app.addr);
+    for allowed in [None, Some(SHOP), Some(own.as_str())] {
+        assert_eq!(chat_upgrade(&app, allowed).await.0, 101, "{allowed:?}");
+    }
+    let (status, body) = chat_upgrade(&app, Some("https://evil.example")).await;
+    assert_eq!(status, 403, "the CORS list's * does not open chats");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("origin"),
+        "{body}"
+    );
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        metrics.value("shopd_rejected_total", &[("reason", "chat_origin")]),
+        Some(1.0)
+    );
+
+    let open = spawn_app_with(|settings| {
+        settings.chat_allowed_origins = Some("*".parse().unwrap());
+    })
+    .await;
+    assert_eq!(
+        chat_upgrade(&open, Some("https://evil.example")).await.0,
+        101
+    );
+}
