@@ -15,6 +15,7 @@ mod carts;
 mod chat;
 mod chat_bus;
 mod chat_page;
+mod chat_page_resume;
 mod chat_resume;
 mod cluster;
 mod damage;
