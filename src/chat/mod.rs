@@ -63,7 +63,7 @@ pub use bus::{Bus, BusError, BusStats, BusUrls};
 use close::CloseReason;
 pub use close::DROP_REASONS;
 use history::{History, Since};
-pub use history::{HistoryLimits, HistoryStats, LINE_OVERHEAD_BYTES};
+pub use history::{HistoryLimits, HistoryStats};
 use pace::Pace;
 use protocol::{ResumeQuery, Welcome};
 use rooms::Registry;

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::chat::{Client, GUARD, finish_close, join, next_line, say};
 use crate::exposition::Exposition;
-use crate::helpers::{scratch, spawn_app, spawn_app_with};
+use crate::helpers::{scratch, spawn_app, spawn_app_with, spawn_pg_app, test_settings};
 use crate::process::{spawn_process, terminate};
 
 const SUBPROTOCOL: &str = "shopd.chat.v1";
@@ -375,4 +375,40 @@ async fn after_kill_9_the_epoch_changes_and_the_resume_says_it_is_incomplete() {
     );
     assert_eq!(got.last().map(|(_, _, text)| text.as_str()), Some("live"));
     assert!(got.iter().any(|(_, _, text)| text == "b3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_one_database_share_the_token_secret_but_not_the_in_memory_history() {
+    let Some(database) = crate::pg::fresh_database("chat_resume_shared_secret").await else {
+        return;
+    };
+    let url = database.url.clone();
+    let first = spawn_pg_app(database, |_| {}).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    settings.database_url = Some(url.parse().expect("a postgres:// URL"));
+    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let second_addr = listener.local_addr().expect("address");
+    let second = shopd::App::connect(settings)
+        .await
+        .expect("second instance");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(second.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let (mut ann, welcome) = join_json(first.addr, "shared", "").await;
+    say_json(&mut ann, "on the first").await;
+    // The second instance checks the first's token: same name; its history
+    // is its own (memory), so the resume is not complete.
+    let (_ann, again) = join_json(second_addr, "shared", &resume_query(&welcome, 1)).await;
+    assert_eq!(again.name, welcome.name);
+    assert!(!again.resumed);
+    assert_ne!(again.epoch, welcome.epoch);
+    let forged = welcome.token.replacen(&welcome.name, "sly-fox-1234", 1);
+    let mut client = connect(second_addr, "shared", &format!("?resume={forged}")).await;
+    assert_eq!(closed_with(&mut client).await, 1008);
+
+    let _ = stop.send(());
+    server.await.expect("server task").expect("clean stop");
 }

@@ -100,8 +100,10 @@ impl Disk {
         let dir = data_dir.join("chat");
         fs::create_dir_all(&dir)?;
         let clean = fs::read_to_string(dir.join(STATE)).is_ok_and(|state| state == CLEAN);
-        let mut rooms = load(&dir.join(LOG), limits)?;
-        if !clean {
+        let (mut rooms, whole) = load(&dir.join(LOG), limits)?;
+        // A line that does not read (a torn end, damage): lines after it
+        // are lost, so offsets cannot be trusted under the old epochs.
+        if !clean || !whole {
             for room in &mut rooms {
                 room.epoch = new_epoch();
             }
@@ -311,18 +313,20 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The rooms in the log at `path`, least recently used first, within
-/// `limits`; reading stops at the first line that does not parse (a torn
-/// end).
-fn load(path: &Path, limits: HistoryLimits) -> io::Result<Vec<RoomHistory>> {
+/// `limits`, and whether every line read; reading stops at the first line
+/// that does not parse (a torn end).
+fn load(path: &Path, limits: HistoryLimits) -> io::Result<(Vec<RoomHistory>, bool)> {
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
         Err(err) => return Err(err),
     };
+    let mut whole = true;
     let mut rooms: HashMap<Arc<str>, RoomHistory> = HashMap::new();
     let mut used = 0;
     for text in BufReader::new(file).split(b'\n') {
         let Ok(record) = serde_json::from_slice::<OwnedRecord>(&text?) else {
+            whole = false;
             break;
         };
         used += 1;
@@ -361,7 +365,7 @@ fn load(path: &Path, limits: HistoryLimits) -> io::Result<Vec<RoomHistory>> {
     rooms.sort_by_key(|room| std::cmp::Reverse(room.used));
     rooms.truncate(limits.rooms.max(1));
     rooms.reverse();
-    Ok(rooms)
+    Ok((rooms, whole))
 }
 
 #[cfg(test)]
@@ -400,5 +404,19 @@ mod tests {
         assert_ne!(unclean.epoch, before.epoch);
         assert_eq!(unclean.latest, 6);
         assert_eq!(unclean.lines.last().map(Line::text), Some("after"));
+        drop(room);
+        history.close();
+        drop(history);
+
+        // A log with a line that does not read: a new epoch, even when clean.
+        let log = dir.path().join("chat").join(LOG);
+        let mut text = fs::read_to_string(&log).expect("log");
+        text.push_str("{\"r\": torn");
+        fs::write(&log, text).expect("damage");
+        let history = History::persistent(limits, dir.path()).expect("reopen");
+        let room = history.room(&name);
+        let damaged = history.catch_up(&room, Since::Offset(0));
+        assert_ne!(damaged.epoch, unclean.epoch);
+        assert_eq!(damaged.latest, 6);
     }
 }

@@ -27,10 +27,6 @@ use rand::RngExt;
 use super::deliver::Line;
 use disk::Disk;
 
-/// What a kept line costs beyond its bytes: the `Line` in the queue (its
-/// `Bytes` handle, offsets) and the allocation's own header, rounded up.
-pub const LINE_OVERHEAD_BYTES: usize = 96;
-
 /// The bounds of the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryLimits {
