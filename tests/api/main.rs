@@ -10,6 +10,7 @@
 
 mod alerts;
 mod backup;
+mod balancer;
 mod browser;
 mod carts;
 mod chat;
@@ -19,6 +20,8 @@ mod chat_page_resume;
 mod chat_resume;
 mod cluster;
 mod damage;
+mod deploy;
+mod doc_links;
 mod drain;
 mod exposition;
 mod failing_store;
@@ -35,5 +38,8 @@ mod postgres;
 mod process;
 mod prometheus_e2e;
 mod raw;
+mod readme;
 mod robustness;
+mod rolling;
 mod routing;
+mod support;
