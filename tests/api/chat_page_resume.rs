@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::browser::Driver;
 use crate::chat::next_line;
 use crate::chat_page::page::{entries, join, line, lines, open_room, say, wait_for_line};
-use crate::helpers::{spawn_app, spawn_app_in};
+use crate::support::TestApp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_between_lines_the_page_shows_every_line_once_in_order_under_the_same_you()
@@ -18,7 +18,7 @@ async fn after_a_restart_between_lines_the_page_shows_every_line_once_in_order_u
     let Some(mut driver) = Driver::start(test).await else {
         return;
     };
-    let app = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let addr = app.addr;
     let page = driver.session(720, 560).await;
     open_room(&page, &app, "lobby").await;
@@ -31,7 +31,11 @@ async fn after_a_restart_between_lines_the_page_shows_every_line_once_in_order_u
     // Stopped: the page waits a second or more before reconnecting; the
     // room goes on without it meanwhile.
     let dir = app.stop().await;
-    let app = spawn_app_in(dir, |settings| settings.listen = addr.to_string()).await;
+    let app = TestApp::builder()
+        .in_dir(dir)
+        .configure(|settings| settings.listen = addr.to_string())
+        .spawn()
+        .await;
     let mut terminal = join(&app, "lobby").await;
     for text in ["while away 1", "while away 2"] {
         terminal.send(Message::text(text)).await.expect("send");

@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::chat::{Client, GUARD, finish_close, join, next_line, say};
 use crate::exposition::Exposition;
-use crate::helpers::{scratch, spawn_app, spawn_app_with, spawn_pg_app, test_settings};
 use crate::process::{spawn_process, terminate};
+use crate::support::{TestApp, scratch};
 
 const SUBPROTOCOL: &str = "shopd.chat.v1";
 
@@ -128,7 +128,7 @@ async fn closed_with(client: &mut Client) -> u16 {
 #[tokio::test]
 async fn json_members_get_a_welcome_lines_with_offsets_and_sent_while_plain_members_see_no_difference()
  {
-    let app = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let mut plain = join(app.addr, "mixed").await;
     let (mut ann, welcome) = join_json(app.addr, "mixed", "").await;
     assert_eq!(welcome.offset, 0);
@@ -170,7 +170,7 @@ async fn json_members_get_a_welcome_lines_with_offsets_and_sent_while_plain_memb
 
 #[tokio::test]
 async fn a_member_that_drops_resumes_with_every_missed_line_once_in_order_under_its_name() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let (mut ann, ann_welcome) = join_json(app.addr, "resume", "").await;
     let (mut bob, _) = join_json(app.addr, "resume", "").await;
     say_json(&mut bob, "one").await;
@@ -215,7 +215,10 @@ async fn a_member_that_drops_resumes_with_every_missed_line_once_in_order_under_
 
 #[tokio::test]
 async fn a_too_old_offset_or_another_epoch_is_told_and_gets_what_is_kept_under_the_same_name() {
-    let app = spawn_app_with(|settings| settings.chat_history_lines = 3).await;
+    let app = TestApp::builder()
+        .configure(|settings| settings.chat_history_lines = 3)
+        .spawn()
+        .await;
     let (ann, ann_welcome) = join_json(app.addr, "short", "").await;
     drop(ann);
     let (mut bob, _) = join_json(app.addr, "short", "").await;
@@ -249,7 +252,7 @@ async fn a_too_old_offset_or_another_epoch_is_told_and_gets_what_is_kept_under_t
 
 #[tokio::test]
 async fn a_forged_token_or_one_for_another_room_is_closed_with_1008_and_told_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let (mut bob, welcome) = join_json(app.addr, "private", "").await;
     say_json(&mut bob, "secret line").await;
     let forged = welcome.token.replacen(&welcome.name, "sly-fox-1234", 1);
@@ -272,7 +275,7 @@ async fn a_forged_token_or_one_for_another_room_is_closed_with_1008_and_told_not
 
 #[tokio::test]
 async fn the_same_token_twice_closes_the_older_connection() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().spawn().await;
     let (first, welcome) = join_json(app.addr, "twice", "").await;
     let mut first = first;
     let query = resume_query(&welcome, 0);
@@ -383,19 +386,9 @@ async fn instances_on_one_database_share_the_token_secret_but_not_the_in_memory_
         return;
     };
     let url = database.url.clone();
-    let first = spawn_pg_app(database, |_| {}).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = test_settings(dir.path());
-    settings.database_url = Some(url.parse().expect("a postgres:// URL"));
-    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
-    let second_addr = listener.local_addr().expect("address");
-    let second = shopd::App::connect(settings)
-        .await
-        .expect("second instance");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(second.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let first = TestApp::builder().postgres(database).spawn().await;
+    let second = TestApp::builder().shared_postgres(&url).spawn().await;
+    let second_addr = second.addr;
 
     let (mut ann, welcome) = join_json(first.addr, "shared", "").await;
     say_json(&mut ann, "on the first").await;
@@ -408,7 +401,4 @@ async fn instances_on_one_database_share_the_token_secret_but_not_the_in_memory_
     let forged = welcome.token.replacen(&welcome.name, "sly-fox-1234", 1);
     let mut client = connect(second_addr, "shared", &format!("?resume={forged}")).await;
     assert_eq!(closed_with(&mut client).await, 1008);
-
-    let _ = stop.send(());
-    server.await.expect("server task").expect("clean stop");
 }
