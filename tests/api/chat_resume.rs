@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -401,4 +401,45 @@ async fn instances_on_one_database_share_the_token_secret_but_not_the_in_memory_
     let forged = welcome.token.replacen(&welcome.name, "sly-fox-1234", 1);
     let mut client = connect(second_addr, "shared", &format!("?resume={forged}")).await;
     assert_eq!(closed_with(&mut client).await, 1008);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_many_senders_at_once_a_json_member_gets_every_line_in_offset_order() {
+    let app = TestApp::builder()
+        .configure(|settings| {
+            settings.chat_rate_per_sec = 1_000_000;
+            settings.chat_rate_burst = 1_000_000;
+        })
+        .spawn()
+        .await;
+    let (mut reader, _) = join_json(app.addr, "busy", "").await;
+    const SENDERS: usize = 4;
+    const LINES: usize = 200;
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        senders.push(join(app.addr, "busy").await);
+    }
+    let talk = futures_util::future::join_all(senders.iter_mut().enumerate().map(
+        |(index, sender)| async move {
+            for n in 0..LINES {
+                say(sender, &format!("{index}:{n}")).await;
+            }
+        },
+    ));
+    let listen = async {
+        let mut offsets = Vec::new();
+        let mut per_sender = [0; SENDERS];
+        while offsets.len() < SENDERS * LINES {
+            let (offset, _, text) = next_chat_line(&mut reader).await;
+            let (index, n) = text.split_once(':').expect("index:n");
+            let index: usize = index.parse().expect("index");
+            assert_eq!(n, per_sender[index].to_string(), "each sender's order");
+            per_sender[index] += 1;
+            offsets.push(offset);
+        }
+        offsets
+    };
+    let ((), offsets) = tokio::join!(talk.map(drop), listen);
+    let expected: Vec<u64> = (1..=(SENDERS * LINES) as u64).collect();
+    assert_eq!(offsets, expected, "every offset once, in order");
 }

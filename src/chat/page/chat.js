@@ -231,7 +231,8 @@
         timer = setTimeout(connect, 0);
         return;
       }
-      const words = closeWords(event.code);
+      // 1008 has several causes; the server's reason names the one.
+      const words = event.code === 1008 && event.reason ? event.reason : closeWords(event.code);
       if (RECONNECT_ON.has(event.code)) {
         const wait = backoff + Math.floor(Math.random() * backoff * 0.3);
         backoff = Math.min(backoff * 2, BACKOFF_MAX);
