@@ -103,16 +103,21 @@ impl App<PgStore> {
                 message: "no database URL is set".into(),
             }));
         };
-        let secret = match crate::chat::configured_secret(&settings)? {
-            Some(secret) => secret,
-            None => crate::chat::database_secret(url.expose()).await?,
-        };
+        let secret_url = url.clone();
         let store = PgStore::connect(&PgOptions {
             url,
             pool_size: settings.database_pool_size,
             timeout: Duration::from_millis(settings.database_timeout_ms),
         })
         .await?;
+        // After the store: an unreachable database is reported by it.
+        let secret = match crate::chat::configured_secret(&settings)? {
+            Some(secret) => secret,
+            None => {
+                let timeout = Duration::from_millis(settings.database_timeout_ms);
+                crate::chat::database_secret(secret_url.expose(), timeout).await?
+            }
+        };
         let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, secret));
         Ok(App::with_rooms(store, settings, rooms))
     }

@@ -125,11 +125,35 @@ pub fn kept_secret(path: &Path) -> Result<Vec<u8>, SecretError> {
 }
 
 /// The secret every instance on one PostgreSQL database shares: made by
-/// the first to ask, in table `shopd_chat_secret`.
-pub async fn database_secret(url: &str) -> Result<Vec<u8>, SecretError> {
+/// the first to ask, in table `shopd_chat_secret`. Each statement and the
+/// connection take at most `timeout`; instances starting at once race to
+/// create the table, so a failed attempt is retried a few times.
+pub async fn database_secret(url: &str, timeout: Duration) -> Result<Vec<u8>, SecretError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match database_secret_once(url, timeout).await {
+            Ok(secret) => return Ok(secret),
+            Err(err) if attempt >= ATTEMPTS => return Err(err),
+            Err(err) => {
+                tracing::debug!(error = %err, attempt, "chat token secret: retrying");
+                tokio::time::sleep(Duration::from_millis(50) * attempt).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn database_secret_once(url: &str, timeout: Duration) -> Result<Vec<u8>, SecretError> {
     // The error's text never holds the URL (nor its password).
     let failed = |err: tokio_postgres::Error| SecretError::Database(err.to_string());
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let mut config: tokio_postgres::Config = url.parse().map_err(failed)?;
+    config
+        .connect_timeout(timeout)
+        .application_name("shopd")
+        .options(format!("-c statement_timeout={}", timeout.as_millis()));
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
         .await
         .map_err(failed)?;
     let connection = tokio::spawn(connection);
