@@ -34,7 +34,9 @@ pub(crate) enum Refusal {
 /// Issues and checks resume tokens.
 #[derive(Clone)]
 pub struct Tokens {
-    secret: Vec<u8>,
+    /// The HMAC key as HMAC itself derives it from the secret (padded to
+    /// SHA-256's block; hashed first when longer), so keying never fails.
+    key: [u8; 64],
     ttl: Duration,
 }
 
@@ -194,13 +196,19 @@ impl Tokens {
     /// Tokens signed with `secret` that live for `ttl`.
     #[must_use]
     pub fn new(secret: Vec<u8>, ttl: Duration) -> Tokens {
-        Tokens { secret, ttl }
+        use sha2::Digest;
+        let mut key = [0; 64];
+        if secret.len() <= key.len() {
+            key[..secret.len()].copy_from_slice(&secret);
+        } else {
+            key[..32].copy_from_slice(&Sha256::digest(&secret));
+        }
+        Tokens { key, ttl }
     }
 
     fn mac(&self, room: &str, name: &str, expires: u64) -> HmacSha256 {
-        // Any key length is valid for HMAC.
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let key: hmac::digest::Key<HmacSha256> = self.key.into();
+        let mut mac = <HmacSha256 as KeyInit>::new(&key);
         for part in [room.as_bytes(), b"\0", name.as_bytes(), b"\0"] {
             mac.update(part);
         }
@@ -253,6 +261,22 @@ mod tests {
                 tokens.check("lobby", junk),
                 Err(Refusal::Invalid),
                 "{junk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_is_hmacs_own_for_short_and_long_secrets() {
+        for secret in [b"short secret".to_vec(), vec![7; 200]] {
+            let tokens = Tokens::new(secret.clone(), Duration::ZERO);
+            let mut reference =
+                <HmacSha256 as KeyInit>::new_from_slice(&secret).expect("any length");
+            reference.update(b"x");
+            let mut ours = <HmacSha256 as KeyInit>::new(&tokens.key.into());
+            ours.update(b"x");
+            assert_eq!(
+                ours.finalize().into_bytes(),
+                reference.finalize().into_bytes()
             );
         }
     }
