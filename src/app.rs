@@ -82,7 +82,7 @@ impl App<SledStore> {
             Some(secret) => secret,
             None => crate::chat::kept_secret(&settings.data_dir.join("chat").join("token-secret"))?,
         };
-        let options = ChatOptions::from_settings(&settings, secret);
+        let options = ChatOptions::from_settings(&settings, &secret);
         let rooms = Rooms::persistent(options, &settings.data_dir).map_err(|source| {
             AppError::ChatHistory {
                 path: settings.data_dir.join("chat"),
@@ -118,7 +118,7 @@ impl App<PgStore> {
                 crate::chat::database_secret(secret_url.expose(), timeout).await?
             }
         };
-        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, secret));
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
         Ok(App::with_rooms(store, settings, rooms))
     }
 }
@@ -130,7 +130,7 @@ impl<S: Store> App<S> {
             .ok()
             .flatten()
             .unwrap_or_else(crate::chat::random_secret);
-        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, secret));
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
         App::with_rooms(store, settings, rooms)
     }
 

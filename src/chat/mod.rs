@@ -118,7 +118,7 @@ pub struct ChatOptions {
 impl ChatOptions {
     /// The chat settings of `settings`, tokens signed with `secret`.
     #[must_use]
-    pub fn from_settings(settings: &crate::config::Settings, secret: Vec<u8>) -> ChatOptions {
+    pub fn from_settings(settings: &crate::config::Settings, secret: &[u8]) -> ChatOptions {
         ChatOptions {
             max_message_bytes: settings.chat_max_message_bytes,
             queue_len: settings.chat_queue_len,

@@ -51,7 +51,7 @@ impl fmt::Debug for Tokens {
 impl Default for Tokens {
     /// A random secret (tokens verify on this process only), a day's life.
     fn default() -> Self {
-        Tokens::new(random_secret(), Duration::from_secs(86_400))
+        Tokens::new(&random_secret(), Duration::from_secs(86_400))
     }
 }
 
@@ -195,13 +195,13 @@ fn now() -> u64 {
 impl Tokens {
     /// Tokens signed with `secret` that live for `ttl`.
     #[must_use]
-    pub fn new(secret: Vec<u8>, ttl: Duration) -> Tokens {
+    pub fn new(secret: &[u8], ttl: Duration) -> Tokens {
         use sha2::Digest;
         let mut key = [0; 64];
         if secret.len() <= key.len() {
-            key[..secret.len()].copy_from_slice(&secret);
+            key[..secret.len()].copy_from_slice(secret);
         } else {
-            key[..32].copy_from_slice(&Sha256::digest(&secret));
+            key[..32].copy_from_slice(&Sha256::digest(secret));
         }
         Tokens { key, ttl }
     }
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn the_key_is_hmacs_own_for_short_and_long_secrets() {
         for secret in [b"short secret".to_vec(), vec![7; 200]] {
-            let tokens = Tokens::new(secret.clone(), Duration::ZERO);
+            let tokens = Tokens::new(&secret, Duration::ZERO);
             let mut reference =
                 <HmacSha256 as KeyInit>::new_from_slice(&secret).expect("any length");
             reference.update(b"x");
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn tokens_expire() {
-        let tokens = Tokens::new(random_secret(), Duration::ZERO);
+        let tokens = Tokens::new(&random_secret(), Duration::ZERO);
         let expires = now() - 10;
         let tag = tokens.mac("lobby", "ann", expires).finalize().into_bytes();
         let old = format!("ann.{expires}.{}", URL_SAFE_NO_PAD.encode(tag));
@@ -296,6 +296,6 @@ mod tests {
         let path = dir.path().join("chat").join("token-secret");
         let first = kept_secret(&path).expect("made");
         assert_eq!(kept_secret(&path).expect("read"), first);
-        assert!(format!("{:?}", Tokens::new(first, Duration::ZERO)).contains("ttl"));
+        assert!(format!("{:?}", Tokens::new(&first, Duration::ZERO)).contains("ttl"));
     }
 }
