@@ -443,3 +443,32 @@ async fn with_many_senders_at_once_a_json_member_gets_every_line_in_offset_order
     let expected: Vec<u64> = (1..=(SENDERS * LINES) as u64).collect();
     assert_eq!(offsets, expected, "every offset once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_reach_the_logs_even_at_debug_level() {
+    let (_tmp, dir) = scratch();
+    let mut command = crate::process::serve_command(&dir, &dir.join("data"), &[]);
+    command.env("SHOPD_LOG_LEVEL", "debug");
+    let mut shopd = crate::process::start_command(command).serving("shopd starts");
+    let mut stderr = shopd.child.stderr.take().expect("stderr");
+    // Read as it comes, so a full pipe never blocks shopd.
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let (mut ann, welcome) = join_json(shopd.addr, "quiet", "").await;
+    say_json(&mut ann, "hello").await;
+    let (_again, again) = join_json(shopd.addr, "quiet", &resume_query(&welcome, 1)).await;
+    assert_eq!(closed_with(&mut ann).await, 1008, "replaced");
+    let forged = again.token.replacen(&again.name, "sly-fox-1234", 1);
+    let mut refused = connect(shopd.addr, "quiet", &format!("?resume={forged}")).await;
+    assert_eq!(closed_with(&mut refused).await, 1008);
+    assert!(terminate(&mut shopd.child).success());
+    let logs = logs.join().expect("reader");
+    assert!(logs.contains("DEBUG"), "debug logging is on: {logs}");
+    for token in [&welcome.token, &again.token, &forged] {
+        let mac = token.rsplit('.').next().expect("a MAC");
+        assert!(!logs.contains(mac), "a token in the logs: {logs}");
+    }
+}
