@@ -113,6 +113,10 @@ pub(super) async fn page<S>(_call: Call<S>) -> Result<Response, ApiError> {
 /// - A text frame over the message limit (default 64 KiB) closes with 1009, a
 ///   binary frame with 1003; at shutdown chats close with 1001; beyond the
 ///   chat connection limit (default 10,000) a new connection closes with 1013.
+/// - A browser page of another origin than shopd's own (the same host and
+///   port as `Host`) may open a chat only when its origin is in
+///   `chat_allowed_origins`; otherwise the upgrade gets 403. Clients that
+///   send no `Origin` (not browsers) are let through.
 #[utoipa::path(
     get,
     path = "/chat/{chat_name}",
@@ -121,6 +125,8 @@ pub(super) async fn page<S>(_call: Call<S>) -> Result<Response, ApiError> {
     params(("chat_name" = String, Path, description = "The room's name, percent-decoded", example = "lobby")),
     responses(
         (status = 101, description = "Switching Protocols: the connection is now a WebSocket of the room"),
+        (status = 403, description = "The upgrade comes from a page whose origin may not open a chat (`chat_allowed_origins`)", body = SentenceBody,
+            example = json!({"detail": "This page's origin may not open a chat (see chat_allowed_origins)"})),
         (status = 404, description = "Not a WebSocket upgrade request", body = SentenceBody,
             example = json!({"detail": "Not Found"})),
     ),

@@ -12,7 +12,8 @@ use warp::reply::Response;
 
 use super::admin::Access;
 use super::error::{
-    ApiError, Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, Unauthorized,
+    ApiError, Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, TooManyRequests,
+    Unauthorized,
 };
 use super::router::{Call, Table};
 use super::routes::{Guard, http_method};
@@ -40,7 +41,15 @@ nothing is stored.
 Requests hyper cannot parse are answered before any route, also with a JSON
 `detail`: 400 (malformed request line, header or `Content-Length`), 414 (URI
 over 65534 bytes), 431 (more than 100 headers, or too many bytes of them). A
-request that does not arrive whole in time gets 408 and its connection closes.";
+request that does not arrive whole in time gets 408 and its connection closes.
+
+Per client (its address; behind a proxy named in `trusted_proxies`, the
+address the proxy forwards): with `rate_limit_per_sec` set, a client over its
+rate gets 429 with `Retry-After` (seconds) and a `detail`, on every route but
+`/healthz`, `/readyz` and `/metrics`; past `max_connections_per_client` open
+connections from one address, a new one is closed at once. With
+`cors_allowed_origins` set, pages of those origins may call the API from a
+browser (CORS); a chat upgrade from a page of an origin not allowed gets 403.";
 
 /// The parts of the API document that are not routes: the overview, the
 /// shared schemas and replies, the tags. The routes come from the table.
@@ -61,7 +70,7 @@ request that does not arrive whole in time gets 408 and its connection closes.";
             Issue,
             Location
         ),
-        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized),
+        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized, TooManyRequests),
     ),
     tags(
         (name = "items", description = "What the shop sells"),
@@ -107,6 +116,13 @@ pub fn typed<S>(table: &Table<S>, access: &Access) -> utoipa::openapi::OpenApi {
         if let Some(security) = security {
             guarded = true;
             operation.security = Some(security);
+        }
+        if !super::layers::UNLIMITED.contains(&route.template) {
+            // With `rate_limit_per_sec` set, any of these may be a 429.
+            operation.responses.responses.insert(
+                "429".into(),
+                utoipa::openapi::Ref::from_response_name("TooManyRequests").into(),
+            );
         }
         document
             .paths

@@ -193,3 +193,27 @@ async fn forwarded_for_decides_the_client_only_from_a_trusted_proxy() {
     let spoofed = "198.51.100.77, 198.51.100.1";
     assert_eq!(get_as(&app, "/item", Some(spoofed)).await.status(), 429);
 }
+
+#[tokio::test]
+async fn the_document_lists_429_on_limited_routes_and_403_on_the_chat_upgrade() {
+    let app = crate::helpers::spawn_app().await;
+    let document = app.get_json("/openapi.json").await;
+    let responses = |path: &str, method: &str| document["paths"][path][method]["responses"].clone();
+    for (path, method) in [
+        ("/item/{id}", "get"),
+        ("/cart", "post"),
+        ("/item/{id}", "patch"),
+    ] {
+        let reply = &responses(path, method)["429"];
+        assert_eq!(
+            reply["$ref"], "#/components/responses/TooManyRequests",
+            "{method} {path}"
+        );
+    }
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(responses(path, "get")["429"].is_null(), "{path}");
+    }
+    let too_many = &document["components"]["responses"]["TooManyRequests"];
+    assert!(too_many["headers"]["Retry-After"].is_object(), "{too_many}");
+    assert!(responses("/chat/{chat_name}", "get")["403"].is_object());
+}

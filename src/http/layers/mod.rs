@@ -65,7 +65,7 @@ pub struct Options {
 }
 
 /// Routes never rate limited: probes and scrapes must see a busy shopd.
-const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+pub const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The layers every request goes through, in order. Cheap to clone.
 #[derive(Clone)]
