@@ -9,6 +9,8 @@
 #   bench/run.sh interleaved                          # 5 rounds of 3 s each
 #   BASELINE=/path/to/old/shopd bench/run.sh interleaved   # before and after
 #   ROUNDS=7 DURATION=5 bench/run.sh interleaved
+#   LIMITS=1 bench/run.sh interleaved   # also shopd with a rate limit on
+#                                       # (never reached), access log off
 #
 # CONFIG: the config file every shopd runs with (default: the shipped
 # config.toml; a baseline older than it may need its own era's file).
@@ -22,6 +24,7 @@ ITEMS=${ITEMS:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASELINE=${BASELINE:-}
+LIMITS=${LIMITS:-}
 CONFIG=${CONFIG:-config.toml}
 
 # shellcheck source=bench/lib.sh
@@ -53,6 +56,13 @@ ceiling_pid=$pid
 serve shopd "$bin/shopd"
 serve shopd_quiet "$bin/shopd" "${quiet[@]}"
 names=(ceiling shopd shopd_quiet)
+if [[ -n $LIMITS ]]; then
+    # Every request takes a token from its client's bucket; the rate is
+    # far above what wrk sends, so none is refused: the cost of the check.
+    serve shopd_limits "$bin/shopd" "${quiet[@]}" \
+        --rate-limit-per-sec 1000000 --rate-limit-burst 1000000
+    names+=(shopd_limits)
+fi
 if [[ -n $BASELINE ]]; then
     serve baseline "$BASELINE"
     serve baseline_quiet "$BASELINE" "${quiet[@]}"
@@ -105,6 +115,7 @@ for name in "${names[@]}"; do
         ceiling) label="ceiling: warp, fixed JSON" ;;
         shopd) label="shopd (shipped config.toml, access log on)" ;;
         shopd_quiet) label="shopd, access log off" ;;
+        shopd_limits) label="shopd, access log off, rate limit on" ;;
         baseline) label="baseline $BASELINE (access log on)" ;;
         baseline_quiet) label="baseline, access log off" ;;
     esac

@@ -44,4 +44,5 @@ mod readme;
 mod robustness;
 mod rolling;
 mod routing;
+mod storefront;
 mod support;
