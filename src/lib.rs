@@ -32,14 +32,18 @@
 //!     (`template`: how a path fits a template; `call`: what a handler gets).
 //!   - `layers`: what wraps every route once, the place for a new
 //!     cross-cutting layer (`measure`: the request metrics; `access`: the
-//!     access log, a queue and its own writer thread).
+//!     access log, a queue and its own writer thread; `cors`: CORS headers
+//!     and preflights; `rate`: the request rate per client).
+//!   - `client`: who a request comes from (the peer, or what a trusted
+//!     proxy forwards); `chat_origin`: which pages may open a chat.
 //!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:
 //!     the handlers, one file per resource.
 //!   - `error`: the one status mapping and the error replies' docs;
 //!     `extract`: body and path ids; `query`: list filters; `reply`: bodies.
 //!   - `openapi`: the API document, from the table and the running settings.
 //!   - `server`: the connection loop; `watch`: per-connection deadlines
-//!     (`socket`: the watched socket, hyper's error replies given a body).
+//!     (`socket`: the watched socket, hyper's error replies given a body;
+//!     `peers`: open connections per address).
 //! - [`chat`]: rooms over WebSocket.
 //!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
 //!     flow control; `pace`: rate limit; `close`: close reasons; `names`:
