@@ -183,7 +183,7 @@ settings! {
         log_level: String = "info".into(), "SHOPD_LOG_LEVEL", "FILTER";
         /// Proxies (addresses or ADDR/BITS networks, comma separated) whose `Forwarded` / `X-Forwarded-For` name the client; the rightmost address there that is not one of them is the client [default: none, the socket peer is the client]
         trusted_proxies: TrustedProxies = TrustedProxies::default(), "SHOPD_TRUSTED_PROXIES", "CIDRS";
-        /// Origins (scheme://host[:port], comma separated, or *) whose pages may call the API from a browser (CORS) [default: none, no CORS headers]
+        /// Origins (scheme://host or scheme://host:port, comma separated, or *) whose pages may call the API from a browser (CORS) [default: none, no CORS headers]
         cors_allowed_origins: Origins = Origins::default(), "SHOPD_CORS_ALLOWED_ORIGINS", "ORIGINS";
         /// Whether creating, changing and deleting items needs the admin token too [default: false]
         protect_catalogue: bool = false, "SHOPD_PROTECT_CATALOGUE", "BOOL";
@@ -197,7 +197,7 @@ settings! {
         rate_limit_per_sec: u32, "SHOPD_RATE_LIMIT_PER_SEC", "N";
         /// With rate_limit_per_sec: requests one client may make at once before the rate applies [default: rate_limit_per_sec]
         rate_limit_burst: u32, "SHOPD_RATE_LIMIT_BURST", "N";
-        /// Origins (scheme://host[:port], comma separated, or *) whose pages may open a chat besides shopd's own; others get 403 [default: the exact origins of cors_allowed_origins, its * aside]
+        /// Origins (scheme://host or scheme://host:port, comma separated, or *) whose pages may open a chat besides shopd's own; others get 403 [default: the exact origins of cors_allowed_origins, its * aside]
         chat_allowed_origins: Origins, "SHOPD_CHAT_ALLOWED_ORIGINS", "ORIGINS";
         /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
         admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
