@@ -63,13 +63,13 @@ pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Item> {
 }
 
 /// [`Store::items`](crate::store::Store::items): filtered and paged in SQL.
-/// Live items come from `items_live_by_price` when the price bounds are
-/// selective, every item from `items_by_price`; ids in order otherwise.
+/// From `items_by_price` when the price bounds are selective, else by ids
+/// in order (stopping after the page).
 pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
     let min = filter.price.min.unwrap_or(f64::NEG_INFINITY);
     let max = filter.price.max.unwrap_or(f64::INFINITY);
     let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
-    // Two statements, so that the live one matches the partial index.
+    // Two statements: each planned without a flag that hides its shape.
     let sql = if filter.show_deleted {
         "SELECT id, name, price, deleted FROM items
          WHERE price >= $1 AND price <= $2

@@ -85,6 +85,36 @@ pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
     Ok(snapshot)
 }
 
+/// Each cart's totals (price and quantity, as `carts` keeps them), priced
+/// as the API prices it; `None` when a quantity is beyond `BIGINT`.
+fn cart_totals(snapshot: &Snapshot) -> Option<(Vec<f64>, Vec<i64>)> {
+    let items: HashMap<u64, (f64, bool)> = snapshot
+        .items
+        .iter()
+        .map(|item| (item.id, (item.price, item.deleted)))
+        .collect();
+    let (mut prices, mut quantities) = (Vec::new(), Vec::new());
+    for cart in &snapshot.carts {
+        let priced = priced_cart(
+            cart.id,
+            cart.lines.iter().map(|line| {
+                // A line of an unknown item fails the insert of lines.
+                let (price, deleted) = items.get(&line.item).copied().unwrap_or((0.0, true));
+                LineState {
+                    item: line.item,
+                    quantity: line.quantity,
+                    name: String::new(),
+                    price,
+                    deleted,
+                }
+            }),
+        );
+        prices.push(priced.price);
+        quantities.push(i64::try_from(priced.quantity()).ok()?);
+    }
+    Some((prices, quantities))
+}
+
 /// Loads `snapshot` into an empty database, all or nothing.
 pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(), Failure> {
     let too_big = || {
@@ -127,31 +157,7 @@ pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(
         .iter()
         .map(|cart| id(cart.id))
         .collect::<Result<Vec<_>, _>>()?;
-    // Each cart's totals, priced as the API prices it.
-    let items: HashMap<u64, (f64, bool)> = snapshot
-        .items
-        .iter()
-        .map(|item| (item.id, (item.price, item.deleted)))
-        .collect();
-    let (mut cart_prices, mut cart_quantities) = (Vec::new(), Vec::new());
-    for cart in &snapshot.carts {
-        let priced = priced_cart(
-            cart.id,
-            cart.lines.iter().map(|line| {
-                // A line of an unknown item fails the insert below.
-                let (price, deleted) = items.get(&line.item).copied().unwrap_or((0.0, true));
-                LineState {
-                    item: line.item,
-                    quantity: line.quantity,
-                    name: String::new(),
-                    price,
-                    deleted,
-                }
-            }),
-        );
-        cart_prices.push(priced.price);
-        cart_quantities.push(i64::try_from(priced.quantity()).map_err(|_| too_big())?);
-    }
+    let (cart_prices, cart_quantities) = cart_totals(snapshot).ok_or_else(too_big)?;
     tx.execute(
         "INSERT INTO carts (id, price, quantity)
          SELECT * FROM UNNEST($1::BIGINT[], $2::FLOAT8[], $3::BIGINT[])",
