@@ -493,3 +493,119 @@ async fn postgres_a_version_1_database_migrates_to_filterable_totals() {
     model.add(cart, items[0]);
     check(&app, &model, "after an add").await;
 }
+
+#[tokio::test]
+async fn postgres_totals_stay_exact_under_concurrent_writes() {
+    let Some(database) = fresh_database("postgres_totals_stay_exact_under_concurrent_writes").await
+    else {
+        return;
+    };
+    let client = database.client().await;
+    let app = std::sync::Arc::new(spawn_pg_app(database, |_| {}).await);
+    let mut items = Vec::new();
+    for (n, price) in [0.1, 0.2, 1e16, 1.0, 2.5, 0.3].into_iter().enumerate() {
+        items.push(
+            app.create_item(&format!("item {n}"), price).await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let mut carts = Vec::new();
+    for _ in 0..10 {
+        carts.push(app.create_cart().await);
+    }
+    // Adds, price changes and deletions of shared items, all at once.
+    let writes: Vec<_> = (0..300_u32)
+        .map(|n| {
+            let app = app.clone();
+            let (cart, item) = (carts[n as usize % 10], items[n as usize % 6]);
+            tokio::spawn(async move {
+                let status = match n % 6 {
+                    4 => {
+                        let body = json!({"price": f64::from(n) * 0.1});
+                        let path = format!("/item/{item}");
+                        app.send_json(reqwest::Method::PATCH, &path, &body)
+                            .await
+                            .status()
+                    }
+                    5 if n % 60 == 5 => app.delete(&format!("/item/{item}")).await.status(),
+                    _ => app.post(&format!("/cart/{cart}/add/{item}")).await.status(),
+                };
+                // A deleted item answers 404 to adds and 304 to changes.
+                assert!([200, 304, 404].contains(&status.as_u16()), "{status}");
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("write task");
+    }
+    // Then only price changes, so no add re-prices a cart after them.
+    let changes: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(n, &item)| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = json!({"price": 0.1 + n as f64 * 0.2});
+                let path = format!("/item/{item}");
+                let status = app
+                    .send_json(reqwest::Method::PATCH, &path, &body)
+                    .await
+                    .status();
+                assert!([200, 304].contains(&status.as_u16()), "{status}");
+            })
+        })
+        .collect();
+    for change in changes {
+        change.await.expect("change task");
+    }
+    assert_totals_exact(&app, &client, &carts).await;
+}
+
+/// Each of `carts` has the price and quantity its lines and the items say,
+/// when read and as stored.
+async fn assert_totals_exact(app: &TestApp, client: &tokio_postgres::Client, carts: &[u64]) {
+    let all = app.get_json("/item?show_deleted=true&limit=100").await;
+    let state: BTreeMap<u64, (f64, bool)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let id = item["id"].as_u64().unwrap();
+            (
+                id,
+                (
+                    item["price"].as_f64().unwrap(),
+                    item["deleted"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for &cart in carts {
+        let seen = app.get_json(&format!("/cart/{cart}")).await;
+        let (mut price, mut quantity) = (0.0, 0);
+        for line in seen["items"].as_array().unwrap() {
+            let (item_price, deleted) = state[&line["id"].as_u64().unwrap()];
+            let q = line["quantity"].as_u64().unwrap();
+            if !deleted {
+                price += item_price * q as f64;
+            }
+            quantity += q;
+        }
+        assert_eq!(seen["price"].as_f64(), Some(price), "cart {cart}");
+        let row = client
+            .query_one(
+                "SELECT price, quantity FROM carts WHERE id = $1",
+                &[&i64::try_from(cart).unwrap()],
+            )
+            .await
+            .unwrap();
+        let (stored, stored_quantity): (f64, i64) = (row.get(0), row.get(1));
+        assert_eq!(stored, price, "stored price of cart {cart}");
+        assert_eq!(
+            u64::try_from(stored_quantity).unwrap(),
+            quantity,
+            "cart {cart}"
+        );
+    }
+}
