@@ -79,10 +79,25 @@ pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec
          WHERE NOT deleted AND price >= $1 AND price <= $2
          ORDER BY id LIMIT $3 OFFSET $4"
     };
+    let unbounded = filter.price.min.is_none() && filter.price.max.is_none();
     with_client!(store, |client| {
-        // Prepared afresh, not cached: planned for these bounds, never a
-        // generic plan made for other ones.
-        let rows = client.query(sql, &[&min, &max, &limit, &offset]).await?;
+        let rows = if unbounded {
+            // Ids in order whatever the parameters: prepared once.
+            let statement = client
+                .prepare_cached(
+                    "SELECT id, name, price, deleted FROM items
+                     WHERE ($1 OR NOT deleted)
+                     ORDER BY id LIMIT $2 OFFSET $3",
+                )
+                .await?;
+            client
+                .query(&statement, &[&filter.show_deleted, &limit, &offset])
+                .await?
+        } else {
+            // Prepared afresh, not cached: planned for these bounds, never
+            // a generic plan made for other ones.
+            client.query(sql, &[&min, &max, &limit, &offset]).await?
+        };
         rows.iter().map(item_of).collect()
     })
 }
