@@ -31,6 +31,7 @@ mod full_disk;
 mod helpers;
 mod items;
 mod limits;
+mod list_filters;
 mod metrics;
 mod nats;
 mod openapi;
