@@ -3,9 +3,8 @@
 //! items' current state.
 
 use super::codec::{self, CartRecord};
-use super::manifest::Records;
 use super::{SledStore, backend};
-use crate::domain::{Cart, CartFilter, Id};
+use crate::domain::{Cart, CartFilter, Id, Resource};
 use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
 
 impl SledStore {
@@ -32,16 +31,15 @@ impl SledStore {
 /// [`Store::create_cart`](crate::store::Store::create_cart).
 pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    store.insert_new(Records::Carts, bytes).await
+    store.insert_new(Resource::Cart, bytes).await
 }
 
 /// [`Store::cart`](crate::store::Store::cart).
 pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
     let bytes = store
         .inner
-        .carts
-        .get(codec::key(id))
-        .map_err(backend)?
+        .records
+        .get(Resource::Cart, id)?
         .ok_or(StoreError::CartNotFound(id))?;
     let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
     store.cart_view(id, &record)
@@ -49,9 +47,8 @@ pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
 
 /// [`Store::carts`](crate::store::Store::carts).
 pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-    let carts = store.inner.carts.iter().map(|entry| {
-        let (key, value) = entry.map_err(backend)?;
-        let id = codec::id_of(&key).map_err(backend)?;
+    let carts = store.inner.records.iter(Resource::Cart).map(|entry| {
+        let (id, value) = entry?;
         let record: CartRecord = codec::decode(&value).map_err(backend)?;
         store.cart_view(id, &record)
     });

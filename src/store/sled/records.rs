@@ -1,0 +1,381 @@
+//! The one write gate. The `items` and `carts` trees are fields of
+//! [`Records`] and nothing else holds them once the store is open: the
+//! rest of the store reads records through its read methods and changes
+//! them only through its write methods (`insert_new`, `swap`, `load`,
+//! `transact_carts`), and each of those goes through [`Records::write`],
+//! which keeps the before-image of every record it is about to change for
+//! an open export (see `snapshot.rs`), then writes. So a new write path
+//! cannot skip the before-image: there is no other way to reach a tree.
+//!
+//! Before-images are read and kept outside sled's transaction closures:
+//! a closure may run several times and must have no side effects. That is
+//! sound because every write keeps a before-image read before it writes:
+//! the first image kept for a record after an export opened was read
+//! before any change to it, so it is the record as it was at that moment.
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use sled::IVec;
+use sled::Transactional;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use super::codec;
+use super::ids::IdGen;
+use super::snapshot::Capture;
+use crate::domain::{Id, Resource};
+use crate::store::{StoreError, StoreResult};
+
+fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(err)
+}
+
+/// The item and cart trees behind the write gate.
+pub(super) struct Records {
+    items: sled::Tree,
+    carts: sled::Tree,
+    /// The open export's capture, if any. Writers hold it shared around
+    /// each change (not while waiting for fsync); opening and closing a
+    /// capture takes it exclusively, so no change straddles the moment the
+    /// export stands for. That exclusive hold is the only pause writers see.
+    capture: RwLock<Option<Arc<Capture>>>,
+}
+
+type Pass<'a> = RwLockReadGuard<'a, Option<Arc<Capture>>>;
+
+/// A stored record: its id and its bytes.
+pub(super) type Entry = (Id, IVec);
+
+impl Records {
+    /// The gate over the two trees as opened.
+    pub(super) fn new(items: sled::Tree, carts: sled::Tree) -> Records {
+        Records {
+            items,
+            carts,
+            capture: RwLock::default(),
+        }
+    }
+
+    fn tree(&self, resource: Resource) -> &sled::Tree {
+        match resource {
+            Resource::Item => &self.items,
+            Resource::Cart => &self.carts,
+        }
+    }
+
+    fn pass(&self) -> Pass<'_> {
+        self.capture.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bytes of record `id`, if stored.
+    pub(super) fn get(&self, resource: Resource, id: Id) -> StoreResult<Option<IVec>> {
+        self.tree(resource).get(codec::key(id)).map_err(backend)
+    }
+
+    /// Every record of `resource`, by ascending id.
+    pub(super) fn iter(
+        &self,
+        resource: Resource,
+    ) -> impl DoubleEndedIterator<Item = StoreResult<Entry>> + use<> {
+        self.tree(resource).iter().map(entry)
+    }
+
+    /// Every record of `resource` as stored, keys undecoded (for the
+    /// damage check, which reports a key that is not an id).
+    pub(super) fn raw(&self, resource: Resource) -> sled::Iter {
+        self.tree(resource).iter()
+    }
+
+    /// The records of `resource` with ids below `end`, by ascending id.
+    pub(super) fn below(
+        &self,
+        resource: Resource,
+        end: Id,
+    ) -> impl Iterator<Item = StoreResult<Entry>> + use<> {
+        self.tree(resource).range(..codec::key(end)).map(entry)
+    }
+
+    /// How many records of `resource` are stored (walks the tree).
+    pub(super) fn count(&self, resource: Resource) -> usize {
+        self.tree(resource).len()
+    }
+
+    /// The highest id of `resource` stored.
+    pub(super) fn last_id(&self, resource: Resource) -> StoreResult<Option<Id>> {
+        match self.tree(resource).last().map_err(backend)? {
+            Some((key, _)) => Ok(Some(codec::id_of(&key).map_err(backend)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The write gate: with the pass held, keeps the before-image of every
+    /// record in `touched` for an open capture (read now, before `write`
+    /// changes anything), then runs `write`. Every change of a record goes
+    /// through here; `write` must change no record outside `touched`.
+    fn write<R>(
+        &self,
+        pass: &Pass<'_>,
+        touched: impl IntoIterator<Item = (Resource, Id)>,
+        write: impl FnOnce() -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        if let Some(capture) = pass.as_ref() {
+            for (resource, id) in touched {
+                if !capture.has(resource, id) {
+                    let old = self.get(resource, id)?;
+                    capture.keep(resource, id, old);
+                }
+            }
+        }
+        write()
+    }
+
+    /// Stores `bytes` as a new record of `resource` under a fresh id from
+    /// `ids`, and returns the id. The id and the insert are under one pass:
+    /// an export sees both or neither (ids from its moment on are left out).
+    pub(super) fn insert_new(
+        &self,
+        resource: Resource,
+        ids: &IdGen,
+        bytes: Vec<u8>,
+    ) -> StoreResult<Id> {
+        let pass = self.pass();
+        let id = ids.next()?;
+        self.write(&pass, [(resource, id)], || {
+            self.tree(resource)
+                .insert(codec::key(id), bytes)
+                .map_err(backend)?;
+            Ok(id)
+        })
+    }
+
+    /// Replaces record `id` with `new` if it still holds `old`; `false`
+    /// when another writer changed it first (read it again and retry).
+    pub(super) fn swap(
+        &self,
+        resource: Resource,
+        id: Id,
+        old: IVec,
+        new: Vec<u8>,
+    ) -> StoreResult<bool> {
+        let pass = self.pass();
+        self.write(&pass, [(resource, id)], || {
+            let swapped = self
+                .tree(resource)
+                .compare_and_swap(codec::key(id), Some(old), Some(new))
+                .map_err(backend)?;
+            Ok(swapped.is_ok())
+        })
+    }
+
+    /// Stores `records` of `resource` under their own ids in one atomic
+    /// batch (an import).
+    pub(super) fn load(&self, resource: Resource, records: Vec<(Id, Vec<u8>)>) -> StoreResult<()> {
+        let pass = self.pass();
+        let touched: Vec<(Resource, Id)> = records.iter().map(|(id, _)| (resource, *id)).collect();
+        self.write(&pass, touched, || {
+            let mut batch = sled::Batch::default();
+            for (id, bytes) in records {
+                batch.insert(&codec::key(id), bytes);
+            }
+            self.tree(resource).apply_batch(batch).map_err(backend)
+        })
+    }
+
+    /// Runs `change` as one transaction over both trees, in which it may
+    /// read any record and write the carts in `carts` (sorted, no
+    /// duplicates) only: a write to another fails the transaction. `change` may run more than once:
+    /// it must have no side effects.
+    pub(super) fn transact_carts<R>(
+        &self,
+        carts: &[Id],
+        change: impl Fn(&CartTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
+    ) -> Result<R, TransactionError<StoreError>> {
+        let pass = self.pass();
+        let touched = carts.iter().map(|&id| (Resource::Cart, id));
+        let transaction = || -> StoreResult<Result<R, TransactionError<StoreError>>> {
+            Ok(
+                (&self.items, &self.carts).transaction(|(items, carts_tree)| {
+                    change(&CartTx {
+                        items,
+                        carts: carts_tree,
+                        writable: carts,
+                    })
+                }),
+            )
+        };
+        match self.write(&pass, touched, transaction) {
+            Ok(outcome) => outcome,
+            Err(err) => Err(TransactionError::Abort(err)),
+        }
+    }
+
+    /// Opens a capture once no change is in flight; `at_open` runs at that
+    /// moment (to read the id counters).
+    pub(super) fn open_capture<T>(&self, at_open: impl FnOnce() -> T) -> (Arc<Capture>, T) {
+        let mut slot = self.capture.write().unwrap_or_else(PoisonError::into_inner);
+        let capture = Arc::new(Capture::default());
+        *slot = Some(capture.clone());
+        (capture, at_open())
+    }
+
+    /// Closes the capture: writers stop keeping before-images.
+    pub(super) fn close_capture(&self) {
+        *self.capture.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+fn entry(found: sled::Result<(IVec, IVec)>) -> StoreResult<Entry> {
+    let (key, value) = found.map_err(backend)?;
+    Ok((codec::id_of(&key).map_err(backend)?, value))
+}
+
+/// What a transaction of [`Records::transact_carts`] sees: every record to
+/// read, and the carts it declared to write.
+pub(super) struct CartTx<'a> {
+    items: &'a TransactionalTree,
+    carts: &'a TransactionalTree,
+    writable: &'a [Id],
+}
+
+impl CartTx<'_> {
+    /// The bytes of record `id`, if stored.
+    pub(super) fn get(
+        &self,
+        resource: Resource,
+        id: Id,
+    ) -> Result<Option<IVec>, UnabortableTransactionError> {
+        let tree = match resource {
+            Resource::Item => self.items,
+            Resource::Cart => self.carts,
+        };
+        tree.get(codec::key(id))
+    }
+
+    /// Writes cart `id`, which must be one the transaction declared.
+    pub(super) fn put_cart(
+        &self,
+        id: Id,
+        bytes: Vec<u8>,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        if self.writable.binary_search(&id).is_err() {
+            return Err(ConflictableTransactionError::Abort(backend(
+                std::io::Error::other(format!(
+                    "cart {id} written by a transaction that did not declare it"
+                )),
+            )));
+        }
+        self.carts.insert(&codec::key(id), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Records {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Records::new(
+            db.open_tree("items").unwrap(),
+            db.open_tree("carts").unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_write_keeps_the_before_image_for_an_open_capture() {
+        let records = records();
+        records
+            .load(Resource::Item, vec![(1, b"one".to_vec())])
+            .unwrap();
+        records
+            .load(Resource::Cart, vec![(7, b"cart".to_vec())])
+            .unwrap();
+        let (capture, ()) = records.open_capture(|| ());
+        let old = records.get(Resource::Item, 1).unwrap().unwrap();
+        assert!(
+            records
+                .swap(Resource::Item, 1, old, b"two".to_vec())
+                .unwrap()
+        );
+        let old = records.get(Resource::Item, 1).unwrap().unwrap();
+        assert!(
+            records
+                .swap(Resource::Item, 1, old, b"three".to_vec())
+                .unwrap()
+        );
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        records
+            .transact_carts(&[7], |tx| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tx.put_cart(7, b"cart, changed".to_vec())
+            })
+            .unwrap();
+        records
+            .load(Resource::Item, vec![(2, b"new".to_vec())])
+            .unwrap();
+        records.close_capture();
+        let kept = |resource, id| {
+            capture
+                .before(resource, id)
+                .map(|old| old.map(|b| b.to_vec()))
+        };
+        assert_eq!(kept(Resource::Item, 1), Some(Some(b"one".to_vec())));
+        assert_eq!(kept(Resource::Cart, 7), Some(Some(b"cart".to_vec())));
+        assert_eq!(kept(Resource::Item, 2), Some(None));
+        // After the capture closed, nothing more is kept.
+        let old = records.get(Resource::Item, 2).unwrap().unwrap();
+        assert!(records.swap(Resource::Item, 2, old, b"x".to_vec()).unwrap());
+        assert_eq!(kept(Resource::Item, 2), Some(None));
+    }
+
+    #[test]
+    fn a_cart_transaction_cannot_write_a_cart_it_did_not_declare() {
+        let records = records();
+        let outcome = records.transact_carts(&[1, 2], |tx| tx.put_cart(3, b"x".to_vec()));
+        assert!(matches!(outcome, Err(TransactionError::Abort(_))));
+        assert_eq!(records.get(Resource::Cart, 3).unwrap(), None);
+    }
+
+    /// The item and cart trees are opened in one place and handed straight
+    /// to the gate; opening them anywhere else would be a write path around
+    /// it.
+    #[test]
+    fn only_the_gate_holds_the_item_and_cart_trees() {
+        fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else if path.extension().is_some_and(|ext| ext == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    found.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        assert!(files.len() > 10, "the sources were not found");
+        let needles = [
+            "open_tree(\"items\")",
+            "open_tree(\"carts\")",
+            "Records::new(",
+        ];
+        for (path, text) in &files {
+            if path.ends_with("store/sled/records.rs") {
+                continue;
+            }
+            let allowed = usize::from(path.ends_with("store/sled/open.rs"));
+            for needle in needles {
+                let count = text.matches(needle).count();
+                assert_eq!(
+                    count, allowed,
+                    "{path} has {needle} {count} times: the item and cart trees go only to the write gate, from open.rs"
+                );
+            }
+        }
+    }
+}
