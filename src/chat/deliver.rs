@@ -49,21 +49,21 @@ impl Line {
 /// When a member last took a line from its queue or finished writing to
 /// its socket: the proof that it reads.
 #[derive(Debug)]
-pub(crate) struct Progress {
+pub(crate) struct LastRead {
     /// Milliseconds since [`epoch`].
     last: AtomicU64,
 }
 
-/// The zero of [`Progress`] times.
+/// The zero of [`LastRead`] times.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
-impl Progress {
-    /// Progress made now.
-    pub(crate) fn new() -> Progress {
-        let progress = Progress {
+impl LastRead {
+    /// A member that read just now.
+    pub(crate) fn new() -> LastRead {
+        let progress = LastRead {
             last: AtomicU64::new(0),
         };
         progress.mark();
@@ -95,7 +95,7 @@ pub(crate) struct Member {
     /// Closes the member's connection.
     pub(crate) closer: Arc<Closer>,
     /// Updated by the member's forwarder.
-    pub(crate) progress: Arc<Progress>,
+    pub(crate) progress: Arc<LastRead>,
 }
 
 /// Queues `line` for every member of `members` but `except`, in the order
@@ -169,7 +169,7 @@ mod tests {
             name: format!("m{id}").into(),
             outbox,
             closer: Arc::new(Closer::new()),
-            progress: Arc::new(Progress::new()),
+            progress: Arc::new(LastRead::new()),
         };
         (member, inbox)
     }

@@ -20,7 +20,7 @@ use tokio::sync::{OnceCell, mpsc};
 use super::ChatStats;
 use super::bus::{Bus, Inbox, RoomLink};
 use super::close::Closer;
-use super::deliver::{Line, Member, Progress, deliver};
+use super::deliver::{LastRead, Line, Member, deliver};
 use super::names::random_name;
 
 /// Every room and the chat figures.
@@ -57,7 +57,7 @@ pub(crate) struct Membership {
     id: u64,
     name: Arc<str>,
     closer: Arc<Closer>,
-    progress: Arc<Progress>,
+    progress: Arc<LastRead>,
 }
 
 /// Locks `mutex` even if a thread panicked while holding it: every critical
@@ -104,7 +104,7 @@ impl Registry {
     ) -> (Membership, mpsc::Receiver<Line>) {
         let (outbox, inbox) = mpsc::channel(queue_len.max(1));
         let closer = Arc::new(Closer::new());
-        let progress = Arc::new(Progress::new());
+        let progress = Arc::new(LastRead::new());
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         let draw = || match self.bus() {
             Some(bus) => format!("{}-{}", random_name(), bus.tag()),
@@ -194,7 +194,7 @@ impl Membership {
     }
 
     /// Where the member's forwarder records that it reads.
-    pub(crate) fn progress(&self) -> &Arc<Progress> {
+    pub(crate) fn progress(&self) -> &Arc<LastRead> {
         &self.progress
     }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::close::{CloseReason, Closer};
-use super::deliver::{Line, Progress};
+use super::deliver::{LastRead, Line};
 use super::pace::Pace;
 use super::rooms::Membership;
 use super::upgrade::Socket;
@@ -214,7 +214,7 @@ async fn forward(
     mut sink: SplitSink<Socket, Message>,
     mut inbox: mpsc::Receiver<Line>,
     closer: Arc<Closer>,
-    progress: Arc<Progress>,
+    progress: Arc<LastRead>,
 ) {
     let kicked = closer.fired();
     tokio::pin!(kicked);
@@ -257,7 +257,7 @@ async fn write_batch(
     sink: &mut SplitSink<Socket, Message>,
     first: Line,
     inbox: &mut mpsc::Receiver<Line>,
-    progress: &Progress,
+    progress: &LastRead,
 ) -> Result<(), WsError> {
     progress.mark();
     sink.feed(message(&first)).await?;
