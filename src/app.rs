@@ -15,7 +15,8 @@ use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
 use crate::store::{
-    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
+    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, Scans, SledStore, StatsCache, Store,
+    StoreError,
 };
 
 /// Why shopd could not start or stop cleanly; messages name the culprit.
@@ -65,7 +66,8 @@ impl App<SledStore> {
             settings.durability,
             settings.flush_every_ms,
             on_damage,
-        )?;
+        )?
+        .with_scans(Scans::new(settings.scan_workers, settings.scan_queue_len));
         Ok(App::with_store(store, settings))
     }
 }

@@ -22,6 +22,7 @@ mod full_disk;
 mod helpers;
 mod items;
 mod limits;
+mod lists;
 mod metrics;
 mod nats;
 mod openapi;

@@ -3,7 +3,7 @@
 //! items' current state.
 
 use super::codec::{self, CartRecord};
-use super::{SledStore, backend};
+use super::{BIG_CART, SledStore, backend};
 use crate::domain::{Cart, CartFilter, Id, Resource};
 use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
 
@@ -26,6 +26,23 @@ impl SledStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(priced_cart(id, lines))
     }
+
+    /// [`SledStore::cart_view`], off the async threads for a big cart:
+    /// in the bounded pool for a read, on a blocking thread outside the
+    /// bound after a write (the add is stored: its answer is not shed).
+    async fn priced(&self, id: Id, record: CartRecord, after_write: bool) -> StoreResult<Cart> {
+        if record.lines.len() <= BIG_CART {
+            return self.cart_view(id, &record);
+        }
+        if after_write {
+            let store = self.clone();
+            return tokio::task::spawn_blocking(move || store.cart_view(id, &record))
+                .await
+                .map_err(backend)?;
+        }
+        self.off_runtime(move |store| store.cart_view(id, &record))
+            .await
+    }
 }
 
 /// [`Store::create_cart`](crate::store::Store::create_cart).
@@ -35,14 +52,14 @@ pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
 }
 
 /// [`Store::cart`](crate::store::Store::cart).
-pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
+pub(super) async fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
     let bytes = store
         .inner
         .records
         .get(Resource::Cart, id)?
         .ok_or(StoreError::CartNotFound(id))?;
     let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-    store.cart_view(id, &record)
+    store.priced(id, record, false).await
 }
 
 /// [`Store::carts`](crate::store::Store::carts).
@@ -67,5 +84,5 @@ pub(super) async fn add(
     store.inner.disk.touch();
     // Priced outside the transaction: the cart as this add left it, with
     // its items' current names and prices.
-    store.cart_view(cart, &record)
+    store.priced(cart, record, true).await
 }

@@ -37,14 +37,20 @@ use ids::{IdGen, IdHome};
 pub use open::{OnDamage, OpenError, check};
 
 use super::export::Snapshot;
-use super::{Store, StoreError, StoreResult, StoreStats};
+use super::{Scans, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
+    /// Where scans, exports and big carts run, off the async threads.
+    scans: Scans,
 }
+
+/// A cart with more lines than this is priced off the async threads: each
+/// line is one more read.
+const BIG_CART: usize = 32;
 
 struct Inner {
     db: sled::Db,
@@ -148,7 +154,24 @@ impl SledStore {
                 cart_count: AtomicU64::new(opened.scan.carts.count),
                 _lock: lock,
             }),
+            scans: Scans::default(),
         })
+    }
+
+    /// This store with scans, exports and big carts bounded by `scans`.
+    #[must_use]
+    pub fn with_scans(mut self, scans: Scans) -> Self {
+        self.scans = scans;
+        self
+    }
+
+    /// Runs `work` on the store in the bounded pool for long work.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SledStore) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let store = self.clone();
+        self.scans.run(move || work(&store)).await
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
@@ -191,7 +214,8 @@ impl Store for SledStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        items::list(self, filter)
+        self.off_runtime(move |store| items::list(store, filter))
+            .await
     }
 
     async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
@@ -211,11 +235,12 @@ impl Store for SledStore {
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
-        carts::get(self, id)
+        carts::get(self, id).await
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        carts::list(self, filter)
+        self.off_runtime(move |store| carts::list(store, filter))
+            .await
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
@@ -232,10 +257,7 @@ impl Store for SledStore {
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_snapshot())
-            .await
-            .map_err(backend)?
+        self.off_runtime(SledStore::read_snapshot).await
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {
