@@ -3,8 +3,9 @@
 //! items' current state.
 
 use super::codec::{self, CartRecord};
+use super::index::{self, Candidates};
 use super::{BIG_CART, SledStore, backend};
-use crate::domain::{Cart, CartFilter, Id, Resource};
+use crate::domain::{Cart, CartFilter, Id, PriceRange, Resource};
 use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
 
 impl SledStore {
@@ -62,14 +63,47 @@ pub(super) async fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
     store.priced(id, record, false).await
 }
 
-/// [`Store::carts`](crate::store::Store::carts).
+/// [`Store::carts`](crate::store::Store::carts): from the index of cart
+/// prices or quantities when that is cheaper (see [`index::budget`]), else
+/// by walking the carts in id order until the page is full.
 pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Cart>> {
+    let price = (filter.price != PriceRange::default()).then_some(filter.price);
+    let quantity = (filter.min_quantity.is_some() || filter.max_quantity.is_some()).then(|| {
+        (
+            filter.min_quantity.unwrap_or(0),
+            filter.max_quantity.unwrap_or(u64::MAX),
+        )
+    });
+    if price.is_some() || quantity.is_some() {
+        let candidates = {
+            let indexes = store.inner.records.indexes();
+            let budget = index::budget(filter.page, indexes.cart_count());
+            indexes.carts_within(price, quantity, budget)
+        };
+        if let Candidates::All(mut ids) = candidates {
+            ids.sort_unstable();
+            // Priced again from the items: the filter decides on that.
+            let carts = ids.into_iter().map(|id| read(store, id));
+            return page(carts, filter.page, |cart| filter.accepts(cart));
+        }
+    }
     let carts = store.inner.records.iter(Resource::Cart).map(|entry| {
         let (id, value) = entry?;
         let record: CartRecord = codec::decode(&value).map_err(backend)?;
         store.cart_view(id, &record)
     });
     page(carts, filter.page, |cart| filter.accepts(cart))
+}
+
+/// Cart `id` priced now, on this thread.
+fn read(store: &SledStore, id: Id) -> StoreResult<Cart> {
+    let bytes = store
+        .inner
+        .records
+        .get(Resource::Cart, id)?
+        .ok_or(StoreError::CartNotFound(id))?;
+    let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
+    store.cart_view(id, &record)
 }
 
 /// [`Store::add_to_cart`](crate::store::Store::add_to_cart).

@@ -51,7 +51,12 @@ impl Scan {
     }
 }
 
-/// Reads every item and cart, and the last sync's mark in `meta`.
+/// Records read between two progress lines in the log.
+const PROGRESS_EVERY: u64 = 100_000;
+
+/// Reads every item and cart, and the last sync's mark in `meta`; notes
+/// each record that reads in the indexes (they are built here, once per
+/// start), logging progress on a big store.
 pub(super) fn scan(records: &Records, meta: &sled::Tree) -> Scan {
     let mut scan = Scan::default();
     match meta.get(SYNC_KEY) {
@@ -80,7 +85,11 @@ pub(super) fn scan(records: &Records, meta: &sled::Tree) -> Scan {
         };
         match codec::decode::<ItemRecord>(&value) {
             Ok(record) => {
+                records.index_item(id, &record);
                 scan.items.count += 1;
+                if scan.items.count % PROGRESS_EVERY == 0 {
+                    tracing::info!(items = scan.items.count, "reading and indexing the store");
+                }
                 scan.items.highest = id;
                 scan.live_items += u64::from(!record.deleted);
                 item_ids.insert(id);
@@ -110,7 +119,11 @@ pub(super) fn scan(records: &Records, meta: &sled::Tree) -> Scan {
                 continue;
             }
         };
+        records.index_cart(id, &record);
         scan.carts.count += 1;
+        if scan.carts.count % PROGRESS_EVERY == 0 {
+            tracing::info!(carts = scan.carts.count, "reading and indexing the store");
+        }
         scan.carts.highest = id;
         for line in &record.lines {
             if !item_ids.contains(&line.item) {

@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use super::codec::{self, ItemRecord};
+use super::index::{self, Candidates};
 use super::{SledStore, backend};
-use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
+use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
 use crate::store::{StoreError, StoreResult, page};
 
 impl SledStore {
@@ -35,7 +36,7 @@ impl SledStore {
                 return Ok(record);
             }
             let new = codec::encode(&record).map_err(backend)?;
-            if records.swap(Resource::Item, id, old, new)? {
+            if records.swap(Resource::Item, id, old, &new)? {
                 return Ok(record);
             }
         }
@@ -69,16 +70,30 @@ pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Item> {
     Ok(item_of(id, store.read_item(id)?))
 }
 
-/// [`Store::items`](crate::store::Store::items).
+/// [`Store::items`](crate::store::Store::items): from the price index
+/// when that is cheaper (see [`index::budget`]), else by walking the items
+/// in id order until the page is full.
 pub(super) fn list(store: &SledStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+    let accepts = |item: &Item| filter.accepts(item.price, item.deleted);
+    if filter.price != PriceRange::default() {
+        let candidates = {
+            let indexes = store.inner.records.indexes();
+            let budget = index::budget(filter.page, indexes.item_count());
+            indexes.items_priced(filter.price, filter.show_deleted, budget)
+        };
+        if let Candidates::All(mut ids) = candidates {
+            ids.sort_unstable();
+            // Read again: an item may have changed since the index said so.
+            let items = ids.into_iter().map(|id| get(store, id));
+            return page(items, filter.page, accepts);
+        }
+    }
     let items = store.inner.records.iter(Resource::Item).map(|entry| {
         let (id, value) = entry?;
         let record: ItemRecord = codec::decode(&value).map_err(backend)?;
         Ok(item_of(id, record))
     });
-    page(items, filter.page, |item| {
-        filter.accepts(item.price, item.deleted)
-    })
+    page(items, filter.page, accepts)
 }
 
 /// [`Store::replace_item`](crate::store::Store::replace_item).

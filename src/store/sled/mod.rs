@@ -19,6 +19,7 @@ mod check;
 mod codec;
 mod durability;
 mod ids;
+mod index;
 mod items;
 mod manifest;
 mod open;
@@ -183,7 +184,7 @@ impl SledStore {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        let id = inner.records.insert_new(resource, ids, bytes)?;
+        let id = inner.records.insert_new(resource, ids, &bytes)?;
         inner.ledger.stored(resource, id);
         count.fetch_add(1, Ordering::Relaxed);
         inner.committer.durable().await?;

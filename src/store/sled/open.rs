@@ -126,7 +126,14 @@ fn open_and_scan(
         // they are reachable only through the write gate.
         let records = Records::new(db.open_tree("items")?, db.open_tree("carts")?);
         let meta = db.open_tree("meta")?;
+        let started = std::time::Instant::now();
         let scan = check::scan(&records, &meta);
+        tracing::info!(
+            items = scan.items.count,
+            carts = scan.carts.count,
+            millis = started.elapsed().as_millis() as u64,
+            "store read, checked and indexed"
+        );
         Ok((db, records, meta, scan))
     }));
     match opened {

@@ -7,13 +7,17 @@
 //! an open export (see `snapshot.rs`), then writes. So a new write path
 //! cannot skip the before-image: there is no other way to reach a tree.
 //!
+//! The same function keeps the in-memory indexes (`index.rs`) up to date:
+//! it holds their lock across the write and their update, so they follow
+//! the writes in the order sled took them.
+//!
 //! Before-images are read and kept outside sled's transaction closures:
 //! a closure may run several times and must have no side effects. That is
 //! sound because every write keeps a before-image read before it writes:
 //! the first image kept for a record after an export opened was read
 //! before any change to it, so it is the record as it was at that moment.
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::IVec;
 use sled::Transactional;
@@ -21,8 +25,9 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::codec;
+use super::codec::{self, CartRecord, ItemRecord};
 use super::ids::IdGen;
+use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
 use crate::store::{StoreError, StoreResult};
@@ -40,6 +45,8 @@ pub(super) struct Records {
     /// capture takes it exclusively, so no change straddles the moment the
     /// export stands for. That exclusive hold is the only pause writers see.
     capture: RwLock<Option<Arc<Capture>>>,
+    /// Item prices and cart totals; written only here, with the records.
+    index: RwLock<Indexes>,
 }
 
 type Pass<'a> = RwLockReadGuard<'a, Option<Arc<Capture>>>;
@@ -54,7 +61,28 @@ impl Records {
             items,
             carts,
             capture: RwLock::default(),
+            index: RwLock::default(),
         }
+    }
+
+    /// The indexes, to read (briefly: writers wait meanwhile).
+    pub(super) fn indexes(&self) -> RwLockReadGuard<'_, Indexes> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn indexes_mut(&self) -> RwLockWriteGuard<'_, Indexes> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a record read at start-up in the indexes (items first, then
+    /// carts, so carts are priced from their items).
+    pub(super) fn index_item(&self, id: Id, record: &ItemRecord) {
+        self.indexes_mut().put_item(id, record);
+    }
+
+    /// See [`Records::index_item`].
+    pub(super) fn index_cart(&self, id: Id, record: &CartRecord) {
+        self.indexes_mut().put_cart(id, record);
     }
 
     fn tree(&self, resource: Resource) -> &sled::Tree {
@@ -111,13 +139,15 @@ impl Records {
 
     /// The write gate: with the pass held, keeps the before-image of every
     /// record in `touched` for an open capture (read now, before `write`
-    /// changes anything), then runs `write`. Every change of a record goes
-    /// through here; `write` must change no record outside `touched`.
+    /// changes anything), then runs `write` with the indexes locked, which
+    /// writes and then notes what it wrote in them (see [`Upkeep`]). Every
+    /// change of a record goes through here; `write` must change no record
+    /// outside `touched`.
     fn write<R>(
         &self,
         pass: &Pass<'_>,
         touched: impl IntoIterator<Item = (Resource, Id)>,
-        write: impl FnOnce() -> StoreResult<R>,
+        write: impl FnOnce(&mut Upkeep<'_>) -> StoreResult<R>,
     ) -> StoreResult<R> {
         if let Some(capture) = pass.as_ref() {
             for (resource, id) in touched {
@@ -127,7 +157,7 @@ impl Records {
                 }
             }
         }
-        write()
+        write(&mut Upkeep(self.indexes_mut()))
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id from
@@ -137,14 +167,15 @@ impl Records {
         &self,
         resource: Resource,
         ids: &IdGen,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> StoreResult<Id> {
         let pass = self.pass();
         let id = ids.next()?;
-        self.write(&pass, [(resource, id)], || {
+        self.write(&pass, [(resource, id)], |upkeep| {
             self.tree(resource)
                 .insert(codec::key(id), bytes)
                 .map_err(backend)?;
+            upkeep.stored(resource, id, bytes);
             Ok(id)
         })
     }
@@ -156,29 +187,36 @@ impl Records {
         resource: Resource,
         id: Id,
         old: IVec,
-        new: Vec<u8>,
+        new: &[u8],
     ) -> StoreResult<bool> {
         let pass = self.pass();
-        self.write(&pass, [(resource, id)], || {
+        self.write(&pass, [(resource, id)], |upkeep| {
             let swapped = self
                 .tree(resource)
                 .compare_and_swap(codec::key(id), Some(old), Some(new))
                 .map_err(backend)?;
+            if swapped.is_ok() {
+                upkeep.stored(resource, id, new);
+            }
             Ok(swapped.is_ok())
         })
     }
 
     /// Stores `records` of `resource` under their own ids in one atomic
     /// batch (an import).
-    pub(super) fn load(&self, resource: Resource, records: Vec<(Id, Vec<u8>)>) -> StoreResult<()> {
+    pub(super) fn load(&self, resource: Resource, records: &[(Id, Vec<u8>)]) -> StoreResult<()> {
         let pass = self.pass();
         let touched: Vec<(Resource, Id)> = records.iter().map(|(id, _)| (resource, *id)).collect();
-        self.write(&pass, touched, || {
+        self.write(&pass, touched, |upkeep| {
             let mut batch = sled::Batch::default();
             for (id, bytes) in records {
-                batch.insert(&codec::key(id), bytes);
+                batch.insert(&codec::key(*id), bytes.as_slice());
             }
-            self.tree(resource).apply_batch(batch).map_err(backend)
+            self.tree(resource).apply_batch(batch).map_err(backend)?;
+            for (id, bytes) in records {
+                upkeep.stored(resource, *id, bytes);
+            }
+            Ok(())
         })
     }
 
@@ -193,16 +231,23 @@ impl Records {
     ) -> Result<R, TransactionError<StoreError>> {
         let pass = self.pass();
         let touched = carts.iter().map(|&id| (Resource::Cart, id));
-        let transaction = || -> StoreResult<Result<R, TransactionError<StoreError>>> {
-            Ok(
-                (&self.items, &self.carts).transaction(|(items, carts_tree)| {
-                    change(&CartTx {
-                        items,
-                        carts: carts_tree,
-                        writable: carts,
-                    })
-                }),
-            )
+        let transaction = |upkeep: &mut Upkeep<'_>| {
+            let outcome = (&self.items, &self.carts).transaction(|(items, carts_tree)| {
+                change(&CartTx {
+                    items,
+                    carts: carts_tree,
+                    writable: carts,
+                })
+            });
+            if outcome.is_ok() {
+                // Committed: what the declared carts hold now is what it wrote.
+                for &id in carts {
+                    if let Some(bytes) = self.get(Resource::Cart, id)? {
+                        upkeep.stored(Resource::Cart, id, &bytes);
+                    }
+                }
+            }
+            Ok(outcome)
         };
         match self.write(&pass, touched, transaction) {
             Ok(outcome) => outcome,
@@ -222,6 +267,23 @@ impl Records {
     /// Closes the capture: writers stop keeping before-images.
     pub(super) fn close_capture(&self) {
         *self.capture.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// The indexes, locked for a write: [`Upkeep::stored`] notes a record as
+/// the write left it.
+struct Upkeep<'a>(RwLockWriteGuard<'a, Indexes>);
+
+impl Upkeep<'_> {
+    fn stored(&mut self, resource: Resource, id: Id, bytes: &[u8]) {
+        let noted = match resource {
+            Resource::Item => codec::decode(bytes).map(|record| self.0.put_item(id, &record)),
+            Resource::Cart => codec::decode(bytes).map(|record| self.0.put_cart(id, &record)),
+        };
+        if let Err(err) = noted {
+            // Only bytes this process just encoded get here.
+            tracing::error!(error = %err, ?resource, id, "a record just written does not decode");
+        }
     }
 }
 
@@ -286,24 +348,16 @@ mod tests {
     fn every_write_keeps_the_before_image_for_an_open_capture() {
         let records = records();
         records
-            .load(Resource::Item, vec![(1, b"one".to_vec())])
+            .load(Resource::Item, &[(1, b"one".to_vec())])
             .unwrap();
         records
-            .load(Resource::Cart, vec![(7, b"cart".to_vec())])
+            .load(Resource::Cart, &[(7, b"cart".to_vec())])
             .unwrap();
         let (capture, ()) = records.open_capture(|| ());
         let old = records.get(Resource::Item, 1).unwrap().unwrap();
-        assert!(
-            records
-                .swap(Resource::Item, 1, old, b"two".to_vec())
-                .unwrap()
-        );
+        assert!(records.swap(Resource::Item, 1, old, b"two").unwrap());
         let old = records.get(Resource::Item, 1).unwrap().unwrap();
-        assert!(
-            records
-                .swap(Resource::Item, 1, old, b"three".to_vec())
-                .unwrap()
-        );
+        assert!(records.swap(Resource::Item, 1, old, b"three").unwrap());
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         records
             .transact_carts(&[7], |tx| {
@@ -312,7 +366,7 @@ mod tests {
             })
             .unwrap();
         records
-            .load(Resource::Item, vec![(2, b"new".to_vec())])
+            .load(Resource::Item, &[(2, b"new".to_vec())])
             .unwrap();
         records.close_capture();
         let kept = |resource, id| {
@@ -325,7 +379,7 @@ mod tests {
         assert_eq!(kept(Resource::Item, 2), Some(None));
         // After the capture closed, nothing more is kept.
         let old = records.get(Resource::Item, 2).unwrap().unwrap();
-        assert!(records.swap(Resource::Item, 2, old, b"x".to_vec()).unwrap());
+        assert!(records.swap(Resource::Item, 2, old, b"x").unwrap());
         assert_eq!(kept(Resource::Item, 2), Some(None));
     }
 

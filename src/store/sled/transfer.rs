@@ -103,7 +103,7 @@ pub(super) async fn import(store: &SledStore, snapshot: Snapshot) -> StoreResult
         live += u64::from(!item.deleted);
         items.push((item.id, codec::encode(&record).map_err(backend)?));
     }
-    records.load(Resource::Item, items)?;
+    records.load(Resource::Item, &items)?;
     for item in &snapshot.items {
         store.inner.ledger.stored(Resource::Item, item.id);
     }
@@ -121,7 +121,7 @@ pub(super) async fn import(store: &SledStore, snapshot: Snapshot) -> StoreResult
         };
         carts.push((cart.id, codec::encode(&record).map_err(backend)?));
     }
-    records.load(Resource::Cart, carts)?;
+    records.load(Resource::Cart, &carts)?;
     for cart in &snapshot.carts {
         store.inner.ledger.stored(Resource::Cart, cart.id);
     }
