@@ -6,7 +6,7 @@ use shopd::store::export::{ExportCart, ExportItem, ExportLine};
 use shopd::store::{Durability, SledStore, Snapshot, Store};
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, spawn_app_in};
+use crate::helpers::{TestApp, scratch, spawn_app_in, spawn_process};
 
 /// A data directory holding `items` and `carts` (imported, as `shopd
 /// import` does), ready for shopd to open.
@@ -282,4 +282,63 @@ async fn every_filter_answers_as_a_full_walk_would_through_changes_and_restarts(
     let dir = app.stop().await;
     let app = spawn_app_in(dir, |_| {}).await;
     lists_match_brute_force(&app, 201, new_cart).await;
+}
+
+#[test]
+fn the_indexes_come_back_after_kill_9() {
+    let (_cwd_dir, cwd) = scratch();
+    let (_data, data_dir) = scratch();
+    let mut server = spawn_process(&cwd, &data_dir, &[]);
+    let client = reqwest::blocking::Client::new();
+    let send = |request: reqwest::blocking::RequestBuilder| {
+        let response = request.send().unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json::<Value>().unwrap()
+    };
+    for price in [1.0, 2.0, 3.0, 4.0] {
+        send(
+            client
+                .post(server.url("/item"))
+                .json(&json!({"name": "x", "price": price})),
+        );
+    }
+    send(client.post(server.url("/cart")));
+    send(client.post(server.url("/cart")));
+    send(client.post(server.url("/cart/1/add/1")));
+    send(client.post(server.url("/cart/1/add/2")));
+    send(client.post(server.url("/cart/2/add/3")));
+    send(client.post(server.url("/cart/2/add/3")));
+    // The price change reprices cart 1 (1 + 2 -> 9 + 2), the deletion cart 2.
+    send(
+        client
+            .patch(server.url("/item/1"))
+            .json(&json!({"price": 9.0})),
+    );
+    send(client.delete(server.url("/item/3")));
+    let queries = [
+        "/item?min_price=2&max_price=4",
+        "/item?min_price=2&show_deleted=true",
+        "/item?max_price=1.5",
+        "/cart?min_price=11&max_price=11",
+        "/cart?max_price=0",
+        "/cart?min_quantity=2&max_quantity=2",
+    ];
+    let before: Vec<Value> = queries
+        .iter()
+        .map(|query| send(client.get(server.url(query))))
+        .collect();
+    assert_eq!(before[0].as_array().unwrap().len(), 2, "{}", before[0]);
+    assert_eq!(before[2].as_array().unwrap().len(), 0);
+    assert_eq!(before[3][0]["id"], 1);
+    assert_eq!(before[4][0]["id"], 2);
+    assert_eq!(before[5].as_array().unwrap().len(), 2);
+    // No chance to flush or to write anything at exit.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = spawn_process(&cwd, &data_dir, &[]);
+    let after: Vec<Value> = queries
+        .iter()
+        .map(|query| send(client.get(server.url(query))))
+        .collect();
+    assert_eq!(after, before);
 }
