@@ -54,13 +54,17 @@ pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
 
 /// [`Store::cart`](crate::store::Store::cart).
 pub(super) async fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
+    store.priced(id, record(store, id)?, false).await
+}
+
+/// The record of cart `id`.
+fn record(store: &SledStore, id: Id) -> StoreResult<CartRecord> {
     let bytes = store
         .inner
         .records
         .get(Resource::Cart, id)?
         .ok_or(StoreError::CartNotFound(id))?;
-    let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-    store.priced(id, record, false).await
+    codec::decode(&bytes).map_err(backend)
 }
 
 /// [`Store::carts`](crate::store::Store::carts): from the index of cart
@@ -83,7 +87,9 @@ pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Car
         if let Candidates::All(mut ids) = candidates {
             ids.sort_unstable();
             // Priced again from the items: the filter decides on that.
-            let carts = ids.into_iter().map(|id| read(store, id));
+            let carts = ids
+                .into_iter()
+                .map(|id| store.cart_view(id, &record(store, id)?));
             return page(carts, filter.page, |cart| filter.accepts(cart));
         }
     }
@@ -93,17 +99,6 @@ pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Car
         store.cart_view(id, &record)
     });
     page(carts, filter.page, |cart| filter.accepts(cart))
-}
-
-/// Cart `id` priced now, on this thread.
-fn read(store: &SledStore, id: Id) -> StoreResult<Cart> {
-    let bytes = store
-        .inner
-        .records
-        .get(Resource::Cart, id)?
-        .ok_or(StoreError::CartNotFound(id))?;
-    let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-    store.cart_view(id, &record)
 }
 
 /// [`Store::add_to_cart`](crate::store::Store::add_to_cart).
