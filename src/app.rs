@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
+use crate::shutdown::Draining;
 use crate::store::{
     OnDamage, OpenError, PgOpenError, PgOptions, PgStore, Scans, SledStore, StatsCache, Store,
     StoreError,
@@ -49,6 +50,7 @@ pub struct App<S = SledStore> {
     settings: Settings,
     rooms: Rooms,
     telemetry: Telemetry,
+    draining: Draining,
 }
 
 impl App<SledStore> {
@@ -108,7 +110,14 @@ impl<S: Store> App<S> {
             settings,
             rooms,
             telemetry: Telemetry::new(),
+            draining: Draining::default(),
         }
+    }
+
+    /// The flag that makes `/readyz` answer 503: set it when a stop begins
+    /// (see [`crate::shutdown::drained`]).
+    pub fn draining(&self) -> Draining {
+        self.draining.clone()
     }
 
     /// The store, for callers that seed or inspect data.
@@ -152,6 +161,7 @@ impl<S: Store> App<S> {
                 protect_catalogue: self.settings.protect_catalogue,
             },
             rooms: self.rooms.clone(),
+            draining: self.draining.clone(),
         };
         let api = api::api(state);
         let filter = crate::chat::route(self.rooms.clone())
@@ -171,8 +181,10 @@ impl<S: Store> App<S> {
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
         let rooms = self.rooms.clone();
+        let draining = self.draining.clone();
         let shutdown = async move {
             shutdown.await;
+            draining.begin();
             // Chats are upgraded connections the HTTP drain does not see.
             rooms.shutdown().await;
         };

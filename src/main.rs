@@ -50,6 +50,7 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    shopd::open_files::raise_for(&settings);
     let outcome = run(settings, on_damage).await;
     let last_line = match &outcome {
         Ok(()) => None,
@@ -85,10 +86,11 @@ const EXIT_WAIT: Duration = Duration::from_secs(3);
 /// [`serve`] per backend.
 async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
     let listen = settings.listen.clone();
+    let drain = Duration::from_secs(settings.shutdown_drain_secs);
     match &settings.database_url {
         Some(url) => {
             let store = format!("PostgreSQL at {url}");
-            serve(App::connect(settings).await?, &listen, &store).await
+            serve(App::connect(settings).await?, &listen, drain, &store).await
         }
         None => {
             let store = format!(
@@ -96,14 +98,20 @@ async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppEr
                 settings.data_dir.display(),
                 settings.durability
             );
-            serve(App::open_with(settings, on_damage)?, &listen, &store).await
+            serve(App::open_with(settings, on_damage)?, &listen, drain, &store).await
         }
     }
 }
 
-async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), shopd::AppError> {
+async fn serve<S: Store>(
+    app: App<S>,
+    listen: &str,
+    drain: Duration,
+    store: &str,
+) -> Result<(), shopd::AppError> {
     // Signal handlers first: whoever reads the "listening" line may stop us.
-    let stop = shopd::shutdown::signal();
+    let signals = shopd::shutdown::Signals::watch();
+    let stop = shopd::shutdown::drained(signals, drain, app.draining());
     let listener = shopd::bind(listen).await?;
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
@@ -132,7 +140,9 @@ fn check(data_dir: &std::path::Path) -> ExitCode {
             if report.is_clean() {
                 ExitCode::SUCCESS
             } else {
-                println!("damaged: see the README's \"Damaged stores and full disks\" to recover");
+                println!(
+                    "damaged: see \"Damaged stores and full disks\" in docs/durability.md to recover"
+                );
                 ExitCode::FAILURE
             }
         }

@@ -139,6 +139,8 @@ settings! {
         max_connections: usize = 4096, "SHOPD_MAX_CONNECTIONS", "N";
         /// Seconds to wait for in-flight requests at shutdown [default: 30]
         shutdown_grace_secs: u64 = 30, "SHOPD_SHUTDOWN_GRACE_SECS", "SECS";
+        /// Seconds shopd keeps serving after SIGTERM while /readyz answers 503, so load balancers move traffic away before it stops; SIGINT or a second signal skips it [default: 0]
+        shutdown_drain_secs: u64 = 0, "SHOPD_SHUTDOWN_DRAIN_SECS", "SECS";
         /// Seconds a client has to send a whole request, headers and body, from its first byte; past it: 408 and the connection closes [default: 30]
         request_timeout_secs: u64 = 30, "SHOPD_REQUEST_TIMEOUT_SECS", "SECS";
         /// Seconds a keep-alive connection may wait for its next request before it is closed [default: 75]

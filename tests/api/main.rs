@@ -8,7 +8,9 @@
     clippy::case_sensitive_file_extension_comparisons
 )]
 
+mod alerts;
 mod backup;
+mod balancer;
 mod browser;
 mod carts;
 mod chat;
@@ -16,6 +18,9 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod deploy;
+mod doc_links;
+mod drain;
 mod exposition;
 mod failing_store;
 mod full_disk;
@@ -32,5 +37,8 @@ mod postgres;
 mod process;
 mod prometheus_e2e;
 mod raw;
+mod readme;
 mod robustness;
+mod rolling;
 mod routing;
+mod support;
