@@ -6,7 +6,8 @@
 # with the shipped config.toml and prints one row per request: the median
 # of ROUNDS single requests (curl, one at a time); then 16 clients sending
 # the worst cart filter for DURATION seconds (answers/s, how many were shed
-# with 503) and GET /item/1 at one client meanwhile (p50, p99).
+# with 503) and GET /item/1 at one client meanwhile (p50, p99); start-up
+# (reading, checking and indexing the store) and the resident memory after.
 #
 #   bench/growth.sh                        # 10k, 100k, 1M items
 #   SIZES="10000 300000" bench/growth.sh
@@ -46,9 +47,10 @@ for size in $SIZES; do
     "$bin/examples/seed" --export "$work/$size.ndjson" "$size" "$carts" >/dev/null
     import_started=$(date +%s.%N)
     "$bin/shopd" import --data-dir "$work/$size" --in "$work/$size.ndjson" >/dev/null 2>&1
-    import_s=$(echo "$(date +%s.%N) - $import_started" | bc)
+    import_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $import_started" | bc)")
     rm "$work/$size.ndjson"
     shopd "$size"
+    startup_ms=$(printf '%.0f' "$startup_ms")
     base="http://$addr"
     point_item=$(median_ms "$base/item/$((size / 2))")
     point_cart=$(median_ms "$base/cart/$((carts / 2))")
@@ -60,13 +62,14 @@ for size in $SIZES; do
     read -r _ read_p50 read_p99 < <(CONNECTIONS=1 load BENCH_PATH=/item/1 "$base")
     wait "$flooding"
     read -r flood_rps flood_shed <"$work/flood"
-    rows+=("$size|$carts|$import_s|$startup_ms|$point_item|$point_cart|$item_filter|$cart_price|$cart_quantity|$flood_rps|$flood_shed|$read_p50|$read_p99")
+    rss_mb=$(awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    rows+=("$size|$carts|$import_s|$startup_ms|$rss_mb|$point_item|$point_cart|$item_filter|$cart_price|$cart_quantity|$flood_rps|$flood_shed|$read_p50|$read_p99")
     stop "$pid"
     rm -rf "${work:?}/$size"
 done
 
-printf '| %s |\n' "items | carts | import s | start-up ms | GET /item/{mid} ms | GET /cart/{mid} ms | GET /item?min_price=1e12 ms | GET /cart?min_price=1e12 ms | GET /cart?min_quantity=1000 ms | 16 clients on the cart filter, answers/s | of them shed (503) | GET /item/1 meanwhile p50 ms | p99 ms"
-printf '|%s\n' "---|---|---|---|---|---|---|---|---|---|---|---|---|"
+printf '| %s |\n' "items | carts | import s | start-up ms | RSS MB | GET /item/{mid} ms | GET /cart/{mid} ms | GET /item?min_price=1e12 ms | GET /cart?min_price=1e12 ms | GET /cart?min_quantity=1000 ms | 16 clients on the cart filter, answers/s | of them shed (503) | GET /item/1 meanwhile p50 ms | p99 ms"
+printf '|%s\n' "---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
     printf '| %s |\n' "${row//|/ | }"
 done
