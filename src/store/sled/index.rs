@@ -16,8 +16,11 @@
 //!
 //! Cost of a price change (or deletion) of an item held by N carts: each
 //! of those carts is repriced from memory (its lines) and its price key
-//! moved: O(N x lines) under the index lock, about 5 ms for 10,000 carts of
-//! 3 lines; sled itself writes only the item.
+//! moved: O(N x lines) under the index lock (list filters wait; point reads
+//! do not), while sled itself writes only the item. Measured (release
+//! build, durability sync, loaded 2-core machine, median of 9): a PATCH of
+//! an item held by 10,000 carts of 3 lines took 14.4 ms against 5.6 ms for
+//! one held by a single cart, so about 9 ms of repricing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
