@@ -39,6 +39,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The chat history's files cannot be read or written.
+    #[error("chat history in {path}: {source}")]
+    ChatHistory {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The secret of chat resume tokens cannot be had.
+    #[error(transparent)]
+    ChatSecret(#[from] crate::chat::SecretError),
     /// The final flush failed.
     #[error("flushing storage at shutdown failed: {0}")]
     Close(#[source] StoreError),
@@ -70,7 +80,18 @@ impl App<SledStore> {
             on_damage,
         )?
         .with_scans(Scans::new(settings.scan_workers, settings.scan_queue_len));
-        Ok(App::with_store(store, settings))
+        let secret = match crate::chat::configured_secret(&settings)? {
+            Some(secret) => secret,
+            None => crate::chat::kept_secret(&settings.data_dir.join("chat").join("token-secret"))?,
+        };
+        let options = ChatOptions::from_settings(&settings, &secret);
+        let rooms = Rooms::persistent(options, &settings.data_dir).map_err(|source| {
+            AppError::ChatHistory {
+                path: settings.data_dir.join("chat"),
+                source,
+            }
+        })?;
+        Ok(App::with_rooms(store, settings, rooms))
     }
 }
 
@@ -84,27 +105,39 @@ impl App<PgStore> {
                 message: "no database URL is set".into(),
             }));
         };
+        let secret_url = url.clone();
         let store = PgStore::connect(&PgOptions {
             url,
             pool_size: settings.database_pool_size,
             timeout: Duration::from_millis(settings.database_timeout_ms),
         })
         .await?;
-        Ok(App::with_store(store, settings))
+        // After the store: an unreachable database is reported by it.
+        let secret = match crate::chat::configured_secret(&settings)? {
+            Some(secret) => secret,
+            None => {
+                let timeout = Duration::from_millis(settings.database_timeout_ms);
+                crate::chat::database_secret(secret_url.expose(), timeout).await?
+            }
+        };
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
+        Ok(App::with_rooms(store, settings, rooms))
     }
 }
 
 impl<S: Store> App<S> {
     /// shopd over any store.
     pub fn with_store(store: S, settings: Settings) -> Self {
-        let rooms = Rooms::with_options(ChatOptions {
-            max_message_bytes: settings.chat_max_message_bytes,
-            queue_len: settings.chat_queue_len,
-            max_connections: settings.chat_max_connections,
-            stall_timeout: Duration::from_secs(settings.chat_stall_timeout_secs),
-            rate_per_sec: settings.chat_rate_per_sec,
-            rate_burst: settings.chat_rate_burst,
-        });
+        let secret = crate::chat::configured_secret(&settings)
+            .ok()
+            .flatten()
+            .unwrap_or_else(crate::chat::random_secret);
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
+        App::with_rooms(store, settings, rooms)
+    }
+
+    /// shopd over any store, with `rooms`.
+    fn with_rooms(store: S, settings: Settings, rooms: Rooms) -> Self {
         App {
             store,
             settings,
@@ -163,9 +196,8 @@ impl<S: Store> App<S> {
             rooms: self.rooms.clone(),
             draining: self.draining.clone(),
         };
-        let api = api::api(state);
         let filter = crate::chat::route(self.rooms.clone())
-            .or(api.routes)
+            .or(api::api(state))
             .unify()
             .boxed();
         let secs = Duration::from_secs;
@@ -189,7 +221,7 @@ impl<S: Store> App<S> {
             rooms.shutdown().await;
         };
         let telemetry = self.telemetry.clone();
-        server::serve(listener, filter, api.direct, limits, telemetry, shutdown).await;
+        server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
         refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;

@@ -169,6 +169,14 @@ settings! {
         chat_rate_per_sec: u32 = 100, "SHOPD_CHAT_RATE_PER_SEC", "N";
         /// Chat lines one member may send at once before chat_rate_per_sec applies [default: 200]
         chat_rate_burst: u32 = 200, "SHOPD_CHAT_RATE_BURST", "N";
+        /// Chat lines each room keeps for members that join or resume later; 0 keeps none [default: 100]
+        chat_history_lines: usize = 100, "SHOPD_CHAT_HISTORY_LINES", "N";
+        /// Bytes of chat lines each room keeps at most; the oldest go first [default: 262144]
+        chat_history_room_bytes: usize = 256 * 1024, "SHOPD_CHAT_HISTORY_ROOM_BYTES", "BYTES";
+        /// Rooms whose chat history is kept; the least recently used room without members goes first [default: 1000]
+        chat_history_rooms: usize = 1000, "SHOPD_CHAT_HISTORY_ROOMS", "N";
+        /// Seconds a chat resume token stays valid [default: 86400]
+        chat_token_ttl_secs: u64 = 86_400, "SHOPD_CHAT_TOKEN_TTL_SECS", "SECS";
         /// With a chat bus: the prefix of the rooms' NATS subjects [default: shopd.chat]
         chat_bus_subject_prefix: String = "shopd.chat".into(), "SHOPD_CHAT_BUS_SUBJECT_PREFIX", "PREFIX";
         /// Log filter, e.g. `info` or `shopd=debug`; RUST_LOG, when set, wins [default: info]
@@ -183,6 +191,8 @@ settings! {
         chat_bus: BusUrls, "SHOPD_CHAT_BUS", "URLS";
         /// File holding the token that /admin routes need (`Authorization: Bearer TOKEN`); the variable SHOPD_ADMIN_TOKEN may hold the token itself [default: none, /admin is off]
         admin_token_file: PathBuf, "SHOPD_ADMIN_TOKEN_FILE", "FILE";
+        /// File holding the secret (16 bytes or more) that signs chat resume tokens, the same for every instance [default: none, kept in the data directory or the database]
+        chat_token_secret_file: PathBuf, "SHOPD_CHAT_TOKEN_SECRET_FILE", "FILE";
     }
     resolved {
         /// The admin token, from `SHOPD_ADMIN_TOKEN` or `admin_token_file`.
@@ -263,6 +273,12 @@ impl Settings {
         positive("chat_stall_timeout_secs", self.chat_stall_timeout_secs)?;
         positive("chat_rate_per_sec", u64::from(self.chat_rate_per_sec))?;
         positive("chat_rate_burst", u64::from(self.chat_rate_burst))?;
+        positive(
+            "chat_history_room_bytes",
+            self.chat_history_room_bytes as u64,
+        )?;
+        positive("chat_history_rooms", self.chat_history_rooms as u64)?;
+        positive("chat_token_ttl_secs", self.chat_token_ttl_secs)?;
         let prefix = &self.chat_bus_subject_prefix;
         if prefix.is_empty()
             || prefix.split('.').any(|token| {
