@@ -16,7 +16,7 @@ use crate::support::eventually;
 /// Every operation fails as a broken disk would; closing succeeds, so the
 /// server can stop cleanly.
 #[derive(Clone)]
-struct BrokenStore;
+pub struct BrokenStore;
 
 fn broken<T>() -> StoreResult<T> {
     Err(StoreError::backend(std::io::Error::other(
