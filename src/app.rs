@@ -16,7 +16,8 @@ use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
 use crate::shutdown::Draining;
 use crate::store::{
-    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
+    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, Scans, SledStore, StatsCache, Store,
+    StoreError,
 };
 
 /// Why shopd could not start or stop cleanly; messages name the culprit.
@@ -77,7 +78,8 @@ impl App<SledStore> {
             settings.durability,
             settings.flush_every_ms,
             on_damage,
-        )?;
+        )?
+        .with_scans(Scans::new(settings.scan_workers, settings.scan_queue_len));
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,
             None => crate::chat::kept_secret(&settings.data_dir.join("chat").join("token-secret"))?,

@@ -157,6 +157,10 @@ settings! {
         max_name_chars: usize = 1024, "SHOPD_MAX_NAME_CHARS", "N";
         /// Most distinct items (lines) in one cart; adding another item: 409 [default: 1000]
         max_cart_lines: usize = 1000, "SHOPD_MAX_CART_LINES", "N";
+        /// List scans, exports and big carts run at once, off the async threads [default: 2]
+        scan_workers: usize = crate::store::Scans::DEFAULT_WORKERS, "SHOPD_SCAN_WORKERS", "N";
+        /// Scans waiting for a turn beyond scan_workers; more get 503 with Retry-After [default: 32]
+        scan_queue_len: usize = crate::store::Scans::DEFAULT_QUEUE, "SHOPD_SCAN_QUEUE_LEN", "N";
         /// Largest chat message accepted, in bytes; larger ones close with 1009 [default: 65536]
         chat_max_message_bytes: usize = 64 * 1024, "SHOPD_CHAT_MAX_MESSAGE_BYTES", "BYTES";
         /// Messages queued for one chat member before it is dropped with 1008 [default: 1024]
@@ -280,6 +284,7 @@ impl Settings {
         positive("max_list_limit", self.max_list_limit as u64)?;
         positive("max_name_chars", self.max_name_chars as u64)?;
         positive("max_cart_lines", self.max_cart_lines as u64)?;
+        positive("scan_workers", self.scan_workers as u64)?;
         positive("chat_max_message_bytes", self.chat_max_message_bytes as u64)?;
         positive("chat_queue_len", self.chat_queue_len as u64)?;
         positive("chat_max_connections", self.chat_max_connections as u64)?;

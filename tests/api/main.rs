@@ -32,6 +32,7 @@ mod helpers;
 mod items;
 mod limits;
 mod list_filters;
+mod lists;
 mod metrics;
 mod nats;
 mod openapi;
