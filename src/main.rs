@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use shopd::store::{OnDamage, Store};
 use shopd::{App, Cli, Command, Settings};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -32,13 +33,13 @@ async fn main() -> ExitCode {
     } else {
         OnDamage::Refuse
     };
-    let settings = match Settings::load(cli.serve) {
+    let settings = match Settings::load(&cli.serve) {
         Ok(settings) => settings,
         // Logging has not started: stderr is ours alone.
         Err(err) => return finish(Err(err)),
     };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .or_else(|_| EnvFilter::try_new(settings.log.level.as_str()))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Log lines go to stderr from a writer thread: a request never waits
     // for a pipe or a terminal. When that thread falls behind by more than
@@ -81,30 +82,42 @@ async fn main() -> ExitCode {
 /// The most shopd waits at exit for its last log lines to go out.
 const EXIT_WAIT: Duration = Duration::from_secs(3);
 
-/// Opens the store the settings choose, then serves: one monomorphised
-/// [`serve`] per backend.
+/// Starts in the order that leaves nothing behind when a step fails: the
+/// signal handlers, the listener (a busy port creates no data directory),
+/// the chat bus, the store (and its migrations); then says "listening" and
+/// serves. One monomorphised [`serve`] per backend.
 async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
-    let listen = settings.listen.clone();
-    match &settings.database_url {
+    // Signal handlers first: whoever reads the "listening" line may stop us.
+    let stop = shopd::shutdown::signal();
+    let listener = shopd::bind(settings.server.listen).await?;
+    let bus = shopd::app::connect_bus(&settings.chat).await?;
+    match &settings.storage.database_url {
         Some(url) => {
             let store = format!("PostgreSQL at {url}");
-            serve(App::connect(settings).await?, &listen, &store).await
+            let app = App::connect(settings).await?.with_bus(bus);
+            serve(app, listener, &store, stop).await
         }
         None => {
             let store = format!(
                 "data directory {} ({:?} durability)",
-                settings.data_dir.display(),
-                settings.durability
+                settings.storage.data_dir.display(),
+                settings.storage.durability
             );
-            serve(App::open_with(settings, on_damage)?, &listen, &store).await
+            let app = App::open_with(settings, on_damage)?.with_bus(bus);
+            serve(app, listener, &store, stop).await
         }
     }
 }
 
-async fn serve<S: Store>(app: App<S>, listen: &str, store: &str) -> Result<(), shopd::AppError> {
-    // Signal handlers first: whoever reads the "listening" line may stop us.
-    let stop = shopd::shutdown::signal();
-    let listener = shopd::bind(listen).await?;
+/// Says where shopd listens, once everything that can fail has succeeded,
+/// then serves until `stop`.
+async fn serve<S: Store>(
+    app: App<S>,
+    listener: TcpListener,
+    store: &str,
+    stop: impl Future<Output = ()>,
+) -> Result<(), shopd::AppError> {
+    let app = app.ready().await?;
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
         println!("shopd listening on http://{addr}");

@@ -91,17 +91,9 @@ pub struct ChatOptions {
 }
 
 impl Default for ChatOptions {
-    /// 64 KiB messages, 1024 queued lines, 10,000 connections, 10 s to
-    /// stall, 100 lines a second with bursts of 200.
+    /// The settings' defaults (`chat_*` in `config.toml`).
     fn default() -> Self {
-        ChatOptions {
-            max_message_bytes: 64 * 1024,
-            queue_len: 1024,
-            max_connections: 10_000,
-            stall_timeout: Duration::from_secs(10),
-            rate_per_sec: 100,
-            rate_burst: 200,
-        }
+        ChatOptions::from(&crate::config::Chat::default())
     }
 }
 

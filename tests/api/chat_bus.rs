@@ -274,8 +274,8 @@ async fn a_message_limit_the_bus_cannot_carry_is_refused_at_start_up() {
     );
     // What fits is accepted.
     let fits = spawn_app_with(|settings| {
-        settings.chat_bus = Some(nats.url().parse().expect("URL"));
-        settings.chat_max_message_bytes = 4000;
+        settings.chat.bus = Some(nats.url().parse().expect("URL"));
+        settings.chat.max_message_bytes = std::num::NonZero::new(4000).unwrap();
     })
     .await;
     assert_eq!(fits.get("/readyz").await.status(), 200);

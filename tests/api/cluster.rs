@@ -10,9 +10,10 @@ use tokio::time::timeout;
 
 use crate::chat::{Client, GUARD, join, next_line, say};
 use crate::exposition::Exposition;
-use crate::helpers::{ShopdProcess, require_tool, scratch, spawn_process};
+use crate::helpers::{ShopdProcess, require_tool, scratch, shopd_command};
 use crate::nats::{Nats, free_port, metric, nats_server, poll, spawn_on_bus};
 use crate::pg::fresh_database;
+use crate::process::start_command;
 
 /// Sends probes from `from` until one reaches `to` (lines sent while an
 /// instance is away from the bus may be lost), then `count` lines that
@@ -141,6 +142,14 @@ fn start_haproxy(binary: &std::path::Path, backends: &[&ShopdProcess]) -> Haprox
     }
 }
 
+/// shopd with `extra` flags, its store on PostgreSQL (no data directory:
+/// giving one too is refused).
+fn serve_on(cwd: &std::path::Path, extra: &[&str]) -> ShopdProcess {
+    let mut command = shopd_command(cwd);
+    command.args(["--listen", "127.0.0.1:0"]).args(extra);
+    start_command(command).serving("shopd on PostgreSQL did not start")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
     let test = "haproxy_end_to_end";
@@ -152,15 +161,14 @@ async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
         return;
     };
     let nats = Nats::start(&nats_binary).await;
-    let (cwd, dir) = scratch();
+    let (cwd, _) = scratch();
     let extra = [
         "--database-url",
         database.url.as_str(),
         "--chat-bus",
         &nats.url(),
     ];
-    let one = spawn_process(cwd.path(), &dir.join("one"), &extra);
-    let two = spawn_process(cwd.path(), &dir.join("two"), &extra);
+    let (one, two) = (serve_on(cwd.path(), &extra), serve_on(cwd.path(), &extra));
     let proxy = start_haproxy(&haproxy, &[&one, &two]);
     let base = format!("http://127.0.0.1:{}", proxy.port);
     let client = reqwest::Client::new();

@@ -91,9 +91,11 @@ pub async fn spawn_pg_app(
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
-    settings.database_url = Some(database.url.parse().expect("a postgres:// URL"));
+    settings.storage.database_url = Some(database.url.parse().expect("a postgres:// URL"));
     configure(&mut settings);
-    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let listener = shopd::bind(settings.server.listen)
+        .await
+        .expect("bind port 0");
     let app = App::connect(settings)
         .await
         .expect("connect to the database");
@@ -109,11 +111,10 @@ pub async fn spawn_app() -> TestApp {
 
 /// Settings for a test over `dir`, listening on a free port.
 pub fn test_settings(dir: &Path) -> Settings {
-    Settings {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.to_path_buf();
+    settings.server.listen = ([127, 0, 0, 1], 0).into();
+    settings
 }
 
 /// shopd with settings changed by `configure`.
@@ -126,7 +127,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(dir.path());
     configure(&mut settings);
-    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let listener = shopd::bind(settings.server.listen)
+        .await
+        .expect("bind port 0");
     let app = App::open(settings).expect("open the store");
     serving(app, listener, dir)
 }
@@ -135,7 +138,9 @@ pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Settings)) -
 pub async fn spawn_app_on<S: shopd::store::Store>(store: S) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = test_settings(dir.path());
-    let listener = shopd::bind(&settings.listen).await.expect("bind port 0");
+    let listener = shopd::bind(settings.server.listen)
+        .await
+        .expect("bind port 0");
     serving(App::with_store(store, settings), listener, dir)
 }
 

@@ -179,9 +179,9 @@ where
 pub async fn spawn_on_bus(bus: &str) -> TestApp {
     let urls = bus.parse().expect("bus URLs");
     spawn_app_with(|settings| {
-        settings.chat_bus = Some(urls);
-        settings.chat_rate_per_sec = 1_000_000;
-        settings.chat_rate_burst = 1_000_000;
+        settings.chat.bus = Some(urls);
+        settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+        settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
     })
     .await
 }

@@ -21,14 +21,14 @@ async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
     let a = spawn_pg_app(database, |_| {}).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
-    settings.database_url = Some(url.parse().expect("URL"));
+    settings.storage.database_url = Some(url.parse().expect("URL"));
     let b = spawn_settings(settings).await;
     Some((a, b))
 }
 
 /// shopd from `settings`, which name a database someone else owns.
 async fn spawn_settings(settings: Settings) -> TestApp {
-    let database = TestDatabase::borrowed(settings.database_url.as_ref().expect("URL"));
+    let database = TestDatabase::borrowed(settings.storage.database_url.as_ref().expect("URL"));
     spawn_pg_app(database, |s| *s = settings).await
 }
 
@@ -84,7 +84,7 @@ async fn instances_starting_at_once_migrate_an_empty_database_once() {
     };
     let settings = |dir: &tempfile::TempDir| {
         let mut settings = test_settings(dir.path());
-        settings.database_url = Some(database.url.parse().expect("URL"));
+        settings.storage.database_url = Some(database.url.parse().expect("URL"));
         settings
     };
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -109,7 +109,7 @@ async fn a_database_migrated_by_a_newer_shopd_is_refused() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
-    settings.database_url = Some(database.url.parse().expect("URL"));
+    settings.storage.database_url = Some(database.url.parse().expect("URL"));
     App::connect(settings.clone()).await.expect("first start");
     let client = database.client().await;
     client
@@ -237,8 +237,8 @@ async fn a_database_outage_is_503_and_service_comes_back_by_itself() {
         .url
         .replace(&format!("{host}:{port}"), &cable.addr.to_string());
     let app = spawn_pg_app(database, |s| {
-        s.database_url = Some(through_cable.parse().expect("URL"));
-        s.database_timeout_ms = 500;
+        s.storage.database_url = Some(through_cable.parse().expect("URL"));
+        s.storage.database_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     let item = app.create_item("Tea", 1.0).await;
