@@ -16,6 +16,7 @@ use crate::config::{self, Settings};
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
+use crate::shutdown::Draining;
 use crate::store::{
     OnDamage, OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
 };
@@ -50,6 +51,7 @@ pub struct App<S = SledStore> {
     settings: Settings,
     rooms: Rooms,
     telemetry: Telemetry,
+    draining: Draining,
 }
 
 impl App<SledStore> {
@@ -103,7 +105,14 @@ impl<S: Store> App<S> {
             settings,
             rooms,
             telemetry: Telemetry::new(),
+            draining: Draining::default(),
         }
+    }
+
+    /// The flag that makes `/readyz` answer 503: set it when a stop begins
+    /// (see [`crate::shutdown::drained`]).
+    pub fn draining(&self) -> Draining {
+        self.draining.clone()
     }
 
     /// The store, for callers that seed or inspect data.
@@ -174,6 +183,7 @@ impl<S: Store> App<S> {
                 protect_catalogue: admin.protect_catalogue,
             },
             rooms: self.rooms.clone(),
+            draining: self.draining.clone(),
         };
         let api = api::api(state);
         let filter = crate::chat::route(self.rooms.clone())
@@ -192,8 +202,10 @@ impl<S: Store> App<S> {
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
         let rooms = self.rooms.clone();
+        let draining = self.draining.clone();
         let shutdown = async move {
             shutdown.await;
+            draining.begin();
             // Chats are upgraded connections the HTTP drain does not see.
             rooms.shutdown().await;
         };

@@ -45,7 +45,8 @@
 //!   - `upgrade`: the WebSocket handshake, with sized buffers.
 //! - [`metrics`]: the recorder and its rendering; `names`: the families;
 //!   `process`: `process_*` from `/proc`.
-//! - [`shutdown`]: the stop signal.
+//! - [`open_files`]: raises the open-file limit to what the settings need.
+//! - [`shutdown`]: the stop signals and the drain before a stop.
 //! - [`transfer`]: `shopd export` and `shopd import`.
 
 pub mod app;
@@ -54,6 +55,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod open_files;
 pub mod shutdown;
 pub mod store;
 pub mod transfer;

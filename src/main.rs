@@ -51,6 +51,7 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    shopd::open_files::raise_for(&settings);
     let outcome = run(settings, on_damage).await;
     let last_line = match &outcome {
         Ok(()) => None,
@@ -88,14 +89,20 @@ const EXIT_WAIT: Duration = Duration::from_secs(3);
 /// serves. One monomorphised [`serve`] per backend.
 async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
     // Signal handlers first: whoever reads the "listening" line may stop us.
-    let stop = shopd::shutdown::signal();
+    let signals = shopd::shutdown::Signals::watch();
+    let drain = settings.server.shutdown_drain;
     let listener = shopd::bind(settings.server.listen).await?;
     let bus = shopd::app::connect_bus(&settings.chat).await?;
+    let start = Start {
+        listener,
+        signals,
+        drain,
+    };
     match &settings.storage.database_url {
         Some(url) => {
             let store = format!("PostgreSQL at {url}");
             let app = App::connect(settings).await?.with_bus(bus);
-            serve(app, listener, &store, stop).await
+            serve(app, start, &store).await
         }
         None => {
             let store = format!(
@@ -104,20 +111,29 @@ async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppEr
                 settings.storage.durability
             );
             let app = App::open_with(settings, on_damage)?.with_bus(bus);
-            serve(app, listener, &store, stop).await
+            serve(app, start, &store).await
         }
     }
 }
 
-/// Says where shopd listens, once everything that can fail has succeeded,
-/// then serves until `stop`.
-async fn serve<S: Store>(
-    app: App<S>,
+/// What start-up prepared before the store: the bound listener, the
+/// watched signals, the drain they start.
+struct Start {
     listener: TcpListener,
-    store: &str,
-    stop: impl Future<Output = ()>,
-) -> Result<(), shopd::AppError> {
+    signals: shopd::shutdown::Signals,
+    drain: Duration,
+}
+
+/// Says where shopd listens, once everything that can fail has succeeded,
+/// then serves until a signal (and the drain) stops it.
+async fn serve<S: Store>(app: App<S>, start: Start, store: &str) -> Result<(), shopd::AppError> {
     let app = app.ready().await?;
+    let Start {
+        listener,
+        signals,
+        drain,
+    } = start;
+    let stop = shopd::shutdown::drained(signals, drain, app.draining());
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
         println!("shopd listening on http://{addr}");

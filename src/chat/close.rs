@@ -1,7 +1,8 @@
 //! Why a chat connection is being closed, and the one-shot signal that
 //! tells its session to close it.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,44 @@ reasons! {
     TRY_AGAIN_LATER = 1013, "too many chat connections; try again later";
 }
 
+/// The `reason` labels of `shopd_chat_dropped_total`: every close code but
+/// 1001 (shopd stopping), which drops nobody.
+pub const DROP_REASONS: [&str; 6] = [
+    "protocol_error",
+    "binary",
+    "bad_utf8",
+    "stalled",
+    "too_large",
+    "too_many_connections",
+];
+
+impl CloseReason {
+    /// Its place in [`DROP_REASONS`]; `None` for a stop of shopd.
+    fn dropped_as(self) -> Option<usize> {
+        let index = match self {
+            CloseReason::PROTOCOL => 0,
+            CloseReason::BINARY => 1,
+            CloseReason::BAD_TEXT => 2,
+            CloseReason::TOO_SLOW => 3,
+            CloseReason::TOO_BIG => 4,
+            CloseReason::TRY_AGAIN_LATER => 5,
+            _ => return None,
+        };
+        Some(index)
+    }
+}
+
+/// Members closed by shopd since start, by reason (see [`DROP_REASONS`]).
+#[derive(Debug, Default)]
+pub(crate) struct Drops([AtomicU64; DROP_REASONS.len()]);
+
+impl Drops {
+    /// The counts, in the order of [`DROP_REASONS`].
+    pub(crate) fn counts(&self) -> [u64; DROP_REASONS.len()] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
 /// Asks a session to close its connection, once, for the first reason given.
 ///
 /// Delivery kicks stalled members through this from the sender's task, the
@@ -57,12 +96,23 @@ reasons! {
 pub(crate) struct Closer {
     reason: OnceLock<CloseReason>,
     fired: CancellationToken,
+    /// Where the reason it fired for is counted, if anywhere.
+    drops: Option<Arc<Drops>>,
 }
 
 impl Closer {
-    /// A closer that has not fired.
+    /// A closer that has not fired and counts nothing.
+    #[cfg(test)]
     pub(crate) fn new() -> Closer {
         Closer::default()
+    }
+
+    /// A closer that counts the reason it fires for in `drops`.
+    pub(crate) fn counting(drops: Arc<Drops>) -> Closer {
+        Closer {
+            drops: Some(drops),
+            ..Closer::default()
+        }
     }
 
     /// Fires with `reason` unless an earlier reason already did.
@@ -70,6 +120,9 @@ impl Closer {
         // The reason is stored before waking anyone, so a woken waiter
         // always finds it.
         if self.reason.set(reason).is_ok() {
+            if let (Some(drops), Some(index)) = (&self.drops, reason.dropped_as()) {
+                drops.0[index].fetch_add(1, Ordering::Relaxed);
+            }
             self.fired.cancel();
         }
     }
@@ -96,6 +149,24 @@ mod tests {
         closer.close(CloseReason::TOO_SLOW);
         closer.close(CloseReason::GOING_AWAY);
         assert_eq!(closer.reason(), Some(CloseReason::TOO_SLOW));
+    }
+
+    #[test]
+    fn each_member_is_counted_once_under_its_first_reason_and_a_stop_drops_nobody() {
+        let drops = Arc::new(Drops::default());
+        let slow = Closer::counting(Arc::clone(&drops));
+        slow.close(CloseReason::TOO_SLOW);
+        slow.close(CloseReason::TOO_BIG);
+        let stopped = Closer::counting(Arc::clone(&drops));
+        stopped.close(CloseReason::GOING_AWAY);
+        stopped.close(CloseReason::BINARY);
+        assert_eq!(drops.counts(), [0, 0, 0, 1, 0, 0]);
+        // Every reason but a stop has its own label.
+        let labelled: Vec<usize> = CloseReason::ALL
+            .iter()
+            .filter_map(|reason| reason.dropped_as())
+            .collect();
+        assert_eq!(labelled, (0..DROP_REASONS.len()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -51,6 +51,7 @@ use warp::reply::Response;
 
 pub use bus::{Bus, BusError, BusStats, BusUrls};
 use close::CloseReason;
+pub use close::DROP_REASONS;
 use pace::Pace;
 use rooms::Registry;
 use session::Session;
@@ -68,6 +69,9 @@ pub struct ChatStats {
     pub connections: u64,
     /// Messages received from members since start.
     pub messages: u64,
+    /// Members closed by shopd since start, in the order of
+    /// [`DROP_REASONS`].
+    pub dropped: [u64; DROP_REASONS.len()],
     /// The chat bus's figures, when there is a bus.
     pub bus: Option<BusStats>,
 }

@@ -19,7 +19,7 @@ use tokio::sync::{OnceCell, mpsc};
 
 use super::ChatStats;
 use super::bus::{Bus, Inbox, RoomLink};
-use super::close::Closer;
+use super::close::{Closer, Drops};
 use super::deliver::{Line, Member, Progress, deliver};
 use super::names::random_name;
 
@@ -37,6 +37,8 @@ pub(crate) struct Registry {
     live_rooms: AtomicU64,
     connections: AtomicU64,
     messages: AtomicU64,
+    /// Members closed by shopd, by reason.
+    drops: Arc<Drops>,
 }
 
 /// The members of one room, and its link to the bus.
@@ -78,6 +80,7 @@ impl Registry {
             live_rooms: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            drops: Arc::default(),
         }
     }
 
@@ -103,7 +106,7 @@ impl Registry {
         queue_len: usize,
     ) -> (Membership, mpsc::Receiver<Line>) {
         let (outbox, inbox) = mpsc::channel(queue_len.max(1));
-        let closer = Arc::new(Closer::new());
+        let closer = Arc::new(Closer::counting(Arc::clone(&self.drops)));
         let progress = Arc::new(Progress::new());
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         let draw = || match self.bus() {
@@ -161,6 +164,7 @@ impl Registry {
             rooms: self.live_rooms.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
+            dropped: self.drops.counts(),
             bus: self.bus().map(Bus::stats),
         }
     }

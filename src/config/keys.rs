@@ -152,6 +152,9 @@ settings! {
         shutdown_grace <- shutdown_grace_secs: Duration as SecsOrZero = 30,
             "SHOPD_SHUTDOWN_GRACE_SECS", "SECS",
             "Seconds in-flight requests get to finish at shutdown";
+        shutdown_drain <- shutdown_drain_secs: Duration as SecsOrZero = 0,
+            "SHOPD_SHUTDOWN_DRAIN_SECS", "SECS",
+            "Seconds shopd keeps serving after SIGTERM while /readyz answers 503, so load balancers move traffic away before it stops; SIGINT or a second signal skips it";
     }
 
     /// What one request may ask for.

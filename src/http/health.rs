@@ -109,7 +109,8 @@ pub(super) fn healthz() {}
 /// For readiness probes and load balancers' health checks: an instance
 /// whose database is unreachable answers 503 and should get no traffic
 /// until it answers 200 again, which it does by itself once the database is
-/// back. With a chat bus, the body says whether it is `connected`; a bus
+/// back. From a stop signal on (SIGTERM's drain included) it answers 503
+/// while requests are still served. With a chat bus, the body says whether it is `connected`; a bus
 /// outage does not make the instance unready (see `GET /readyz/chat`).
 #[utoipa::path(
     get,
@@ -118,11 +119,12 @@ pub(super) fn healthz() {}
     operation_id = "readyz",
     responses(
         (status = 200, description = "Ready to serve", body = Healthy),
-        (status = 503, description = "A dependency is down; `detail` names it", body = SentenceBody,
+        (status = 503, description = "A dependency is down, or shopd is stopping; `detail` says which", body = SentenceBody,
             example = json!({"detail": "The store is unavailable: cannot reach the database"})),
     ),
 )]
 async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
+    stopping(&state)?;
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(ApiError::Unavailable(format!(
@@ -154,6 +156,7 @@ async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
     ),
 )]
 fn chat_ready<S>(state: &State<S>) -> Result<(), ApiError> {
+    stopping(state)?;
     match state.rooms.bus() {
         Some(bus) if !bus.stats().connected => Err(ApiError::Unavailable(format!(
             "The chat bus is unavailable: not connected to NATS at {}",
@@ -171,4 +174,16 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// Not ready once a stop began: during the drain requests are still served,
+/// but load balancers should send no new ones.
+fn stopping<S>(state: &State<S>) -> Result<(), ApiError> {
+    if state.draining.is_draining() {
+        Err(ApiError::Unavailable(
+            "shopd is shutting down; requests are still served until the drain ends".into(),
+        ))
+    } else {
+        Ok(())
+    }
 }

@@ -33,6 +33,7 @@ pub use error::ApiError;
 
 use crate::chat::Rooms;
 use crate::metrics::Telemetry;
+use crate::shutdown::Draining;
 use crate::store::{StatsCache, Store};
 
 /// A response with the template of the route that produced it
@@ -65,6 +66,9 @@ pub struct State<S> {
     pub access: admin::Access,
     /// Chat rooms, for their figures in `/metrics`.
     pub rooms: Rooms,
+    /// Set once a stop began: `/readyz` answers 503 while requests are
+    /// still served.
+    pub draining: Draining,
 }
 
 /// Gives each request a clone of the state.

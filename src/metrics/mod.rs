@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::{
 
 use warp::http::{Method, StatusCode};
 
-use crate::chat::ChatStats;
+use crate::chat::{ChatStats, DROP_REASONS};
 
 use crate::store::StoreStats;
 
@@ -35,8 +35,8 @@ mod process;
 
 mod names;
 use names::{
-    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, COUNTERS, DURATION, DURATION_BUCKETS, GAUGES, HIGHR,
-    HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
+    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, COUNTERS, DURATION, DURATION_BUCKETS, GAUGES,
+    HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
 };
 
 /// Slots of the per-label-set handle table: far more than the label sets
@@ -84,6 +84,8 @@ struct ShopHandles {
     chat_connections: Gauge,
     chat_rooms: Gauge,
     chat_messages: Counter,
+    /// `shopd_chat_dropped_total`, one per reason of [`DROP_REASONS`].
+    chat_dropped: Vec<Counter>,
     /// Registered at the first scrape that has a bus, so shopd without a
     /// bus shows neither.
     chat_bus: OnceLock<(Gauge, Counter)>,
@@ -126,6 +128,13 @@ impl Telemetry {
                 &Key::from_static_name("shopd_chat_messages_total"),
                 &METADATA,
             ),
+            chat_dropped: DROP_REASONS
+                .iter()
+                .map(|&reason| {
+                    let key = Key::from_parts(CHAT_DROPPED, vec![Label::new("reason", reason)]);
+                    recorder.register_counter(&key, &METADATA)
+                })
+                .collect(),
             chat_bus: OnceLock::new(),
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
@@ -254,6 +263,9 @@ impl Telemetry {
         shop.chat_connections.set(chat.connections as f64);
         shop.chat_rooms.set(chat.rooms as f64);
         shop.chat_messages.absolute(chat.messages);
+        for (counter, &count) in shop.chat_dropped.iter().zip(&chat.dropped) {
+            counter.absolute(count);
+        }
         if let Some(bus) = chat.bus {
             let (connected, slow) = shop.chat_bus.get_or_init(|| {
                 let recorder = &self.inner.recorder;

@@ -21,6 +21,7 @@ pub(super) const REQUEST_SIZE: &str = "http_request_size_bytes";
 pub(super) const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub(super) const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
 pub(super) const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
+pub(super) const CHAT_DROPPED: &str = "shopd_chat_dropped_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -32,6 +33,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         "shopd_chat_messages_total",
         "Chat messages received from members since start.",
+    ),
+    (
+        CHAT_DROPPED,
+        "Chat members closed by shopd since start, by reason: stalled (1008, its queue full and nothing read), too_large (1009), binary (1003), bad_utf8 (1007), protocol_error (1002), too_many_connections (1013). Members that leave, and closes at shutdown, are not counted.",
     ),
     (
         CHAT_BUS_SLOW,

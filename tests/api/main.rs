@@ -8,6 +8,7 @@
     clippy::case_sensitive_file_extension_comparisons
 )]
 
+mod alerts;
 mod backup;
 mod browser;
 mod carts;
@@ -16,6 +17,7 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod drain;
 mod exposition;
 mod failing_store;
 mod full_disk;

@@ -141,6 +141,7 @@ async fn every_family_has_help_and_its_contract_type() {
         ("shopd_chat_connections", "gauge"),
         ("shopd_chat_rooms", "gauge"),
         ("shopd_chat_messages_total", "counter"),
+        ("shopd_chat_dropped_total", "counter"),
         ("shopd_items", "gauge"),
         ("shopd_carts", "gauge"),
         ("shopd_storage_bytes", "gauge"),

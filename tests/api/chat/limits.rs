@@ -9,7 +9,45 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 
 use super::*;
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::exposition::Exposition;
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+/// Every count of `shopd_chat_dropped_total`, by reason, from `/metrics`.
+async fn drops(app: &TestApp) -> Vec<(&'static str, f64)> {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    let exposition = Exposition::parse(&text);
+    [
+        "protocol_error",
+        "binary",
+        "bad_utf8",
+        "stalled",
+        "too_large",
+        "too_many_connections",
+    ]
+    .into_iter()
+    .map(|reason| {
+        let value = exposition
+            .value("shopd_chat_dropped_total", &[("reason", reason)])
+            .unwrap_or_else(|| panic!("no shopd_chat_dropped_total{{reason={reason:?}}}"));
+        (reason, value)
+    })
+    .collect()
+}
+
+/// `drops` with `reason` at `count` and every other reason at 0.
+fn only(reason: &'static str, count: f64) -> Vec<(&'static str, f64)> {
+    [
+        "protocol_error",
+        "binary",
+        "bad_utf8",
+        "stalled",
+        "too_large",
+        "too_many_connections",
+    ]
+    .into_iter()
+    .map(|r| (r, if r == reason { count } else { 0.0 }))
+    .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_never_reads_is_dropped_with_1008_after_the_stall_timeout_and_the_room_goes_on()
@@ -64,6 +102,7 @@ async fn a_member_that_never_reads_is_dropped_with_1008_after_the_stall_timeout_
         taken < flood.len(),
         "dropped during the flood ({taken} lines)"
     );
+    assert_eq!(drops(&app).await, only("stalled", 1.0));
 }
 
 #[tokio::test]
@@ -86,6 +125,7 @@ async fn a_text_over_the_limit_closes_with_1009() {
     }
     say(&mut just_fits, "after").await;
     assert_eq!(next_line(&mut listener).await.1, "after", "nothing else");
+    assert_eq!(drops(&app).await, only("too_large", 2.0));
 }
 
 #[tokio::test]
@@ -115,6 +155,7 @@ async fn a_text_that_is_not_utf8_closes_with_1007() {
     let frame = Frame::message(garbled, OpCode::Data(OpData::Text), true);
     client.send(Message::Frame(frame)).await.expect("send");
     assert_eq!(close_code(&mut client).await, 1007);
+    assert_eq!(drops(&app).await, only("bad_utf8", 1.0));
 }
 
 #[tokio::test]
@@ -130,6 +171,7 @@ async fn a_binary_message_closes_with_1003() {
     let mut other = join(app.addr, "binary").await;
     say(&mut other, "after").await;
     assert_eq!(next_line(&mut listener).await.1, "after", "nothing else");
+    assert_eq!(drops(&app).await, only("binary", 1.0));
 }
 
 #[tokio::test]
@@ -139,6 +181,7 @@ async fn connections_beyond_the_limit_are_closed_with_1013() {
     let mut bob = join(app.addr, "full").await;
     let mut extra = join(app.addr, "full").await;
     assert_eq!(close_code(&mut extra).await, 1013);
+    assert_eq!(drops(&app).await, only("too_many_connections", 1.0));
     say(&mut ann, "still here").await;
     assert_eq!(next_line(&mut bob).await.1, "still here");
     // A place frees up once a member leaves (as soon as the server has
