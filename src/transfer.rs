@@ -180,7 +180,31 @@ async fn fetch_export(url: &str, token: Option<&Secret>) -> Result<Bytes, Transf
             .ok()
             .and_then(|body| body["detail"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        return Err(remote(format!("answered {status}: {detail}")));
+        let mut message = format!("answered {status}: {detail}");
+        if let Some(advice) = advice(status, token.is_some()) {
+            message.push_str("; ");
+            message.push_str(advice);
+        }
+        return Err(remote(message));
     }
     Ok(body)
+}
+
+/// What to do about a refused `GET /admin/export`, naming the settings.
+fn advice(status: hyper::StatusCode, sent_token: bool) -> Option<&'static str> {
+    match status {
+        hyper::StatusCode::NOT_FOUND => Some(
+            "that shopd has no admin token, so /admin/export is off: start it with \
+             --admin-token-file FILE (or SHOPD_ADMIN_TOKEN) and give this command the same token",
+        ),
+        hyper::StatusCode::UNAUTHORIZED if sent_token => Some(
+            "the token given (--admin-token-file or SHOPD_ADMIN_TOKEN) is not that shopd's \
+             admin token",
+        ),
+        hyper::StatusCode::UNAUTHORIZED => Some(
+            "no admin token was given: pass the server's token with --admin-token-file FILE \
+             or SHOPD_ADMIN_TOKEN",
+        ),
+        _ => None,
+    }
 }

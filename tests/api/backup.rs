@@ -306,6 +306,29 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let export = String::from_utf8(out.stdout).unwrap();
     assert!(export.contains("\"name\":\"Tea\""), "{export}");
+    // Without a token, or with the wrong one: the error says which setting to use.
+    let without = shopd_command(&cwd)
+        .args(["export", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(!without.status.success());
+    let why = stderr(&without);
+    assert!(
+        why.contains("401")
+            && why.contains("--admin-token-file")
+            && why.contains("SHOPD_ADMIN_TOKEN"),
+        "{why}"
+    );
+    let wrong = shopd_command(&cwd)
+        .env("SHOPD_ADMIN_TOKEN", format!("{TOKEN}x"))
+        .args(["export", "--url", &url])
+        .output()
+        .unwrap();
+    let why = stderr(&wrong);
+    assert!(
+        why.contains("401") && why.contains("is not that shopd's admin token"),
+        "{why}"
+    );
     crate::process::sigterm(&shopd.child);
     let output = std::mem::replace(
         &mut shopd.child,
@@ -319,4 +342,21 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
         "the access log saw the requests: {logs}"
     );
     assert!(!logs.contains(TOKEN), "the token leaked into the logs");
+}
+
+#[test]
+fn export_over_http_from_a_shopd_without_a_token_says_which_setting_turns_it_on() {
+    let (_cwd, cwd) = scratch();
+    let shopd = spawn_process(&cwd, &cwd.join("data"), &[]);
+    let out = shopd_command(&cwd)
+        .env("SHOPD_ADMIN_TOKEN", TOKEN)
+        .args(["export", "--url", &format!("http://{}", shopd.addr)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let why = stderr(&out);
+    assert!(
+        why.contains("404") && why.contains("no admin token") && why.contains("--admin-token-file"),
+        "{why}"
+    );
 }
