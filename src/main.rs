@@ -51,6 +51,10 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let variables = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+    for name in shopd::config::unknown_variables(variables) {
+        tracing::warn!(variable = %name, "not a shopd setting; ignored (see --help)");
+    }
     shopd::open_files::raise_for(&settings);
     let outcome = run(settings, on_damage).await;
     let last_line = match &outcome {

@@ -142,6 +142,21 @@ impl Settings {
     }
 }
 
+/// The `SHOPD_*` variables among `names` that are not shopd's (a typo such
+/// as `SHOPD_LISTN`, or a setting this version does not have): shopd warns
+/// about them rather than silently using a default.
+pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known = |name: &str| {
+        name == CONFIG_ENV || name == ADMIN_TOKEN_ENV || KEYS.iter().any(|key| key.env == name)
+    };
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|name| name.starts_with("SHOPD_") && !known(name))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// The admin token from the variable `SHOPD_ADMIN_TOKEN` or from the file
 /// `admin_token_file` names, not both; a refusal names its source.
 fn token(

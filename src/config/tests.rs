@@ -266,3 +266,16 @@ fn a_database_url_never_shows_its_password() {
     settings.storage.database_url = Some(url);
     assert!(!format!("{settings:?}").contains("s3cret"));
 }
+
+#[test]
+fn unknown_shopd_variables_are_found_and_others_left_alone() {
+    let names = [
+        "SHOPD_LISTN",
+        "SHOPD_LISTEN",
+        "SHOPD_CONFIG",
+        "SHOPD_ADMIN_TOKEN",
+        "PATH",
+    ];
+    let unknown = unknown_variables(names.iter().map(|name| (*name).to_owned()));
+    assert_eq!(unknown, ["SHOPD_LISTN"]);
+}

@@ -157,3 +157,28 @@ async fn a_second_instance_on_one_database_starts_without_a_notice() {
     assert!(!stderr.contains("already exists"), "{stderr}");
     assert!(!stderr.contains("NOTICE"), "{stderr}");
 }
+
+#[test]
+fn a_misspelt_variable_is_warned_about_by_name() {
+    let (_dir, cwd) = scratch();
+    let mut command = shopd_command(&cwd);
+    command
+        .env("SHOPD_MAX_BODY_BYTS", "10")
+        .arg("--data-dir")
+        .arg(cwd.join("data"))
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut shopd = start_command(command).serving("shopd with a misspelt variable");
+    assert!(terminate(&mut shopd.child).success());
+    let mut stderr = String::new();
+    shopd
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("SHOPD_MAX_BODY_BYTS") && stderr.contains("not a shopd setting"),
+        "{stderr}"
+    );
+}
