@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::layers::{Layers, Sources};
 use super::secret::Secret;
-use super::value::{LogFilter, Millis, Secs, SecsOrZero, SubjectPrefix};
+use super::value::{LogFilter, Millis, Secs, SecsOrZero, SubjectPrefix, UpTo};
 use super::{ConfigError, Key};
 use crate::chat::BusUrls;
 use crate::store::{DatabaseUrl, Durability};
@@ -179,7 +179,7 @@ settings! {
             "With `durability = \"periodic\"`: milliseconds between sled's flushes";
         database_url <- database_url: Option<DatabaseUrl> = none, "SHOPD_DATABASE_URL", "URL",
             "PostgreSQL to store items and carts in instead of the data directory: postgres://USER:PASSWORD@HOST:PORT/DB [default: none, the embedded store]";
-        database_pool_size <- database_pool_size: NonZeroUsize = 16,
+        database_pool_size <- database_pool_size: NonZeroUsize as UpTo<10000> = 16,
             "SHOPD_DATABASE_POOL_SIZE", "N",
             "Connections to PostgreSQL each shopd keeps open";
         database_timeout <- database_timeout_ms: Duration as Millis = 5000,

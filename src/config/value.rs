@@ -67,28 +67,77 @@ fn text<'a>(raw: Raw<'a>, what: &str) -> Result<&'a str, String> {
     }
 }
 
-macro_rules! non_zero {
-    ($($ty:ty: $int:ty),*) => {$(
-        impl Setting for $ty {
-            fn parse(raw: Raw<'_>) -> Result<Self, String> {
-                let what = "a whole number, at least 1";
-                let n = integer(raw, what)?;
-                <$int>::try_from(n)
-                    .ok()
-                    .and_then(<$ty>::new)
-                    .ok_or_else(|| format!("expected {what} and at most {}, got {n}", <$ty>::MAX))
-            }
-        }
-    )*};
+/// A whole number from 1 to `max`.
+fn counted(raw: Raw<'_>, max: u64) -> Result<u64, String> {
+    let what = "a whole number, at least 1";
+    let n = integer(raw, what)?;
+    if n == 0 || n > max {
+        return Err(format!("expected {what} and at most {max}, got {n}"));
+    }
+    Ok(n)
 }
-non_zero!(NonZeroU64: u64, NonZeroUsize: usize, NonZeroU32: u32);
 
-/// Whole seconds, at least 1: a timeout. Held as a [`Duration`].
+/// The most a count of things held at once (connections, queued lines) may
+/// be: far above any real need, and below what would make a semaphore or a
+/// channel refuse to be built.
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+
+/// The longest a timeout or a wait may be: a year. Far above any real
+/// need, and far from where adding it to the clock would overflow.
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
+impl Setting for NonZeroU64 {
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        counted(raw, u64::MAX).and_then(|n| NonZeroU64::new(n).ok_or_else(String::new))
+    }
+}
+
+impl Setting for NonZeroU32 {
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        let n = counted(raw, u64::from(u32::MAX))?;
+        u32::try_from(n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(String::new)
+    }
+}
+
+impl Setting for NonZeroUsize {
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        let n = counted(raw, MAX_COUNT)?;
+        usize::try_from(n)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(String::new)
+    }
+}
+
+/// A count from 1 to `MAX`, for what is allocated up front (a pool's slots).
+pub struct UpTo<const MAX: u64>(NonZeroUsize);
+
+impl<const MAX: u64> Setting for UpTo<MAX> {
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        let n = counted(raw, MAX.min(MAX_COUNT))?;
+        usize::try_from(n)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .map(UpTo)
+            .ok_or_else(String::new)
+    }
+}
+
+impl<const MAX: u64> From<UpTo<MAX>> for NonZeroUsize {
+    fn from(n: UpTo<MAX>) -> NonZeroUsize {
+        n.0
+    }
+}
+
+/// Whole seconds from 1 to a year: a timeout. Held as a [`Duration`].
 pub struct Secs(Duration);
 
 impl Setting for Secs {
     fn parse(raw: Raw<'_>) -> Result<Self, String> {
-        NonZeroU64::parse(raw).map(|n| Secs(Duration::from_secs(n.get())))
+        counted(raw, MAX_SECS).map(|n| Secs(Duration::from_secs(n)))
     }
 }
 
@@ -98,12 +147,17 @@ impl From<Secs> for Duration {
     }
 }
 
-/// Whole seconds, 0 allowed: a wait that may be skipped. Held as a [`Duration`].
+/// Whole seconds from 0 to a year: a wait that may be skipped. Held as a
+/// [`Duration`].
 pub struct SecsOrZero(Duration);
 
 impl Setting for SecsOrZero {
     fn parse(raw: Raw<'_>) -> Result<Self, String> {
-        integer(raw, "a whole number of seconds").map(|n| SecsOrZero(Duration::from_secs(n)))
+        let what = "a whole number of seconds";
+        match integer(raw, what)? {
+            n if n > MAX_SECS => Err(format!("expected {what}, at most {MAX_SECS}, got {n}")),
+            n => Ok(SecsOrZero(Duration::from_secs(n))),
+        }
     }
 }
 
@@ -113,12 +167,12 @@ impl From<SecsOrZero> for Duration {
     }
 }
 
-/// Whole milliseconds, at least 1. Held as a [`Duration`].
+/// Whole milliseconds from 1 to a year. Held as a [`Duration`].
 pub struct Millis(Duration);
 
 impl Setting for Millis {
     fn parse(raw: Raw<'_>) -> Result<Self, String> {
-        NonZeroU64::parse(raw).map(|n| Millis(Duration::from_millis(n.get())))
+        counted(raw, MAX_SECS * 1000).map(|n| Millis(Duration::from_millis(n)))
     }
 }
 
@@ -259,6 +313,13 @@ mod tests {
         assert!(negative.contains("-1"), "{negative}");
         let big = NonZeroU32::parse(Raw::Text("4294967296")).unwrap_err();
         assert!(big.contains("at most 4294967295"), "{big}");
+        assert!(NonZeroUsize::parse(Raw::Text("4294967296")).is_err());
+        let pool = UpTo::<10>::parse(Raw::Text("11")).err().unwrap();
+        assert!(pool.contains("at most 10"), "{pool}");
+        assert_eq!(
+            NonZeroUsize::from(UpTo::<10>::parse(Raw::Text("10")).unwrap()).get(),
+            10
+        );
     }
 
     #[test]
@@ -272,6 +333,12 @@ mod tests {
             Duration::from_millis(250)
         );
         assert!(Secs::parse(Raw::Text("0")).is_err());
+        for huge in ["31536001", "18446744073709551615"] {
+            let message = Secs::parse(Raw::Text(huge)).err().unwrap();
+            assert!(message.contains("at most 31536000"), "{message}");
+            assert!(SecsOrZero::parse(Raw::Text(huge)).is_err());
+        }
+        assert!(Millis::parse(Raw::Text("31536000001")).is_err());
         assert_eq!(
             Duration::from(SecsOrZero::parse(Raw::Text("0")).unwrap()),
             Duration::ZERO

@@ -77,6 +77,15 @@ fn settings_errors_name_the_flag_the_variable_or_the_file_key() {
         "{message}"
     );
 
+    // Past a year: refused, not left to overflow the clock while serving.
+    let message = refused(&cwd, |c| {
+        c.args(["--request-timeout-secs", "18446744073709551615"]);
+    });
+    assert!(
+        message.starts_with("shopd: --request-timeout-secs: "),
+        "{message}"
+    );
+
     std::fs::write(cwd.join("config.toml"), "chat_queue_len = 0\n").unwrap();
     let message = refused(&cwd, |_| {});
     assert!(
