@@ -70,11 +70,11 @@ fn text<'a>(raw: Raw<'a>, what: &str) -> Result<&'a str, String> {
 /// A whole number from 1 to `max`.
 fn counted(raw: Raw<'_>, max: u64) -> Result<u64, String> {
     let what = "a whole number, at least 1";
-    let n = integer(raw, what)?;
-    if n == 0 || n > max {
-        return Err(format!("expected {what} and at most {max}, got {n}"));
+    match integer(raw, what)? {
+        0 => Err(format!("expected {what}, got 0")),
+        n if n > max => Err(format!("expected at most {max}, got {n}")),
+        n => Ok(n),
     }
-    Ok(n)
 }
 
 /// The most a count of things held at once (connections, queued lines) may
