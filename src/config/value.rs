@@ -112,6 +112,16 @@ impl Setting for NonZeroUsize {
     }
 }
 
+impl Setting for usize {
+    fn parse(raw: Raw<'_>) -> Result<Self, String> {
+        let what = "a whole number";
+        match integer(raw, what)? {
+            n if n > MAX_COUNT => Err(format!("expected at most {MAX_COUNT}, got {n}")),
+            n => usize::try_from(n).map_err(|_| format!("expected at most {MAX_COUNT}, got {n}")),
+        }
+    }
+}
+
 /// A count from 1 to `MAX`, for what is allocated up front (a pool's slots).
 pub struct UpTo<const MAX: u64>(NonZeroUsize);
 
@@ -314,6 +324,8 @@ mod tests {
         let big = NonZeroU32::parse(Raw::Text("4294967296")).unwrap_err();
         assert!(big.contains("at most 4294967295"), "{big}");
         assert!(NonZeroUsize::parse(Raw::Text("4294967296")).is_err());
+        assert_eq!(usize::parse(Raw::Text("0")).unwrap(), 0);
+        assert!(usize::parse(Raw::Text("4294967296")).is_err());
         let pool = UpTo::<10>::parse(Raw::Text("11")).err().unwrap();
         assert!(pool.contains("at most 10"), "{pool}");
         assert_eq!(
