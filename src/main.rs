@@ -165,7 +165,9 @@ fn check(data_dir: &std::path::Path) -> ExitCode {
             if report.is_clean() {
                 ExitCode::SUCCESS
             } else {
-                println!("damaged: see the README's \"Damaged stores and full disks\" to recover");
+                println!(
+                    "damaged: see \"Damaged stores and full disks\" in docs/durability.md to recover"
+                );
                 ExitCode::FAILURE
             }
         }

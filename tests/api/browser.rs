@@ -6,17 +6,18 @@
 //! two cores cannot run several Chromiums and the rest of the suite at once
 //! without starving them.
 
-use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::support::{eventually, free_port};
 
 /// Only a failure guard: every wait below normally ends well before it.
 pub const GUARD: Duration = Duration::from_secs(30);
@@ -50,24 +51,11 @@ fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
     if chromium.is_file() && chromedriver.is_file() {
         return Some((chromium.to_owned(), chromedriver.to_owned()));
     }
-    let install = "apt-get install -y chromium chromium-driver";
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {CHROMIUM} or {CHROMEDRIVER} is missing and CI is set; install them ({install})"
-    );
-    // Straight to stderr: the harness hides `eprintln!` of passing tests.
-    let bar = "!".repeat(72);
-    let notice = format!(
-        "\n{bar}\nSKIPPED {test}: {CHROMIUM} or {CHROMEDRIVER} is missing.\nInstall them ({install}) to run this test; with CI set it fails instead.\n{bar}\n"
-    );
-    let _ = std::io::stderr().write_all(notice.as_bytes());
-    None
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local address").port()
+    crate::support::skip(
+        test,
+        &format!("{CHROMIUM} or {CHROMEDRIVER} is missing"),
+        "Install them (apt-get install -y chromium chromium-driver) to run this test",
+    )
 }
 
 impl Driver {
@@ -95,18 +83,18 @@ impl Driver {
             sessions: 0,
             _turn: turn,
         };
-        let deadline = Instant::now() + GUARD;
-        loop {
+        eventually("chromedriver to be ready", || async {
             let status = driver.client.get(format!("{}/status", driver.base)).send();
             if let Ok(Ok(response)) = tokio::time::timeout(GUARD, status).await
                 && let Ok(body) = response.json::<Value>().await
-                && body["value"]["ready"] == true
             {
-                return Some(driver);
+                body["value"]["ready"] == true
+            } else {
+                false
             }
-            assert!(Instant::now() < deadline, "chromedriver is not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        Some(driver)
     }
 
     /// A new headless browser with a fresh profile, `width` x `height`.
@@ -245,13 +233,12 @@ impl Session {
     }
 
     /// Polls `script` until it returns `true`; fails with `what` after
-    /// [`GUARD`].
+    /// the harness's guard.
     pub async fn wait_until(&self, what: &str, script: &str, args: Value) {
-        let deadline = Instant::now() + GUARD;
-        while self.run(script, args.clone()).await != true {
-            assert!(Instant::now() < deadline, "waited in vain for {what}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(what, || async {
+            self.run(script, args.clone()).await == true
+        })
+        .await;
     }
 
     /// The window as PNG.

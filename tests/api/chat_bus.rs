@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 use crate::chat::{GUARD, join, next_line, say};
-use crate::helpers::{detail, scratch, shopd_command, spawn_app_with};
+use crate::helpers::{TestApp, detail, scratch, shopd_command};
 use crate::nats::{Nats, free_port, metric, nats_server, poll, spawn_on_bus, subject};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,10 +273,12 @@ async fn a_message_limit_the_bus_cannot_carry_is_refused_at_start_up() {
         "{stderr}"
     );
     // What fits is accepted.
-    let fits = spawn_app_with(|settings| {
-        settings.chat.bus = Some(nats.url().parse().expect("URL"));
-        settings.chat.max_message_bytes = std::num::NonZero::new(4000).unwrap();
-    })
-    .await;
+    let fits = TestApp::builder()
+        .bus(&nats.url())
+        .configure(|settings| {
+            settings.chat.max_message_bytes = std::num::NonZero::new(4000).unwrap();
+        })
+        .spawn()
+        .await;
     assert_eq!(fits.get("/readyz").await.status(), 200);
 }

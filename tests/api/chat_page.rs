@@ -75,7 +75,7 @@ async fn two_browsers_in_one_room_see_each_others_lines_by_name_and_their_own_as
     let png = ann.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
     // `SHOPD_CHAT_PAGE_SCREENSHOT=$PWD/docs/chat-page.png` refreshes the
-    // README's picture.
+    // picture in docs/chat.md.
     if let Some(path) = std::env::var_os("SHOPD_CHAT_PAGE_SCREENSHOT") {
         std::fs::write(path, &png).expect("write the screenshot");
     }

@@ -2,23 +2,22 @@
 //! instance is connected to, and two shopd processes on one PostgreSQL and
 //! one NATS behind HAProxy configured by `deploy/haproxy.cfg`.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
+use crate::balancer::start_haproxy;
 use crate::chat::{Client, GUARD, join, next_line, say};
 use crate::exposition::Exposition;
-use crate::helpers::{ShopdProcess, require_tool, scratch, shopd_command};
-use crate::nats::{Nats, free_port, metric, nats_server, poll, spawn_on_bus};
+use crate::helpers::{require_tool, scratch, spawn_process};
+use crate::nats::{Nats, metric, nats_server, poll, spawn_on_bus};
 use crate::pg::fresh_database;
-use crate::process::start_command;
 
 /// Sends probes from `from` until one reaches `to` (lines sent while an
 /// instance is away from the bus may be lost), then `count` lines that
 /// must all arrive, in order, once each, after any late probes.
-async fn conversation_goes_on(from: &mut Client, to: &mut Client, count: usize) {
+pub async fn conversation_goes_on(from: &mut Client, to: &mut Client, count: usize) {
     let mut round = 0;
     loop {
         round += 1;
@@ -78,78 +77,6 @@ async fn an_instance_whose_nats_node_dies_reconnects_to_another_and_the_chat_goe
     assert_eq!(clients, 2, "both instances on the surviving nodes");
 }
 
-/// HAProxy on loopback; killed when dropped.
-struct Haproxy {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts HAProxy with `deploy/haproxy.cfg`, its listen address and
-/// servers replaced by a free port and `backends`.
-fn start_haproxy(binary: &std::path::Path, backends: &[&ShopdProcess]) -> Haproxy {
-    let shipped = include_str!("../../deploy/haproxy.cfg");
-    let port = free_port();
-    let mut config = String::new();
-    let mut servers_written = false;
-    for line in shipped.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("maxconn ") {
-            // Within a test process's descriptor limit.
-            config.push_str("    maxconn 1000\n");
-        } else if trimmed.starts_with("bind ") {
-            config.push_str(&format!("    bind 127.0.0.1:{port}\n"));
-        } else if trimmed.starts_with("server ") {
-            if !servers_written {
-                for (index, backend) in backends.iter().enumerate() {
-                    config.push_str(&format!(
-                        "    server shopd{} {} check\n",
-                        index + 1,
-                        backend.addr
-                    ));
-                }
-                servers_written = true;
-            }
-        } else if !trimmed.starts_with("log ") {
-            config.push_str(line);
-            config.push('\n');
-        }
-    }
-    assert!(servers_written, "deploy/haproxy.cfg has server lines");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("haproxy.cfg");
-    std::fs::write(&file, config).expect("write haproxy.cfg");
-    let child = Command::new(binary)
-        .arg("-f")
-        .arg(&file)
-        .arg("-db")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    Haproxy {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
-/// shopd with `extra` flags, its store on PostgreSQL (no data directory:
-/// giving one too is refused).
-fn serve_on(cwd: &std::path::Path, extra: &[&str]) -> ShopdProcess {
-    let mut command = shopd_command(cwd);
-    command.args(["--listen", "127.0.0.1:0"]).args(extra);
-    start_command(command).serving("shopd on PostgreSQL did not start")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
     let test = "haproxy_end_to_end";
@@ -161,16 +88,17 @@ async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
         return;
     };
     let nats = Nats::start(&nats_binary).await;
-    let (cwd, _) = scratch();
+    let (cwd, dir) = scratch();
     let extra = [
         "--database-url",
         database.url.as_str(),
         "--chat-bus",
         &nats.url(),
     ];
-    let (one, two) = (serve_on(cwd.path(), &extra), serve_on(cwd.path(), &extra));
-    let proxy = start_haproxy(&haproxy, &[&one, &two]);
-    let base = format!("http://127.0.0.1:{}", proxy.port);
+    let one = spawn_process(cwd.path(), &dir.join("one"), &extra);
+    let two = spawn_process(cwd.path(), &dir.join("two"), &extra);
+    let proxy = start_haproxy(&haproxy, &[one.addr, two.addr]).await;
+    let base = proxy.base();
     let client = reqwest::Client::new();
     poll("HAProxy and both instances to be ready", || async {
         let mut ready = true;
@@ -229,13 +157,10 @@ async fn two_instances_behind_haproxy_are_one_shop_and_one_chat() {
         assert_eq!(body["items"][0]["quantity"], json!(2));
     }
 
-    // Two chat connections in a row: round robin puts them on different
-    // instances.
-    let proxied: std::net::SocketAddr = format!("127.0.0.1:{}", proxy.port)
-        .parse()
-        .expect("address");
-    let mut ann = join(proxied, "lobby").await;
-    let mut bob = join(proxied, "lobby").await;
+    // Two chat connections in a row: the chat backend gives the next one to
+    // the instance with the fewest, so they land on different instances.
+    let mut ann = join(proxy.addr(), "lobby").await;
+    let mut bob = join(proxy.addr(), "lobby").await;
     let mut per_instance = Vec::new();
     for instance in [&one, &two] {
         let text = client

@@ -9,7 +9,7 @@ use std::process::ExitStatus;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{scratch, spawn_app, spawn_app_in};
+use crate::helpers::{TestApp, scratch, spawn_app, spawn_app_in};
 use crate::process::{Start, shopd_command, start, terminate, wait};
 
 mod generator;
@@ -312,8 +312,10 @@ async fn a_damaged_manifest_is_refused() {
     let path = dir.path().join("manifest");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("items.highest 1", "items.highest 7")).unwrap();
-    let settings = crate::helpers::test_settings(dir.path());
-    let err = shopd::App::open(settings)
+    let err = TestApp::builder()
+        .in_dir(dir)
+        .start()
+        .await
         .err()
         .expect("a damaged manifest was accepted");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");

@@ -1,5 +1,14 @@
 //! The Prometheus text exposition as the tests read it: one parser for
 //! every test that looks at `GET /metrics`.
+//!
+//! Hand-written on purpose. The crates that parse the format do not fit:
+//! prometheus-parse 0.2.5 splits labels on `,` and `=` without reading
+//! quotes or escapes (a label value holding either would be misread, which
+//! is the kind of fault these tests must catch) and brings chrono, regex
+//! and itertools for it; openmetrics-parser is LGPL-3.0. What shopd's
+//! exposition must be is checked against Prometheus' own parser anyway:
+//! `promtool check metrics` in `metrics.rs`, and a real Prometheus
+//! scraping shopd in `prometheus_e2e.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -2,8 +2,8 @@
 //! nothing crashes, `/readyz` says the store failed, SIGTERM still exits
 //! at once, and a restart once there is room serves every acknowledged
 //! write. The data directory sits on a small tmpfs of its own (`mount -t
-//! tmpfs`, which needs root or CAP_SYS_ADMIN; without it the test is
-//! skipped with a SKIPPED line).
+//! tmpfs`, which needs root, as CI runs, or CAP_SYS_ADMIN); where the mount
+//! is refused the test skips loudly with the reason, and fails under CI.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::scratch;
 use crate::process::{exit_within, sigterm, spawn_process};
+use crate::support::skip;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct SmallDisk {
@@ -22,21 +23,29 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
+    /// A tmpfs of `size`, or `None` after a loud skip naming why the mount
+    /// was refused.
+    fn mount(size: &str, test: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("disk");
-        std::fs::create_dir(&path).ok()?;
-        let mounted = Command::new("mount")
+        std::fs::create_dir(&path).expect("mount point");
+        let remedy = "Run it as root, or in a container with CAP_SYS_ADMIN \
+                      (docker run --cap-add SYS_ADMIN)";
+        let mounted = match Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&path)
             .output()
-            .ok()?;
+        {
+            Ok(mounted) => mounted,
+            Err(err) => return skip(test, &format!("cannot run `mount`: {err}"), remedy),
+        };
         if !mounted.status.success() {
-            eprintln!(
-                "SKIPPED full-disk test: cannot mount a tmpfs here ({})",
+            let why = format!(
+                "`mount -t tmpfs` was refused ({}): {}",
+                mounted.status,
                 String::from_utf8_lossy(&mounted.stderr).trim()
             );
-            return None;
+            return skip(test, &why, remedy);
         }
         Some(SmallDisk { path, _dir: dir })
     }
@@ -63,7 +72,7 @@ fn status_of(response: reqwest::Result<reqwest::blocking::Response>) -> u16 {
 
 #[test]
 fn a_full_disk_fails_writes_cleanly_and_a_restart_with_room_serves_every_acknowledged_write() {
-    let Some(disk) = SmallDisk::mount("8m") else {
+    let Some(disk) = SmallDisk::mount("8m", "the full-disk test") else {
         return;
     };
     let (_cwd_dir, cwd) = scratch();

@@ -10,6 +10,7 @@
 
 mod alerts;
 mod backup;
+mod balancer;
 mod browser;
 mod carts;
 mod chat;
@@ -17,6 +18,8 @@ mod chat_bus;
 mod chat_page;
 mod cluster;
 mod damage;
+mod deploy;
+mod doc_links;
 mod drain;
 mod exposition;
 mod failing_store;
@@ -33,5 +36,8 @@ mod postgres;
 mod process;
 mod prometheus_e2e;
 mod raw;
+mod readme;
 mod robustness;
+mod rolling;
 mod routing;
+mod support;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::exposition::{Exposition, parse_value, scrape};
 use crate::helpers::{TestApp, backend_tests, require_tool, spawn_app};
+use crate::support::eventually;
 
 /// `http_requests_total` for a route, method and status class (0 when absent).
 fn requests(metrics: &Exposition, handler: &str, method: &str, status: &str) -> f64 {
@@ -229,15 +230,11 @@ backend_tests! {
             metrics.value("shopd_items", &[]) == Some(1.0)
                 && metrics.value("shopd_carts", &[]) == Some(3.0)
         };
-        let mut metrics = scrape(&app).await;
-        for _ in 0..250 {
-            if refreshed(&metrics) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            metrics = scrape(&app).await;
-        }
-        assert!(refreshed(&metrics), "items and carts counted within 5 s");
+        eventually("items and carts counted", || async {
+            refreshed(&scrape(&app).await)
+        })
+        .await;
+        let metrics = scrape(&app).await;
         assert!(metrics.value("shopd_storage_bytes", &[]) > Some(0.0));
     }
 }
@@ -266,17 +263,12 @@ async fn chat_and_process_figures_are_there_from_the_start() {
     assert!(metrics.value("process_cpu_seconds_total", &[]) >= Some(0.0));
 }
 
-/// Joins chat room `room`; TCP_NODELAY as the chat tests have it.
+/// Joins chat room `room` of `app`.
 async fn join(app: &TestApp, room: &str) -> ChatClient {
-    let url = format!("ws://{}/chat/{room}", app.addr);
-    let (client, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .expect("chat handshake");
-    client
+    crate::support::join(app.addr, room).await
 }
 
-type ChatClient =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::support::WsClient as ChatClient;
 
 /// `from` says something and `to` hears it: both are in the room by then,
 /// and the server has counted the message.
@@ -309,22 +301,14 @@ async fn chat_figures_follow_connections_rooms_and_messages() {
         while let Some(Ok(_)) = client.next().await {}
     }
     // The server notices departures on its own schedule: poll, bounded.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("the chat gauges back at 0", || async {
         let metrics = scrape(&app).await;
-        let gone = metrics.value("shopd_chat_connections", &[]) == Some(0.0)
-            && metrics.value("shopd_chat_rooms", &[]) == Some(0.0);
-        if gone {
-            assert_eq!(metrics.value("shopd_chat_messages_total", &[]), Some(3.0));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chat gauges stuck:\n{}",
-            metrics.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        metrics.value("shopd_chat_connections", &[]) == Some(0.0)
+            && metrics.value("shopd_chat_rooms", &[]) == Some(0.0)
+    })
+    .await;
+    let metrics = scrape(&app).await;
+    assert_eq!(metrics.value("shopd_chat_messages_total", &[]), Some(3.0));
 }
 
 #[tokio::test]

@@ -1,29 +1,21 @@
 //! The NATS harness of the chat-bus and cluster tests: each test starts
 //! its own `nats-server` on free ports and kills it when done.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::exposition::scrape;
-use crate::helpers::{TestApp, require_tool, spawn_app_with};
+pub use crate::support::eventually as poll;
+pub use crate::support::free_port;
+use crate::support::{TestApp, require_tool};
 
 /// The `nats-server` binary, or `None` (after a loud SKIPPED line) when
 /// it is not installed; panics under `CI`, where the test must run.
 pub fn nats_server(test: &str) -> Option<PathBuf> {
     require_tool("nats-server", test)
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// One `nats-server` on loopback; killed when dropped.
@@ -162,28 +154,16 @@ impl Drop for Nats {
     }
 }
 
-/// Polls `check` every 20 ms until it holds; panics after a minute.
-pub async fn poll<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "waited a minute for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// shopd in this process on `bus`, with the rate limit out of the way.
 pub async fn spawn_on_bus(bus: &str) -> TestApp {
-    let urls = bus.parse().expect("bus URLs");
-    spawn_app_with(|settings| {
-        settings.chat.bus = Some(urls);
-        settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
-        settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
-    })
-    .await
+    TestApp::builder()
+        .bus(bus)
+        .configure(|settings| {
+            settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+            settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
+        })
+        .spawn()
+        .await
 }
 
 /// The subject of room `name` under the default prefix.

@@ -7,29 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shopd::{App, Settings};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, detail, scratch, shopd_command, spawn_pg_app, test_settings};
-use crate::pg::{TestDatabase, fresh_database};
+use crate::helpers::{TestApp, detail, scratch, shopd_command, spawn_pg_app};
+use crate::pg::fresh_database;
 
 /// Two instances on one fresh database, or `None` to skip.
 async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
     let database = fresh_database(test).await?;
     let url = database.url.clone();
-    let a = spawn_pg_app(database, |_| {}).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = test_settings(dir.path());
-    settings.storage.database_url = Some(url.parse().expect("URL"));
-    let b = spawn_settings(settings).await;
+    let a = TestApp::builder().postgres(database).spawn().await;
+    let b = TestApp::builder().shared_postgres(&url).spawn().await;
     Some((a, b))
-}
-
-/// shopd from `settings`, which name a database someone else owns.
-async fn spawn_settings(settings: Settings) -> TestApp {
-    let database = TestDatabase::borrowed(settings.storage.database_url.as_ref().expect("URL"));
-    spawn_pg_app(database, |s| *s = settings).await
 }
 
 #[tokio::test]
@@ -82,15 +72,9 @@ async fn instances_starting_at_once_migrate_an_empty_database_once() {
     else {
         return;
     };
-    let settings = |dir: &tempfile::TempDir| {
-        let mut settings = test_settings(dir.path());
-        settings.storage.database_url = Some(database.url.parse().expect("URL"));
-        settings
-    };
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let starts = dirs.iter().map(|dir| App::connect(settings(dir)));
+    let starts = (0..4).map(|_| TestApp::builder().shared_postgres(&database.url).start());
     for started in futures_util::future::join_all(starts).await {
-        started.expect("every instance starts");
+        assert!(started.is_ok(), "every instance starts");
     }
     let client = database.client().await;
     let versions = client
@@ -107,16 +91,15 @@ async fn a_database_migrated_by_a_newer_shopd_is_refused() {
     else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(dir.path());
-    settings.storage.database_url = Some(database.url.parse().expect("URL"));
-    App::connect(settings.clone()).await.expect("first start");
+    let first = TestApp::builder().shared_postgres(&database.url).start();
+    assert!(first.await.is_ok(), "first start");
     let client = database.client().await;
     client
         .execute("INSERT INTO shopd_schema (version) VALUES (99)", &[])
         .await
         .unwrap();
-    let err = match App::connect(settings).await {
+    let again = TestApp::builder().shared_postgres(&database.url).start();
+    let err = match again.await {
         Ok(_) => panic!("a newer schema must be refused"),
         Err(err) => shopd::error_chain(&err),
     };

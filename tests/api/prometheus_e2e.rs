@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::require_tool;
 use crate::helpers::{TestApp, spawn_app};
+use crate::support::free_port;
 
 /// What Grafana's `$__rate_interval` and friends stand for here: with 1 s
 /// scrapes Grafana would use 4 s; 10 s leaves room for a late scrape.
@@ -42,12 +43,6 @@ impl Prometheus {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-/// A port that was free a moment ago (Prometheus cannot listen on port 0).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// Starts Prometheus on loopback, scraping `target` every second, with its

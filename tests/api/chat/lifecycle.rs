@@ -5,7 +5,8 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::*;
-use crate::helpers::{detail, spawn_app};
+use crate::helpers::{detail, spawn_app, spawn_app_with};
+use crate::support::eventually;
 
 #[tokio::test]
 async fn a_plain_get_on_a_chat_path_is_a_404() {
@@ -63,15 +64,17 @@ async fn shutdown_closes_every_chat_with_1001() {
 
 #[tokio::test]
 async fn members_are_removed_however_they_leave_and_empty_rooms_are_forgotten() {
-    let rooms = Rooms::new(64 * 1024, 64, 10_000);
-    let (addr, _stop) = chat_only(&rooms).await;
+    let app =
+        spawn_app_with(|settings| settings.chat.queue_len = std::num::NonZero::new(64).unwrap())
+            .await;
+    let addr = app.addr;
     let mut polite = join(addr, "one").await;
     let mut abrupt = join(addr, "one").await;
     let vanishing = join(addr, "two").await;
     let mut binary = join(addr, "three").await;
     // Members are in before the handshake completes: no waiting here.
-    assert_eq!(rooms.stats().rooms, 3);
-    assert_eq!(rooms.stats().connections, 4);
+    let (rooms, connections, _) = chat_metrics(&app).await;
+    assert_eq!((rooms, connections), (3, 4));
 
     say(&mut polite, "hi").await;
     assert_eq!(next_line(&mut abrupt).await.1, "hi");
@@ -79,10 +82,10 @@ async fn members_are_removed_however_they_leave_and_empty_rooms_are_forgotten() 
     reset(vanishing);
     binary.send(Message::binary(vec![1u8])).await.expect("send");
     assert_eq!(close_code(&mut binary).await, 1003);
-    wait_for_stats(&rooms, 1, 1).await;
+    wait_for_stats(&app, 1, 1).await;
     drop(abrupt);
-    let stats = wait_for_stats(&rooms, 0, 0).await;
-    assert_eq!(stats.messages, 1);
+    let (_, _, messages) = wait_for_stats(&app, 0, 0).await;
+    assert_eq!(messages, 1);
 }
 
 #[tokio::test]
@@ -93,35 +96,28 @@ async fn the_metrics_follow_rooms_connections_and_messages() {
     let cid = join(app.addr, "two").await;
     say(&mut ann, "hi").await;
     say(&mut ann, "there").await;
-    let (mut rooms, mut connections, mut messages) = chat_metrics(&app).await;
+    let (rooms, connections, _) = chat_metrics(&app).await;
     assert_eq!((rooms, connections), (2, 3));
     // Counted when the server reads them, just after this client sent them.
-    let waited = timeout(GUARD, async {
-        while messages < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            messages = chat_metrics(&app).await.2;
-        }
-    });
-    waited.await.expect("both messages counted");
+    eventually("both messages counted", || async {
+        chat_metrics(&app).await.2 == 2
+    })
+    .await;
 
     ann.close(None).await.expect("close");
     finish_close(&mut ann).await;
     reset(bob);
     drop(cid);
-    let emptied = timeout(GUARD, async {
-        while (rooms, connections) != (0, 0) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            (rooms, connections, messages) = chat_metrics(&app).await;
-        }
-    });
-    emptied.await.expect("every room forgotten");
+    let (_, _, messages) = wait_for_stats(&app, 0, 0).await;
     assert_eq!(messages, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_members_joining_and_leaving_the_same_rooms_at_once_leave_nothing_behind() {
-    let rooms = Rooms::new(64 * 1024, 64, 10_000);
-    let (addr, _stop) = chat_only(&rooms).await;
+    let app =
+        spawn_app_with(|settings| settings.chat.queue_len = std::num::NonZero::new(64).unwrap())
+            .await;
+    let addr = app.addr;
     let tasks: Vec<_> = (0..40)
         .map(|task| {
             tokio::spawn(async move {
@@ -140,6 +136,6 @@ async fn many_members_joining_and_leaving_the_same_rooms_at_once_leave_nothing_b
     for task in tasks {
         timeout(GUARD, task).await.expect("in time").expect("churn");
     }
-    let stats = wait_for_stats(&rooms, 0, 0).await;
-    assert_eq!(stats.messages, 400);
+    let (_, _, messages) = wait_for_stats(&app, 0, 0).await;
+    assert_eq!(messages, 400);
 }

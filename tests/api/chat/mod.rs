@@ -8,56 +8,20 @@ mod delivery;
 mod lifecycle;
 mod limits;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shopd::chat::{ChatStats, Rooms};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::TestApp;
-
-pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use crate::support::ws::join_with_small_buffer;
+use crate::support::{TestApp, eventually};
+pub use crate::support::{WsClient as Client, join};
 
 /// Only a failure guard: every wait below normally ends in milliseconds.
 pub const GUARD: Duration = Duration::from_secs(20);
-
-/// Connects to room `room` (as it appears in the path, so already
-/// percent-encoded); the server has added us to the room once this returns.
-pub async fn join(addr: SocketAddr, room: &str) -> Client {
-    let url = format!("ws://{addr}/chat/{room}");
-    // Without TCP_NODELAY, Nagle and delayed ACKs stall a talker that
-    // sends small frames and reads nothing.
-    let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
-    let (client, response) = timeout(GUARD, connecting)
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    assert_eq!(response.status(), 101);
-    client
-}
-
-/// Like [`join`], over a socket with a tiny receive buffer, so that a
-/// client that does not read backs up into the server quickly.
-pub async fn join_with_small_buffer(addr: SocketAddr, room: &str) -> Client {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket.connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("TCP_NODELAY");
-    let url = format!("ws://{addr}/chat/{room}");
-    let (client, _) = timeout(
-        GUARD,
-        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    client
-}
 
 pub async fn say(client: &mut Client, text: &str) {
     client.send(Message::text(text)).await.expect("send");
@@ -115,37 +79,19 @@ pub fn reset(client: Client) {
     drop(client);
 }
 
-/// A server with only the chat route, over rooms the test can inspect.
-pub async fn chat_only(rooms: &Rooms) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = warp::serve(shopd::chat::route(rooms.clone()))
-        .incoming(listener)
-        .graceful(async {
-            let _ = stopped.await;
-        })
-        .run();
-    tokio::spawn(server);
-    (addr, stop)
-}
-
-/// Waits until the rooms' figures (messages aside) reach `rooms` and
-/// `connections`: sessions clean up just after their socket ends.
-pub async fn wait_for_stats(registry: &Rooms, rooms: u64, connections: u64) -> ChatStats {
-    let wanted = |stats: ChatStats| stats.rooms == rooms && stats.connections == connections;
-    let waited = timeout(GUARD, async {
-        while !wanted(registry.stats()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
+/// Waits until `app`'s chat figures in `/metrics` reach `rooms` and
+/// `connections` (sessions clean up just after their socket ends); gives
+/// back `(rooms, connections, messages)`.
+pub async fn wait_for_stats(app: &TestApp, rooms: u64, connections: u64) -> (u64, u64, u64) {
+    eventually(
+        &format!("{rooms} chat rooms and {connections} connections"),
+        || async {
+            let (now_rooms, now_connections, _) = chat_metrics(app).await;
+            (now_rooms, now_connections) == (rooms, connections)
+        },
+    )
     .await;
-    let stats = registry.stats();
-    assert!(
-        waited.is_ok(),
-        "wanted {rooms} rooms and {connections} connections, have {stats:?}"
-    );
-    stats
+    chat_metrics(app).await
 }
 
 pub fn is_generated_name(name: &str) -> bool {

@@ -4,10 +4,8 @@
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
-use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::browser::{ENTER, GUARD, Session};
+use crate::browser::{ENTER, Session};
 use crate::helpers::TestApp;
 
 /// A line of the page's log: its kind (`line`, `line mine` or `note`), who
@@ -85,12 +83,6 @@ pub fn is_generated_name(name: &str) -> bool {
 }
 
 /// A WebSocket member of `room`, as a terminal client would be.
-pub async fn join(app: &TestApp, room: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-    let url = format!("ws://{}/chat/{room}", app.addr);
-    let connecting = tokio_tungstenite::connect_async(url);
-    let (client, _) = tokio::time::timeout(GUARD, connecting)
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    client
+pub async fn join(app: &TestApp, room: &str) -> crate::support::WsClient {
+    crate::support::join(app.addr, room).await
 }
