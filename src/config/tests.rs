@@ -135,6 +135,13 @@ fn a_data_dir_with_a_database_url_is_refused_naming_both() {
     // The default data directory is no conflict: it is simply unused.
     let settings = load(&ServeArgs::default(), &[url]).unwrap();
     assert!(settings.storage.database_url.is_some());
+    // Nor is an emptied one (a systemd drop-in clearing the unit's).
+    assert!(load(&ServeArgs::default(), &[url, ("SHOPD_DATA_DIR", "")]).is_ok());
+    let message = refusal(&ServeArgs::default(), &[url, ("SHOPD_DATA_DIR", "/srv")]);
+    assert!(
+        message.starts_with("SHOPD_DATA_DIR conflicts with SHOPD_DATABASE_URL"),
+        "{message}"
+    );
 }
 
 #[test]
