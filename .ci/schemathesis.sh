@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Property-based tests of the whole HTTP API against its own OpenAPI document:
-# builds shopd, starts it on a free port over a fresh data directory, checks
-# that /openapi.json is a valid OpenAPI 3 document, then lets Schemathesis
+# Property-based tests of the whole HTTP API against its own OpenAPI document,
+# for a default shopd and for one with an admin token (each documents what
+# it runs): builds shopd, starts it on a free port over a fresh data
+# directory, checks that /openapi.json is a valid OpenAPI 3 document, then lets Schemathesis
 # generate valid and invalid requests for every operation (and chains of
 # them along the document's links: create an item, then read, change, delete
 # it or add it to a cart). Exits non-zero on any failure.
@@ -42,44 +43,47 @@ if [[ ! -x $venv/bin/st ]]; then
         "openapi-spec-validator==$VALIDATOR_VERSION"
 fi
 
-# 2. shopd, built and started on a free port, away from any ./config.toml
-#    and SHOPD_* settings of the caller.
+# 2. shopd, built; each run below starts it on a free port.
 echo "== building shopd"
 cargo build --quiet --bin shopd
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-mkdir -p "$work/run" "$work/data"
-# With an admin token, so /admin/export is there to test (without one it is
-# a 404 by design); Schemathesis sends it, and checks the 401 without it.
-admin_token=schemathesis-admin-token-$RANDOM$RANDOM
-(
-    cd "$work/run"
-    for name in $(compgen -e); do
-        [[ $name == SHOPD_* ]] && unset "$name"
-    done
-    SHOPD_ADMIN_TOKEN=$admin_token exec "$target_dir/debug/shopd" --listen 127.0.0.1:0 \
-        --data-dir "$work/data" --log-level warn >"$work/stdout" 2>"$work/stderr"
-) &
-shopd_pid=$!
 
-base=
-for _ in $(seq 300); do
-    line=$(head -n 1 "$work/stdout" 2>/dev/null || true)
-    if [[ $line == "shopd listening on http://"* ]]; then
-        base=${line#shopd listening on }
-        break
+# serve NAME [VAR=VALUE...]: shopd started on a free port over a fresh data
+# directory, away from any ./config.toml and SHOPD_* settings of the
+# caller, with the given environment; sets $base and $shopd_pid.
+serve() {
+    local name=$1
+    shift
+    mkdir -p "$work/$name/run" "$work/$name/data"
+    (
+        cd "$work/$name/run"
+        for var in $(compgen -e); do
+            [[ $var == SHOPD_* ]] && unset "$var"
+        done
+        exec env "$@" "$target_dir/debug/shopd" --listen 127.0.0.1:0 \
+            --data-dir "$work/$name/data" --log-level warn >"$work/$name/stdout" 2>"$work/$name/stderr"
+    ) &
+    shopd_pid=$!
+    base=
+    for _ in $(seq 300); do
+        line=$(head -n 1 "$work/$name/stdout" 2>/dev/null || true)
+        if [[ $line == "shopd listening on http://"* ]]; then
+            base=${line#shopd listening on }
+            break
+        fi
+        if ! kill -0 "$shopd_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -z $base ]]; then
+        echo "shopd ($name) did not start:" >&2
+        cat "$work/$name/stderr" >&2
+        exit 1
     fi
-    if ! kill -0 "$shopd_pid" 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-if [[ -z $base ]]; then
-    echo "shopd did not start:" >&2
-    cat "$work/stderr" >&2
-    exit 1
-fi
-echo "== shopd at $base"
+    echo "== shopd ($name) at $base"
+}
 
 # Requests shopd has answered, from its own Prometheus counter.
 requests_served() {
@@ -91,8 +95,9 @@ print(int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
 EOF
 }
 
-# 3. The document is valid OpenAPI 3.
-"$venv/bin/python" - "$base/openapi.json" "$work/openapi.json" <<'EOF'
+# The document is valid OpenAPI 3.
+validate_document() {
+    "$venv/bin/python" - "$base/openapi.json" <<'EOF'
 import json, sys, urllib.request
 from openapi_spec_validator import validate
 with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
@@ -101,8 +106,9 @@ validate(document)
 operations = sum(len(item) for item in document["paths"].values())
 print(f"== /openapi.json is valid OpenAPI {document['openapi']}: {operations} operations")
 EOF
+}
 
-# 4. Fuzzing. `use_after_free` is left out on purpose: the contract answers
+# 3. Fuzzing. `use_after_free` is left out on purpose: the contract answers
 #    304, not 404, to PUT/PATCH on a deleted item (FastAPI's behaviour), and
 #    the document says so.
 #    Path and query values are read leniently, as FastAPI (pydantic) reads
@@ -154,40 +160,60 @@ def filter_failure(context, failure, case, response):
     values += [("query", n, v) for n, v in (case.query or {}).items()]
     return not all(shopd_accepts(*value) for value in values)
 EOF
-before=$(requests_served)
 seed_args=(--seed "$seed")
 [[ $seed == random ]] && seed_args=()
-status=0
-(
-    cd "$work"
-    PYTHONPATH=$work SCHEMATHESIS_HOOKS=shopd_hooks "$venv/bin/st" run "$base/openapi.json" \
-        --phases examples,coverage,fuzzing,stateful \
-        --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,negative_data_rejection,positive_data_acceptance,missing_required_header,unsupported_method,allow_header_conformance,ensure_resource_availability \
-        --max-examples "$max_examples" \
-        --workers 1 \
-        "${seed_args[@]}" \
-        --generation-database none \
-        --request-timeout 10 \
-        --header "Authorization: Bearer $admin_token" \
-        --no-color
-) || status=$?
-after=$(requests_served)
-echo "== schemathesis made $((after - before)) requests to shopd"
 
-# 5. shopd stops cleanly and logged no error (a 5xx would be logged).
-kill -TERM "$shopd_pid"
-shopd_status=0
-wait "$shopd_pid" || shopd_status=$?
-shopd_pid=
-if [[ $shopd_status -ne 0 ]]; then
-    echo "shopd exited with status $shopd_status" >&2
-    status=1
-fi
-if grep -q "ERROR" "$work/stderr"; then
-    echo "shopd logged errors:" >&2
-    grep "ERROR" "$work/stderr" | head -n 20 >&2
-    status=1
-fi
+# fuzz NAME [TOKEN]: one shopd (with the admin token TOKEN, if given), its
+# document checked, fuzzed, then stopped; it must stop cleanly and log no
+# error (a 5xx would be logged). Sets $status to 1 on any failure.
+status=0
+fuzz() {
+    local name=$1 token=${2:-}
+    local env=() headers=()
+    if [[ -n $token ]]; then
+        env=(SHOPD_ADMIN_TOKEN="$token")
+        headers=(--header "Authorization: Bearer $token")
+    fi
+    serve "$name" "${env[@]}"
+    validate_document
+    local before after
+    before=$(requests_served)
+    (
+        cd "$work"
+        PYTHONPATH=$work SCHEMATHESIS_HOOKS=shopd_hooks "$venv/bin/st" run "$base/openapi.json" \
+            --phases examples,coverage,fuzzing,stateful \
+            --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance,negative_data_rejection,positive_data_acceptance,missing_required_header,unsupported_method,allow_header_conformance,ensure_resource_availability \
+            --max-examples "$max_examples" \
+            --workers 1 \
+            "${seed_args[@]}" \
+            --generation-database none \
+            --request-timeout 10 \
+            "${headers[@]}" \
+            --no-color
+    ) || status=1
+    after=$(requests_served)
+    echo "== schemathesis made $((after - before)) requests to shopd ($name)"
+    kill -TERM "$shopd_pid"
+    local shopd_status=0
+    wait "$shopd_pid" || shopd_status=$?
+    shopd_pid=
+    if [[ $shopd_status -ne 0 ]]; then
+        echo "shopd ($name) exited with status $shopd_status" >&2
+        status=1
+    fi
+    if grep -q "ERROR" "$work/$name/stderr"; then
+        echo "shopd ($name) logged errors:" >&2
+        grep "ERROR" "$work/$name/stderr" | head -n 20 >&2
+        status=1
+    fi
+}
+
+# 4. Both configurations the document describes: a default shopd (no
+#    /admin/*, item writes open), and one with an admin token (/admin/*
+#    there; Schemathesis sends the token, and checks the 401 without it).
+fuzz default
+fuzz token "schemathesis-admin-token-$RANDOM$RANDOM"
+
 echo "== schemathesis step took $((SECONDS - started)) s"
 cd "$root"
 exit "$status"

@@ -11,8 +11,14 @@ if ! command -v wrk >/dev/null; then
     fi
 fi
 
-cargo build --release --quiet --bin shopd --example ceiling --example seed
-bin=${CARGO_TARGET_DIR:-target}/release
+# BENCH_BIN: a directory with shopd and examples/{ceiling,seed} built
+# already (release), to measure those instead of building this tree.
+if [[ -n ${BENCH_BIN:-} ]]; then
+    bin=$BENCH_BIN
+else
+    cargo build --release --quiet --bin shopd --example ceiling --example seed
+    bin=${CARGO_TARGET_DIR:-target}/release
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -10,6 +10,9 @@
 #
 #   bench/run.sh                 # 10 s per scenario
 #   DURATION=30 bench/run.sh     # longer runs
+#   bench/run.sh interleaved     # GET /item/{id} against the ceiling, round
+#                                # by round (bench/interleaved.sh)
+#   bench/run.sh postgres        # on PostgreSQL (bench/postgres.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +23,10 @@ LARGE=${LARGE:-100000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
-if [[ ${1:-} == postgres ]]; then
-    exec bench/postgres.sh
-fi
+case ${1:-} in
+    postgres) exec bench/postgres.sh ;;
+    interleaved) exec bench/interleaved.sh ;;
+esac
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh

@@ -185,9 +185,8 @@ impl<S: Store> App<S> {
             rooms: self.rooms.clone(),
             draining: self.draining.clone(),
         };
-        let api = api::api(state);
         let filter = crate::chat::route(self.rooms.clone())
-            .or(api.routes)
+            .or(api::api(state))
             .unify()
             .boxed();
         let limits = Limits {
@@ -210,7 +209,7 @@ impl<S: Store> App<S> {
             rooms.shutdown().await;
         };
         let telemetry = self.telemetry.clone();
-        server::serve(listener, filter, api.direct, limits, telemetry, shutdown).await;
+        server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
         refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;

@@ -27,16 +27,23 @@
 //!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `client`:
 //!     pooled connection with retries; `schema`, `errors`, `transfer`,
 //!     `url`: the password-hiding database URL).
-//! - [`http`]: routes, errors, extraction, the connection loop.
+//! - [`http`]: the route table, handlers, errors, extraction, the connection loop.
+//!   - `routes`: **the route table**, every route declared once (method,
+//!     path template, handler, OpenAPI operation, metrics label, guard);
+//!     routing, 405's `Allow`, the `handler` label and the document all
+//!     come from it.
+//!   - `router`: routes each request by the table inside one warp filter
+//!     (`template`: how a path fits a template; `call`: what a handler gets).
+//!   - `layers`: what wraps every route once, the place for a new
+//!     cross-cutting layer (`measure`: the request metrics; `access`: the
+//!     access log, a queue and its own writer thread).
 //!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:
-//!     one file per resource, each owning its routes.
+//!     the handlers, one file per resource.
 //!   - `error`: the one status mapping and the error replies' docs;
 //!     `extract`: body and path ids; `query`: list filters; `reply`: bodies.
-//!   - `openapi`: assembles the API document; `allow`: 405's `Allow` from it.
-//!   - `direct`: the four hot reads, routed without the filter chain.
+//!   - `openapi`: the API document, from the table and the running settings.
 //!   - `server`: the connection loop; `watch`: per-connection deadlines
 //!     (`socket`: the watched socket, hyper's error replies given a body).
-//!   - `access`: the access log.
 //! - [`chat`]: rooms over WebSocket.
 //!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
 //!     flow control; `pace`: rate limit; `close`: close reasons; `names`:

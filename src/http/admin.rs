@@ -1,14 +1,12 @@
 //! Who may do what: the admin token, `/admin/*` routes (an online export),
 //! and, when the operator turns it on, the token for item writes.
 
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
 use super::reply::typed;
-use super::{Routed, State, answer, with_state};
+use super::router::Call;
 use crate::config::Secret;
 use crate::store::Store;
 
@@ -24,7 +22,7 @@ pub struct Access {
 impl Access {
     /// Whether the request's `Authorization` header carries the token:
     /// 401 if not (the token is compared in constant time).
-    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Err(ApiError::Unauthorized);
         };
@@ -59,50 +57,26 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     difference == 0
 }
 
-/// The request's headers, for [`Access`] checks in handlers.
-#[must_use]
-pub fn headers() -> impl Filter<Extract = (HeaderMap,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned()
-}
-
-/// `GET /admin/export`.
-pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    warp::path!("admin" / "export")
-        .and(warp::get())
-        .and(headers())
-        .and(with_state(state))
-        .then(export)
-        .map(answer("/admin/export"))
-        .boxed()
-}
-
 /// Every item and cart, consistent at one moment, in the export format.
 ///
 /// The same NDJSON as `shopd export` writes (a header line, one line per
 /// item and per cart, a trailer with the counts); `shopd import` reads it.
-/// Writes go on while it is taken. Needs the admin token; answers 404 when
-/// no token is configured.
+/// Writes go on while it is taken. Needs the admin token; without one
+/// configured the route does not exist (404).
 #[utoipa::path(
     get,
     path = "/admin/export",
     tag = "operations",
     operation_id = "export",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The export", content_type = "application/x-ndjson", body = String,
             example = "{\"format\":\"shopd-export\",\"version\":1,\"shopd\":\"0.1.0\",\"next_item_id\":2,\"next_cart_id\":1}\n{\"item\":{\"id\":1,\"name\":\"Tea\",\"price\":2.5,\"deleted\":false}}\n{\"end\":{\"items\":1,\"carts\":0}}\n"),
         (status = 401, description = "Missing or wrong `Authorization: Bearer` token", body = SentenceBody,
             example = json!({"detail": "Not authenticated"})),
-        (status = 404, description = "No admin token is configured", body = SentenceBody,
-            example = json!({"detail": "Not Found"})),
     ),
 )]
-async fn export<S: Store>(headers: HeaderMap, state: State<S>) -> Result<Response, ApiError> {
-    if state.access.token.is_none() {
-        return Err(ApiError::NotFound("Not Found".into()));
-    }
-    state.access.check(&headers)?;
-    let snapshot = state.store.snapshot().await?;
+pub(super) async fn export<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let snapshot = call.state().store.snapshot().await?;
     let mut response = typed(StatusCode::OK, "application/x-ndjson", snapshot.to_bytes());
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,

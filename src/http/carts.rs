@@ -1,56 +1,16 @@
-//! The carts routes.
+//! The carts handlers (their routes are in `super::routes`).
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
-use super::extract::{path_id, path_ids, raw_query};
+use super::extract::{path_id, path_ids};
 use super::reply::{created, json};
-use super::{Routed, State, answer, with_state};
+use super::router::Call;
 use crate::domain::{Cart, Id, Resource};
 use crate::store::Store;
-
-/// Every `/cart` route.
-pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    let state = with_state(state);
-    // POST /cart -> 201 {"id"}; a body, if any, is not read
-    let create = warp::path!("cart")
-        .and(warp::post())
-        .and(state.clone())
-        .then(create)
-        .map(answer("/cart"));
-    // GET /cart?offset=..&limit=..&min_price=..&max_price=..&min_quantity=..&max_quantity=..
-    let list = warp::path!("cart")
-        .and(warp::get())
-        .and(raw_query())
-        .and(state.clone())
-        .then(list)
-        .map(answer("/cart"));
-    // GET /cart/{id}
-    let get = warp::path!("cart" / String)
-        .and(warp::get())
-        .and(state.clone())
-        .then(get)
-        .map(answer("/cart/{id}"));
-    // POST /cart/{cart_id}/add/{item_id}
-    let add = warp::path!("cart" / String / "add" / String)
-        .and(warp::post())
-        .and(state)
-        .then(add)
-        .map(answer("/cart/{cart_id}/add/{item_id}"));
-    create
-        .or(list)
-        .unify()
-        .or(get)
-        .unify()
-        .or(add)
-        .unify()
-        .boxed()
-}
 
 /// The reply to `POST /cart`.
 #[derive(Serialize, ToSchema)]
@@ -80,8 +40,8 @@ pub struct NewCart {
         ),
     ),
 )]
-async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
-    let id = state.store.create_cart().await?;
+pub(super) async fn create<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let id = call.state().store.create_cart().await?;
     Ok(created(format!("/cart/{id}"), &NewCart { id }))
 }
 
@@ -97,8 +57,9 @@ async fn create<S: Store>(state: State<S>) -> Result<Response, ApiError> {
         (status = 422, response = super::error::Invalid),
     ),
 )]
-pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
-    let filter = super::query::cart_filter(&query, state.max_list_limit)?;
+pub(super) async fn list<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let state = call.state();
+    let filter = super::query::cart_filter(call.query(), state.max_list_limit)?;
     let carts = state.store.carts(filter).await?;
     Ok(json(StatusCode::OK, &carts))
 }
@@ -117,9 +78,9 @@ pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Res
         (status = 422, response = super::error::Invalid),
     ),
 )]
-pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", Resource::Cart)])?;
-    let cart = state.store.cart(id).await?;
+pub(super) async fn get<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let [id] = path_ids([path_id(call.param(0), "id", Resource::Cart)])?;
+    let cart = call.state().store.cart(id).await?;
     Ok(json(StatusCode::OK, &cart))
 }
 
@@ -146,12 +107,13 @@ pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Respons
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn add<S: Store>(cart: String, item: String, state: State<S>) -> Result<Response, ApiError> {
+pub(super) async fn add<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let ids = [
-        path_id(&cart, "cart_id", Resource::Cart),
-        path_id(&item, "item_id", Resource::Item),
+        path_id(call.param(0), "cart_id", Resource::Cart),
+        path_id(call.param(1), "item_id", Resource::Item),
     ];
     let [cart, item] = path_ids(ids)?;
+    let state = call.state();
     let cart = state
         .store
         .add_to_cart(cart, item, state.max_cart_lines)

@@ -6,12 +6,12 @@
 //! a room. The page is served with a strict Content-Security-Policy: no
 //! inline code, nothing from another origin, WebSockets only to shopd.
 
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
 
-use super::Routed;
+use super::error::{ApiError, SentenceBody};
 use super::reply::typed;
+use super::router::Call;
 
 /// The page's policy: its own script and stylesheet, WebSockets to its own
 /// host (`'self'` covers `ws:`/`wss:` of the same host), nothing else, and
@@ -20,47 +20,39 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
-/// One compiled-in file and the route that serves it.
+/// One compiled-in file.
 struct Asset {
-    /// The route, also the `handler` label of the metrics.
-    handler: &'static str,
     content_type: &'static str,
     body: &'static [u8],
 }
 
 const PAGE: Asset = Asset {
-    handler: "/chat",
     content_type: "text/html; charset=utf-8",
     body: include_bytes!("../chat/page/chat.html"),
 };
 
 const STYLE: Asset = Asset {
-    handler: "/chat.css",
     content_type: "text/css; charset=utf-8",
     body: include_bytes!("../chat/page/chat.css"),
 };
 
 const SCRIPT: Asset = Asset {
-    handler: "/chat.js",
     content_type: "text/javascript; charset=utf-8",
     body: include_bytes!("../chat/page/chat.js"),
 };
 
-/// `GET /chat` (`?room=NAME` opens that room at once), `GET /chat.css`,
+/// `GET /chat.css`.
+pub(super) async fn style<S>(_call: Call<S>) -> Result<Response, ApiError> {
+    Ok(serve(&STYLE))
+}
+
 /// `GET /chat.js`.
-pub fn routes() -> BoxedFilter<(Routed,)> {
-    let page = warp::path!("chat").and(warp::get()).map(|| serve(&PAGE));
-    let style = warp::path!("chat.css")
-        .and(warp::get())
-        .map(|| serve(&STYLE));
-    let script = warp::path!("chat.js")
-        .and(warp::get())
-        .map(|| serve(&SCRIPT));
-    page.or(style).unify().or(script).unify().boxed()
+pub(super) async fn script<S>(_call: Call<S>) -> Result<Response, ApiError> {
+    Ok(serve(&SCRIPT))
 }
 
 /// The asset with its content type and the security headers.
-fn serve(asset: &Asset) -> Routed {
+fn serve(asset: &Asset) -> Response {
     let mut response = typed(StatusCode::OK, asset.content_type, asset.body);
     let headers = response.headers_mut();
     headers.insert(
@@ -77,10 +69,7 @@ fn serve(asset: &Asset) -> Routed {
     );
     // Small files that change with the binary: always revalidate.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Routed {
-        handler: asset.handler,
-        response,
-    }
+    response
 }
 
 /// The chat page: talk in a room from a browser.
@@ -100,5 +89,44 @@ fn serve(asset: &Asset) -> Routed {
         (status = 200, description = "The chat page", body = String, content_type = "text/html"),
     ),
 )]
-#[allow(dead_code)]
-pub(super) fn page() {}
+pub(super) async fn page<S>(_call: Call<S>) -> Result<Response, ApiError> {
+    Ok(serve(&PAGE))
+}
+
+/// Joins a chat room over WebSocket.
+///
+/// Send the usual WebSocket upgrade headers (`Connection: Upgrade`,
+/// `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`).
+/// Everyone connected with the same (percent-decoded) `chat_name` is in one
+/// room; rooms are independent.
+///
+/// - On connect the server gives the connection a random user name, fixed for
+///   the connection, e.g. `brave-otter-4821`.
+/// - Each text frame a member sends is delivered, as one text frame
+///   `{username} :: {message}`, to every *other* member of its room, in the
+///   order sent. The sender gets no echo; the server sends nothing else.
+/// - A fast sender is slowed down (its frames are read later) while a room
+///   mate's bounded queue is full, and beyond its rate (default 100 lines a
+///   second, bursts of 200). A member that reads nothing for the stall
+///   timeout (default 10 s) while its queue is full is closed with 1008; the
+///   others go on.
+/// - A text frame over the message limit (default 64 KiB) closes with 1009, a
+///   binary frame with 1003; at shutdown chats close with 1001; beyond the
+///   chat connection limit (default 10,000) a new connection closes with 1013.
+#[utoipa::path(
+    get,
+    path = "/chat/{chat_name}",
+    tag = "chat",
+    operation_id = "chat",
+    params(("chat_name" = String, Path, description = "The room's name, percent-decoded", example = "lobby")),
+    responses(
+        (status = 101, description = "Switching Protocols: the connection is now a WebSocket of the room"),
+        (status = 404, description = "Not a WebSocket upgrade request", body = SentenceBody,
+            example = json!({"detail": "Not Found"})),
+    ),
+)]
+pub(super) async fn chat<S>(_call: Call<S>) -> Result<Response, ApiError> {
+    // The upgrade itself is taken before the routes (`crate::chat::route`):
+    // a request that gets here is a plain one, which FastAPI answers 404.
+    Err(ApiError::NotFound("Not Found".into()))
+}

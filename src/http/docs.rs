@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use utoipa_swagger_ui::Config;
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, Uri, header};
-use warp::path::{FullPath, Tail};
 use warp::reply::{Reply, Response};
 
-use super::Routed;
 use super::error::ApiError;
+use super::router::Call;
 
 /// `GET /docs` (redirected to `/docs/`) and `GET /docs/{file}`.
-pub fn routes() -> BoxedFilter<(Routed,)> {
+pub(super) async fn serve<S>(call: Call<S>) -> Result<Response, ApiError> {
+    // The page's links are relative: it must be seen under `/docs/`.
+    if call.path() == "/docs" {
+        return Ok(warp::redirect::temporary(Uri::from_static("/docs/")).into_response());
+    }
     // Swagger UI's settings: our document, and no calls to an online validator.
     let config = Arc::new(
         Config::from("/openapi.json")
@@ -22,20 +23,7 @@ pub fn routes() -> BoxedFilter<(Routed,)> {
             .try_it_out_enabled(true)
             .display_request_duration(true),
     );
-    warp::path("docs")
-        .and(warp::path::tail())
-        .and(warp::path::full())
-        .and(warp::get())
-        .map(move |tail: Tail, full: FullPath| Routed {
-            handler: "/docs",
-            // The page's links are relative: it must be seen under `/docs/`.
-            response: if full.as_str() == "/docs" {
-                warp::redirect::temporary(Uri::from_static("/docs/")).into_response()
-            } else {
-                asset(tail.as_str(), config.clone())
-            },
-        })
-        .boxed()
+    Ok(asset(call.param(0), config))
 }
 
 /// A file of Swagger UI (`""` is its `index.html`), or 404.

@@ -1,26 +1,17 @@
-//! Reading requests: the size-capped body, the raw query and path ids.
+//! Reading requests: the size-capped body and path ids.
 //! Problems come back as values (not warp rejections), so that the route
 //! that matched answers them with the right status and label.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use utoipa::IntoParams;
-use warp::Filter;
 
 use super::error::ApiError;
 use crate::domain::{Id, Issue, Resource, parse_id, percent_decoded};
 
 /// The request body, read whatever its Content-Type, at most `limit` bytes.
 /// A declared or actual size over the limit is [`ApiError::PayloadTooLarge`].
-pub fn body(
-    limit: u64,
-) -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .then(move |declared, stream| collect(declared, stream, limit))
-}
-
-async fn collect<B: Buf>(
+pub(super) async fn collect<B: Buf>(
     declared: Option<u64>,
     stream: impl Stream<Item = Result<B, warp::Error>>,
     limit: u64,
@@ -44,11 +35,6 @@ async fn collect<B: Buf>(
         }
     }
     Ok(body.freeze())
-}
-
-/// The raw query string, empty when there is none.
-pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 /// A path id: 422 when it is not an integer, 404 when no `kind` can have it.

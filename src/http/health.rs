@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
+use warp::reply::Response;
 
+use super::State;
 use super::error::{ApiError, SentenceBody};
 use super::reply::json;
-use super::{Routed, State, with_state};
+use super::router::Call;
 use crate::store::Store;
 
 /// The longest `/readyz` waits for the store before it answers 503.
@@ -51,45 +51,6 @@ impl Healthy {
     }
 }
 
-/// `GET /healthz`, `GET /readyz` and `GET /readyz/chat`.
-pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    let healthz = warp::path!("healthz").and(warp::get()).map(|| Routed {
-        handler: "/healthz",
-        response: json(
-            StatusCode::OK,
-            &Healthy {
-                status: "ok",
-                chat_bus: None,
-            },
-        ),
-    });
-    let readyz = warp::path!("readyz")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .then(|state: State<S>| async move {
-            let result = ready(state.clone()).await;
-            (state, result)
-        })
-        .map(|(state, result): (State<S>, Result<(), ApiError>)| Routed {
-            handler: "/readyz",
-            response: match result {
-                Ok(()) => json(StatusCode::OK, &Healthy::now(&state)),
-                Err(err) => err.into_response(),
-            },
-        });
-    let chat = warp::path!("readyz" / "chat")
-        .and(warp::get())
-        .and(with_state(state))
-        .map(|state: State<S>| Routed {
-            handler: "/readyz/chat",
-            response: match chat_ready(&state) {
-                Ok(()) => json(StatusCode::OK, &Healthy::now(&state)),
-                Err(err) => err.into_response(),
-            },
-        });
-    healthz.or(readyz).unify().or(chat).unify().boxed()
-}
-
 /// Whether the process is alive and serving HTTP.
 ///
 /// Always 200 while shopd runs: for liveness probes.
@@ -100,8 +61,15 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     operation_id = "healthz",
     responses((status = 200, description = "shopd is serving", body = Healthy)),
 )]
-#[allow(dead_code)]
-pub(super) fn healthz() {}
+pub(super) async fn healthz<S>(_call: Call<S>) -> Result<Response, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &Healthy {
+            status: "ok",
+            chat_bus: None,
+        },
+    ))
+}
 
 /// Whether API requests can succeed now: the store answered a trivial
 /// request within 2 seconds.
@@ -123,10 +91,11 @@ pub(super) fn healthz() {}
             example = json!({"detail": "The store is unavailable: cannot reach the database"})),
     ),
 )]
-async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
-    stopping(&state)?;
+pub(super) async fn ready<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let state = call.state();
+    stopping(state)?;
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(json(StatusCode::OK, &Healthy::now(state))),
         Ok(Err(err)) => Err(ApiError::Unavailable(format!(
             "The store is unavailable: {}",
             describe(&err)
@@ -155,14 +124,15 @@ async fn ready<S: Store>(state: State<S>) -> Result<(), ApiError> {
             example = json!({"detail": "The chat bus is unavailable: not connected to NATS at nats://127.0.0.1:4222"})),
     ),
 )]
-fn chat_ready<S>(state: &State<S>) -> Result<(), ApiError> {
+pub(super) async fn chat_ready<S>(call: Call<S>) -> Result<Response, ApiError> {
+    let state = call.state();
     stopping(state)?;
     match state.rooms.bus() {
         Some(bus) if !bus.stats().connected => Err(ApiError::Unavailable(format!(
             "The chat bus is unavailable: not connected to NATS at {}",
             bus.describe()
         ))),
-        _ => Ok(()),
+        _ => Ok(json(StatusCode::OK, &Healthy::now(state))),
     }
 }
 

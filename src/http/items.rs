@@ -1,80 +1,14 @@
-//! The items routes.
+//! The items handlers (their routes are in `super::routes`).
 
-use bytes::Bytes;
-use warp::Filter;
-use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::admin::headers;
 use super::error::{ApiError, SentenceBody};
-use super::extract::{body, path_id, path_ids, raw_query, with_body};
+use super::extract::{path_id, path_ids, with_body};
 use super::reply::{created, json};
-use super::{Routed, State, answer, with_state};
+use super::router::Call;
 use crate::domain::{Item, ItemPatch, NewItem, Resource, parse_item_body, parse_item_patch};
 use crate::store::{Store, StoreError};
-
-/// Every `/item` route.
-pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    let limit = state.max_body_bytes;
-    let state = with_state(state);
-    // POST /item {"name", "price"} -> 201 item
-    let create = warp::path!("item")
-        .and(warp::post())
-        .and(headers())
-        .and(body(limit))
-        .and(state.clone())
-        .then(create)
-        .map(answer("/item"));
-    // GET /item?offset=..&limit=..&min_price=..&max_price=..&show_deleted=..
-    let list = warp::path!("item")
-        .and(warp::get())
-        .and(raw_query())
-        .and(state.clone())
-        .then(list)
-        .map(answer("/item"));
-    // GET /item/{id}
-    let get = warp::path!("item" / String)
-        .and(warp::get())
-        .and(state.clone())
-        .then(get)
-        .map(answer("/item/{id}"));
-    // PUT /item/{id} {"name", "price"}
-    let replace = warp::path!("item" / String)
-        .and(warp::put())
-        .and(headers())
-        .and(body(limit))
-        .and(state.clone())
-        .then(replace)
-        .map(answer("/item/{id}"));
-    // PATCH /item/{id} {"name"?, "price"?}
-    let patch = warp::path!("item" / String)
-        .and(warp::patch())
-        .and(headers())
-        .and(body(limit))
-        .and(state.clone())
-        .then(patch)
-        .map(answer("/item/{id}"));
-    // DELETE /item/{id}
-    let delete = warp::path!("item" / String)
-        .and(warp::delete())
-        .and(headers())
-        .and(state)
-        .then(delete)
-        .map(answer("/item/{id}"));
-    create
-        .or(list)
-        .unify()
-        .or(get)
-        .unify()
-        .or(replace)
-        .unify()
-        .or(patch)
-        .unify()
-        .or(delete)
-        .unify()
-        .boxed()
-}
 
 /// Creates an item; it starts not deleted.
 #[utoipa::path(
@@ -82,7 +16,6 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
     path = "/item",
     tag = "items",
     operation_id = "create_item",
-    security((), ("admin_token" = [])),
     request_body(
         content = NewItem,
         description = "The new item. JSON whatever the Content-Type.",
@@ -106,13 +39,10 @@ pub fn routes<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn create<S: Store>(
-    headers: HeaderMap,
-    body: Result<Bytes, ApiError>,
-    state: State<S>,
-) -> Result<Response, ApiError> {
-    state.access.item_write(&headers)?;
-    let item = parse_item_body(&body?, state.max_name_chars)?;
+pub(super) async fn create<S: Store>(mut call: Call<S>) -> Result<Response, ApiError> {
+    let body = call.body(call.state().max_body_bytes).await?;
+    let state = call.state();
+    let item = parse_item_body(&body, state.max_name_chars)?;
     let item = state.store.create_item(item).await?;
     Ok(created(format!("/item/{}", item.id), &item))
 }
@@ -129,8 +59,9 @@ async fn create<S: Store>(
         (status = 422, response = super::error::Invalid),
     ),
 )]
-pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Response, ApiError> {
-    let filter = super::query::item_filter(&query, state.max_list_limit)?;
+pub(super) async fn list<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let state = call.state();
+    let filter = super::query::item_filter(call.query(), state.max_list_limit)?;
     let items = state.store.items(filter).await?;
     Ok(json(StatusCode::OK, &items))
 }
@@ -149,9 +80,9 @@ pub(super) async fn list<S: Store>(query: String, state: State<S>) -> Result<Res
         (status = 422, response = super::error::Invalid),
     ),
 )]
-pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Response, ApiError> {
-    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
-    let item = state.store.item(id).await?;
+pub(super) async fn get<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let [id] = path_ids([path_id(call.param(0), "id", Resource::Item)])?;
+    let item = call.state().store.item(id).await?;
     if item.deleted {
         return Err(StoreError::ItemNotFound(id).into());
     }
@@ -164,7 +95,6 @@ pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Respons
     path = "/item/{id}",
     tag = "items",
     operation_id = "replace_item",
-    security((), ("admin_token" = [])),
     params(super::extract::ItemId),
     request_body(content = NewItem, description = "The new name and price."),
     responses(
@@ -176,16 +106,12 @@ pub(super) async fn get<S: Store>(id: String, state: State<S>) -> Result<Respons
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn replace<S: Store>(
-    id: String,
-    headers: HeaderMap,
-    body: Result<Bytes, ApiError>,
-    state: State<S>,
-) -> Result<Response, ApiError> {
-    state.access.item_write(&headers)?;
+pub(super) async fn replace<S: Store>(mut call: Call<S>) -> Result<Response, ApiError> {
+    let body = call.body(call.state().max_body_bytes).await?;
+    let state = call.state();
     let ([id], item) = with_body(
-        [path_id(&id, "id", Resource::Item)],
-        parse_item_body(&body?, state.max_name_chars),
+        [path_id(call.param(0), "id", Resource::Item)],
+        parse_item_body(&body, state.max_name_chars),
     )?;
     let item = state.store.replace_item(id, item).await?;
     Ok(json(StatusCode::OK, &item))
@@ -197,7 +123,6 @@ async fn replace<S: Store>(
     path = "/item/{id}",
     tag = "items",
     operation_id = "patch_item",
-    security((), ("admin_token" = [])),
     params(super::extract::ItemId),
     request_body(
         content = ItemPatch,
@@ -212,16 +137,12 @@ async fn replace<S: Store>(
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn patch<S: Store>(
-    id: String,
-    headers: HeaderMap,
-    body: Result<Bytes, ApiError>,
-    state: State<S>,
-) -> Result<Response, ApiError> {
-    state.access.item_write(&headers)?;
+pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiError> {
+    let body = call.body(call.state().max_body_bytes).await?;
+    let state = call.state();
     let ([id], patch) = with_body(
-        [path_id(&id, "id", Resource::Item)],
-        parse_item_patch(&body?, state.max_name_chars),
+        [path_id(call.param(0), "id", Resource::Item)],
+        parse_item_patch(&body, state.max_name_chars),
     )?;
     let item = state.store.patch_item(id, patch).await?;
     Ok(json(StatusCode::OK, &item))
@@ -233,7 +154,6 @@ async fn patch<S: Store>(
     path = "/item/{id}",
     tag = "items",
     operation_id = "delete_item",
-    security((), ("admin_token" = [])),
     params(super::extract::ItemId),
     responses(
         (status = 401, response = super::error::Unauthorized),
@@ -243,13 +163,8 @@ async fn patch<S: Store>(
         (status = 422, response = super::error::Invalid),
     ),
 )]
-async fn delete<S: Store>(
-    id: String,
-    headers: HeaderMap,
-    state: State<S>,
-) -> Result<Response, ApiError> {
-    state.access.item_write(&headers)?;
-    let [id] = path_ids([path_id(&id, "id", Resource::Item)])?;
-    let item = state.store.delete_item(id).await?;
+pub(super) async fn delete<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
+    let [id] = path_ids([path_id(call.param(0), "id", Resource::Item)])?;
+    let item = call.state().store.delete_item(id).await?;
     Ok(json(StatusCode::OK, &item))
 }

@@ -1,33 +1,11 @@
 //! `GET /metrics`: the Prometheus text exposition of [`crate::metrics`],
 //! with the store's sizes as last refreshed and the chat's as of now.
 
-use warp::Filter;
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
+use warp::reply::Response;
 
-use super::{Routed, State};
-use crate::store::Store;
-
-/// `GET /metrics`. This request itself is counted after it rendered, as the
-/// instrumentator does.
-pub fn route<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
-    warp::path!("metrics")
-        .and(warp::get())
-        .map(move || {
-            let text = state
-                .telemetry
-                .render(state.stats.get(), state.rooms.stats());
-            Routed {
-                handler: "/metrics",
-                response: super::reply::typed(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text,
-                ),
-            }
-        })
-        .boxed()
-}
+use super::error::ApiError;
+use super::router::Call;
 
 /// Prometheus metrics in the text exposition format.
 ///
@@ -45,5 +23,16 @@ pub fn route<S: Store>(state: State<S>) -> BoxedFilter<(Routed,)> {
             example = "# HELP shopd_items Items that are not deleted.\n# TYPE shopd_items gauge\nshopd_items 3\n"),
     ),
 )]
-#[allow(dead_code)]
-pub(super) fn metrics() {}
+pub(super) async fn metrics<S>(call: Call<S>) -> Result<Response, ApiError> {
+    // This request itself is counted after it rendered, as the
+    // instrumentator does.
+    let state = call.state();
+    let text = state
+        .telemetry
+        .render(state.stats.get(), state.rooms.stats());
+    Ok(super::reply::typed(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    ))
+}

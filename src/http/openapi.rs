@@ -1,16 +1,21 @@
-//! The OpenAPI 3 document of the API, generated from the handlers'
-//! `#[utoipa::path]` annotations and the domain types, served at
-//! `GET /openapi.json`.
+//! The OpenAPI 3 document of the API, served at `GET /openapi.json`: the
+//! routes of the table (each with its handler's `#[utoipa::path]`
+//! operation), the domain types, and only what this server runs (the
+//! `/admin/*` routes with an admin token, the token on item writes with
+//! catalogue protection).
 
 use bytes::Bytes;
-use utoipa::OpenApi;
-use warp::Filter;
-use warp::filters::BoxedFilter;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::{Modify, OpenApi};
 use warp::http::StatusCode;
+use warp::reply::Response;
 
-use super::Routed;
-use super::allow::Allow;
-use super::error::{Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, Unauthorized};
+use super::admin::Access;
+use super::error::{
+    ApiError, Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, Unauthorized,
+};
+use super::router::{Call, Table};
+use super::routes::{Guard, http_method};
 use crate::domain::{Cart, CartLine, Issue, Item, ItemPatch, Location, NewItem, Page};
 
 const OVERVIEW: &str = "\
@@ -37,30 +42,11 @@ Requests hyper cannot parse are answered before any route, also with a JSON
 over 65534 bytes), 431 (more than 100 headers, or too many bytes of them). A
 request that does not arrive whole in time gets 408 and its connection closes.";
 
-/// The API document: every route of the shop.
+/// The parts of the API document that are not routes: the overview, the
+/// shared schemas and replies, the tags. The routes come from the table.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "shopd", description = OVERVIEW),
-    paths(
-        super::items::create,
-        super::items::list,
-        super::items::get,
-        super::items::replace,
-        super::items::patch,
-        super::items::delete,
-        super::carts::create,
-        super::carts::list,
-        super::carts::get,
-        super::carts::add,
-        chat,
-        super::chat_page::page,
-        super::metrics::metrics,
-        super::health::healthz,
-        super::health::ready,
-        super::health::chat_ready,
-        super::admin::export,
-    ),
-    modifiers(&AdminToken),
     components(
         schemas(
             Item,
@@ -95,38 +81,50 @@ pub struct Bounds {
     pub max_name_chars: usize,
 }
 
-/// The API document of this shopd as JSON, and the `Allow` table read from
-/// it; both built once, at start-up.
-pub struct Document {
-    json: Bytes,
-    allow: Allow,
+/// The API document of this shopd as JSON, built once at start-up: every
+/// documented route of `table`, with the admin token's requirement where
+/// `access` makes one, and this shopd's bounds.
+pub fn document<S>(table: &Table<S>, access: &Access, bounds: Bounds) -> Bytes {
+    Bytes::from(with_bounds(&typed(table, access), bounds))
 }
 
-impl Document {
-    /// The document with this shopd's bounds.
-    pub fn new(bounds: Bounds) -> Document {
-        let typed = ApiDoc::openapi();
-        let allow = Allow::from_document(&typed);
-        let json = Bytes::from(with_bounds(&typed, bounds));
-        Document { json, allow }
+/// The typed document of `table` as `access` configures it.
+pub fn typed<S>(table: &Table<S>, access: &Access) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    let bearer = SecurityRequirement::new("admin_token", Vec::<String>::new());
+    let mut guarded = false;
+    for route in table.routes() {
+        let (Some(doc), Some(method)) = (route.doc, http_method(&route.method)) else {
+            continue;
+        };
+        let mut operation = doc().operation;
+        let security = match route.guard {
+            // Item writes need the token only with protection on.
+            Guard::Open => None,
+            Guard::Catalogue if !access.protect_catalogue => None,
+            Guard::Catalogue | Guard::Admin => Some(vec![bearer.clone()]),
+        };
+        if let Some(security) = security {
+            guarded = true;
+            operation.security = Some(security);
+        }
+        document
+            .paths
+            .add_path_operation(route.template, vec![method], operation);
     }
+    if guarded {
+        AdminToken.modify(&mut document);
+    }
+    document
+}
 
-    /// The methods each path takes, for 405 replies.
-    pub fn allow(&self) -> Allow {
-        self.allow.clone()
-    }
-
-    /// `GET /openapi.json`: the document.
-    pub fn route(&self) -> BoxedFilter<(Routed,)> {
-        let document = self.json.clone();
-        warp::path!("openapi.json")
-            .and(warp::get())
-            .map(move || Routed {
-                handler: "/openapi.json",
-                response: super::reply::typed(StatusCode::OK, "application/json", document.clone()),
-            })
-            .boxed()
-    }
+/// `GET /openapi.json`: the document.
+pub(super) async fn serve<S>(call: Call<S>) -> Result<Response, ApiError> {
+    Ok(super::reply::typed(
+        StatusCode::OK,
+        "application/json",
+        call.document(),
+    ))
 }
 
 /// `typed` with this shopd's bounds: the `minimum`, `default` and
@@ -205,38 +203,3 @@ impl utoipa::Modify for AdminToken {
         );
     }
 }
-
-/// Joins a chat room over WebSocket.
-///
-/// Send the usual WebSocket upgrade headers (`Connection: Upgrade`,
-/// `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`).
-/// Everyone connected with the same (percent-decoded) `chat_name` is in one
-/// room; rooms are independent.
-///
-/// - On connect the server gives the connection a random user name, fixed for
-///   the connection, e.g. `brave-otter-4821`.
-/// - Each text frame a member sends is delivered, as one text frame
-///   `{username} :: {message}`, to every *other* member of its room, in the
-///   order sent. The sender gets no echo; the server sends nothing else.
-/// - A fast sender is slowed down (its frames are read later) while a room
-///   mate's bounded queue is full, and beyond its rate (default 100 lines a
-///   second, bursts of 200). A member that reads nothing for the stall
-///   timeout (default 10 s) while its queue is full is closed with 1008; the
-///   others go on.
-/// - A text frame over the message limit (default 64 KiB) closes with 1009, a
-///   binary frame with 1003; at shutdown chats close with 1001; beyond the
-///   chat connection limit (default 10,000) a new connection closes with 1013.
-#[utoipa::path(
-    get,
-    path = "/chat/{chat_name}",
-    tag = "chat",
-    operation_id = "chat",
-    params(("chat_name" = String, Path, description = "The room's name, percent-decoded", example = "lobby")),
-    responses(
-        (status = 101, description = "Switching Protocols: the connection is now a WebSocket of the room"),
-        (status = 404, description = "Not a WebSocket upgrade request", body = SentenceBody,
-            example = json!({"detail": "Not Found"})),
-    ),
-)]
-#[allow(dead_code)]
-fn chat() {}

@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
-use futures_util::future::Either;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -36,7 +34,6 @@ use warp::http::{HeaderValue, Method, Request, StatusCode, header};
 use warp::reply::Response;
 
 use super::ApiError;
-use super::direct::Direct;
 pub use super::watch::Timeouts;
 use super::watch::{Expiry, InFlight, Progress, Watched};
 use crate::metrics::Telemetry;
@@ -52,14 +49,13 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `direct`'s routes and `filter` (everything else) on `listener`
+/// Serves `filter` on `listener`
 /// until `shutdown` resolves, then stops accepting, lets in-flight requests
 /// finish (up to the grace period) and returns. Replies made here (408,
 /// hyper's parse errors) are counted in `telemetry` under the handler `none`.
 pub async fn serve(
     listener: TcpListener,
     filter: BoxedFilter<(Response,)>,
-    direct: Direct,
     limits: Limits,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()>,
@@ -96,7 +92,6 @@ pub async fn serve(
         let io = Watched::new(stream, progress.clone(), telemetry.clone());
         let service = Timed {
             inner: TowerToHyperService::new(warp::service(filter.clone())),
-            direct: direct.clone(),
             progress: progress.clone(),
             timeout: limits.timeouts.request,
             telemetry: telemetry.clone(),
@@ -182,7 +177,6 @@ fn answer_late(progress: &Progress, telemetry: &Telemetry, timeout: Duration) {
 #[derive(Clone)]
 struct Timed<S> {
     inner: S,
-    direct: Direct,
     progress: Arc<Progress>,
     timeout: Duration,
     telemetry: Telemetry,
@@ -209,10 +203,7 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let (started, in_flight) = self.progress.begin_request();
         let method = request.method().clone();
-        let answer = match self.direct.route(&request) {
-            Some(answer) => Either::Left(answer.map(|response| Ok(response.into()))),
-            None => Either::Right(self.inner.call(request)),
-        };
+        let answer = self.inner.call(request);
         let progress = self.progress.clone();
         let (telemetry, timeout) = (self.telemetry.clone(), self.timeout);
         Box::pin(async move {

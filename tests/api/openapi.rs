@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
 
-mod reading;
+pub mod reading;
+mod running;
 
 use reading::{ROUTES, content_type, document, parameter, resolve};
 
