@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use warp::Filter;
 
-use crate::chat::{Bus, BusError, Rooms};
+use crate::chat::{Bus, BusError, ChatOptions, Rooms};
 use crate::config::{self, Settings};
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
@@ -40,6 +40,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The chat history's files cannot be read or written.
+    #[error("chat history in {path}: {source}")]
+    ChatHistory {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The secret of chat resume tokens cannot be had.
+    #[error(transparent)]
+    ChatSecret(#[from] crate::chat::SecretError),
     /// The final flush failed.
     #[error("flushing storage at shutdown failed: {0}")]
     Close(#[source] StoreError),
@@ -71,7 +81,18 @@ impl App<SledStore> {
             storage.flush_every.as_millis() as u64,
             on_damage,
         )?;
-        Ok(App::with_store(store, settings))
+        let secret = match crate::chat::configured_secret(&settings)? {
+            Some(secret) => secret,
+            None => crate::chat::kept_secret(&storage.data_dir.join("chat").join("token-secret"))?,
+        };
+        let options = ChatOptions::from_settings(&settings, &secret);
+        let rooms = Rooms::persistent(options, &storage.data_dir).map_err(|source| {
+            AppError::ChatHistory {
+                path: storage.data_dir.join("chat"),
+                source,
+            }
+        })?;
+        Ok(App::with_rooms(store, settings, rooms))
     }
 }
 
@@ -86,20 +107,39 @@ impl App<PgStore> {
                 message: "no database URL is set".into(),
             }));
         };
+        let secret_url = url.clone();
         let store = PgStore::connect(&PgOptions {
             url,
             pool_size: storage.database_pool_size.get(),
             timeout: storage.database_timeout,
         })
         .await?;
-        Ok(App::with_store(store, settings))
+        // After the store: an unreachable database is reported by it.
+        let secret = match crate::chat::configured_secret(&settings)? {
+            Some(secret) => secret,
+            None => {
+                let timeout = storage.database_timeout;
+                crate::chat::database_secret(secret_url.expose(), timeout).await?
+            }
+        };
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
+        Ok(App::with_rooms(store, settings, rooms))
     }
 }
 
 impl<S: Store> App<S> {
     /// shopd over any store.
     pub fn with_store(store: S, settings: Settings) -> Self {
-        let rooms = Rooms::with_options((&settings.chat).into());
+        let secret = crate::chat::configured_secret(&settings)
+            .ok()
+            .flatten()
+            .unwrap_or_else(crate::chat::random_secret);
+        let rooms = Rooms::with_options(ChatOptions::from_settings(&settings, &secret));
+        App::with_rooms(store, settings, rooms)
+    }
+
+    /// shopd over any store, with `rooms`.
+    fn with_rooms(store: S, settings: Settings, rooms: Rooms) -> Self {
         App {
             store,
             settings,

@@ -50,6 +50,9 @@
 //!     user names; `bus`: rooms across instances over NATS (`wire`: the
 //!     envelope and subjects; `urls`: the `--chat-bus` value).
 //!   - `upgrade`: the WebSocket handshake, with sized buffers.
+//!   - `history`: each room's last lines, offsets and epoch (`disk`: kept
+//!     in the data directory); `protocol`: the `shopd.chat.v1` frames and
+//!     the resume query; `token`: signed resume tokens.
 //! - [`metrics`]: the recorder and its rendering; `names`: the families;
 //!   `process`: `process_*` from `/proc`.
 //! - [`open_files`]: raises the open-file limit to what the settings need.

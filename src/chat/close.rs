@@ -47,17 +47,27 @@ reasons! {
     TOO_BIG = 1009, "message too big";
     /// The server already holds its most chat connections.
     TRY_AGAIN_LATER = 1013, "too many chat connections; try again later";
+    /// A newer connection presented this member's resume token.
+    REPLACED = 1008, "replaced by a newer connection with the same resume token";
+    /// A resume token not issued for this room, or a `since` that is not
+    /// a number.
+    BAD_RESUME = 1008, "resume token or query not valid for this room";
+    /// A resume token past its expiry.
+    EXPIRED = 1008, "resume token expired; join without it";
 }
 
 /// The `reason` labels of `shopd_chat_dropped_total`: every close code but
 /// 1001 (shopd stopping), which drops nobody.
-pub const DROP_REASONS: [&str; 6] = [
+pub const DROP_REASONS: [&str; 9] = [
     "protocol_error",
     "binary",
     "bad_utf8",
     "stalled",
     "too_large",
     "too_many_connections",
+    "replaced",
+    "bad_resume",
+    "expired_token",
 ];
 
 impl CloseReason {
@@ -70,6 +80,9 @@ impl CloseReason {
             CloseReason::TOO_SLOW => 3,
             CloseReason::TOO_BIG => 4,
             CloseReason::TRY_AGAIN_LATER => 5,
+            CloseReason::REPLACED => 6,
+            CloseReason::BAD_RESUME => 7,
+            CloseReason::EXPIRED => 8,
             _ => return None,
         };
         Some(index)
@@ -81,6 +94,13 @@ impl CloseReason {
 pub(crate) struct Drops([AtomicU64; DROP_REASONS.len()]);
 
 impl Drops {
+    /// Counts a connection closed for `reason` without a member's closer.
+    pub(crate) fn count(&self, reason: CloseReason) {
+        if let Some(index) = reason.dropped_as() {
+            self.0[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The counts, in the order of [`DROP_REASONS`].
     pub(crate) fn counts(&self) -> [u64; DROP_REASONS.len()] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
@@ -160,7 +180,7 @@ mod tests {
         let stopped = Closer::counting(Arc::clone(&drops));
         stopped.close(CloseReason::GOING_AWAY);
         stopped.close(CloseReason::BINARY);
-        assert_eq!(drops.counts(), [0, 0, 0, 1, 0, 0]);
+        assert_eq!(drops.counts(), [0, 0, 0, 1, 0, 0, 0, 0, 0]);
         // Every reason but a stop has its own label.
         let labelled: Vec<usize> = CloseReason::ALL
             .iter()
@@ -171,7 +191,7 @@ mod tests {
 
     #[test]
     fn reasons_fit_in_a_close_frame() {
-        assert_eq!(CloseReason::ALL.len(), 7);
+        assert_eq!(CloseReason::ALL.len(), 10);
         for reason in CloseReason::ALL {
             // A close frame's payload is at most 125 bytes, 2 of them the code.
             assert!(reason.text.len() <= 123, "{reason:?}");

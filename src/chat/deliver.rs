@@ -17,32 +17,84 @@ use tokio::time::Instant;
 use super::close::{CloseReason, Closer};
 
 /// One chat line, `{name} :: {text}`, as UTF-8 bytes shared by every queue
-/// it sits in: cloning it copies nothing.
+/// it sits in (cloning it copies no text), with its offset in its room and
+/// the member that sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Line(Bytes);
+pub(crate) struct Line {
+    bytes: Bytes,
+    /// Bytes of the sender's name at the start of `bytes`.
+    name_len: usize,
+    /// Its place in the room's history (0 until the room numbers it).
+    offset: u64,
+    /// The member of this instance that sent it; `None` from the bus.
+    sender: Option<u64>,
+}
+
+/// Between the sender's name and the text.
+const SEPARATOR: &str = " :: ";
 
 impl Line {
-    /// The line `name` says `text`.
+    /// The line `name` says `text`, not yet numbered.
     pub(crate) fn new(name: &str, text: &str) -> Line {
-        Line(Bytes::from(format!("{name} :: {text}")))
+        Line {
+            bytes: Bytes::from(format!("{name}{SEPARATOR}{text}")),
+            name_len: name.len(),
+            offset: 0,
+            sender: None,
+        }
     }
 
-    /// A line received as bytes, if they are UTF-8.
+    /// A line received as bytes, if they are UTF-8 with a separator.
     pub(crate) fn from_utf8(bytes: Bytes) -> Option<Line> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(Line(bytes))
+        let text = std::str::from_utf8(&bytes).ok()?;
+        // Names never hold the separator: the first one ends the name.
+        let name_len = text.find(SEPARATOR)?;
+        Some(Line {
+            bytes,
+            name_len,
+            offset: 0,
+            sender: None,
+        })
     }
 
-    /// The line's text.
-    #[cfg(test)]
+    /// The same line numbered `offset`, sent by member `sender`.
+    pub(crate) fn numbered(mut self, offset: u64, sender: Option<u64>) -> Line {
+        self.offset = offset;
+        self.sender = sender;
+        self
+    }
+
+    /// The whole line as text.
     pub(crate) fn as_str(&self) -> &str {
         // Only built from a `String` or checked UTF-8.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+
+    /// The sender's name.
+    pub(crate) fn from(&self) -> &str {
+        self.as_str().get(..self.name_len).unwrap_or_default()
+    }
+
+    /// What the sender said.
+    pub(crate) fn text(&self) -> &str {
+        self.as_str()
+            .get(self.name_len + SEPARATOR.len()..)
+            .unwrap_or_default()
+    }
+
+    /// Its offset in its room.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The member of this instance that sent it, if one did.
+    pub(crate) fn sender(&self) -> Option<u64> {
+        self.sender
     }
 
     /// The line's bytes.
     pub(crate) fn bytes(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -96,19 +148,23 @@ pub(crate) struct Member {
     pub(crate) closer: Arc<Closer>,
     /// Updated by the member's forwarder.
     pub(crate) progress: Arc<Progress>,
+    /// Whether it gets its own lines back (as `sent` acknowledgements).
+    pub(crate) echo: bool,
 }
 
-/// Queues `line` for every member of `members` but `except`, in the order
-/// lines are given to it by one caller.
+/// Queues `line` for every member of `members` but its sender (unless the
+/// sender takes its own lines back), in the order lines are given to it by
+/// one caller.
 ///
 /// Waits while a member's queue is full: the caller (a sender's reader
 /// loop, or the bus) slows down to the pace of the slowest member that
 /// reads. A member whose queue stays full and that has made no progress
 /// for `stall` is closed with 1008 and skipped, so no caller waits on one
 /// stuck member for longer than `stall`.
-pub(crate) async fn deliver(members: &[Member], except: Option<u64>, line: &Line, stall: Duration) {
+pub(crate) async fn deliver(members: &[Member], line: &Line, stall: Duration) {
     let mut full = Vec::new();
-    for member in members.iter().filter(|member| Some(member.id) != except) {
+    let skip = |member: &&Member| Some(member.id) == line.sender() && !member.echo;
+    for member in members.iter().filter(|member| !skip(member)) {
         if member.closer.reason().is_some() {
             continue;
         }
@@ -170,6 +226,7 @@ mod tests {
             outbox,
             closer: Arc::new(Closer::new()),
             progress: Arc::new(Progress::new()),
+            echo: false,
         };
         (member, inbox)
     }
@@ -178,7 +235,10 @@ mod tests {
     fn a_line_is_its_name_the_separator_and_its_text() {
         let line = Line::new("ann", "hi :: there");
         assert_eq!(line.as_str(), "ann :: hi :: there");
+        assert_eq!((line.from(), line.text()), ("ann", "hi :: there"));
         assert!(Line::from_utf8(Bytes::from_static(b"\xff")).is_none());
+        let parsed = Line::from_utf8(Bytes::from_static(b"bob :: a :: b")).expect("a line");
+        assert_eq!((parsed.from(), parsed.text()), ("bob", "a :: b"));
     }
 
     #[tokio::test]
@@ -186,16 +246,10 @@ mod tests {
         let (fast, mut fast_inbox) = member(1, 1);
         let (slow, mut slow_inbox) = member(2, 1);
         let members = [fast, slow.clone()];
-        deliver(
-            &members,
-            None,
-            &Line::new("a", "1"),
-            Duration::from_secs(30),
-        )
-        .await;
+        deliver(&members, &Line::new("a", "1"), Duration::from_secs(30)).await;
         assert!(fast_inbox.try_recv().is_ok());
         let second = Line::new("a", "2");
-        let waiting = deliver(&members, None, &second, Duration::from_secs(30));
+        let waiting = deliver(&members, &second, Duration::from_secs(30));
         tokio::pin!(waiting);
         let pending =
             std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
@@ -221,7 +275,7 @@ mod tests {
         let members = [stuck.clone(), fine];
         let stall = Duration::from_millis(50);
         for round in 0..3 {
-            deliver(&members, None, &Line::new("a", &round.to_string()), stall).await;
+            deliver(&members, &Line::new("a", &round.to_string()), stall).await;
         }
         assert_eq!(stuck.closer.reason(), Some(CloseReason::TOO_SLOW));
         for round in 0..3 {
@@ -236,8 +290,7 @@ mod tests {
         let (other, mut other_inbox) = member(2, 4);
         deliver(
             &[me, other],
-            Some(1),
-            &Line::new("a", "x"),
+            &Line::new("a", "x").numbered(1, Some(1)),
             Duration::from_secs(1),
         )
         .await;

@@ -2,7 +2,10 @@
 //!
 //! Everyone connected under the same percent-decoded name is in one room.
 //! Each text a member sends reaches every other member of the room as
-//! `{user name} :: {text}`; the server sends nothing else.
+//! `{user name} :: {text}`; the server sends nothing else. A member that
+//! negotiates the subprotocol `shopd.chat.v1` gets JSON frames instead,
+//! with offsets, the room's history and a token to resume with (see
+//! `protocol` and docs/chat-resume.md).
 //!
 //! # Layout
 //!
@@ -16,6 +19,10 @@
 //! - `close`: close codes and the signal that asks a session to close;
 //! - `upgrade`: the WebSocket handshake, with small per-connection buffers;
 //! - `names`: random user names;
+//! - `history`: each room's last lines, their offsets and epoch (`disk`:
+//!   kept in the data directory on the embedded store);
+//! - `protocol`: the JSON frames and the resume query; `token`: resume
+//!   tokens;
 //! - `page/`: the chat page's HTML, CSS and JavaScript, which
 //!   `http::chat_page` serves at `GET /chat`.
 //!
@@ -34,10 +41,13 @@
 mod bus;
 mod close;
 mod deliver;
+mod history;
 mod names;
 mod pace;
+mod protocol;
 mod rooms;
 mod session;
+mod token;
 mod upgrade;
 
 use std::sync::Arc;
@@ -52,9 +62,14 @@ use warp::reply::Response;
 pub use bus::{Bus, BusError, BusStats, BusUrls};
 use close::CloseReason;
 pub use close::DROP_REASONS;
+use history::{History, Since};
+pub use history::{HistoryLimits, HistoryStats};
 use pace::Pace;
+use protocol::{ResumeQuery, Welcome};
 use rooms::Registry;
-use session::Session;
+use session::{Render, Session};
+use token::Refusal;
+pub use token::{SecretError, Tokens, database_secret, kept_secret, random_secret, read_secret};
 use upgrade::Handshake;
 
 /// Longest [`Rooms::shutdown`] waits for the sessions to end.
@@ -74,10 +89,12 @@ pub struct ChatStats {
     pub dropped: [u64; DROP_REASONS.len()],
     /// The chat bus's figures, when there is a bus.
     pub bus: Option<BusStats>,
+    /// The history's figures.
+    pub history: HistoryStats,
 }
 
 /// The limits of chat connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ChatOptions {
     /// Texts over this many bytes close with 1009.
     pub max_message_bytes: usize,
@@ -92,12 +109,60 @@ pub struct ChatOptions {
     pub rate_per_sec: u32,
     /// Lines one member may send at once, beyond the average.
     pub rate_burst: u32,
+    /// What each room keeps of its lines.
+    pub history: HistoryLimits,
+    /// Signs and checks resume tokens.
+    pub tokens: Tokens,
+}
+
+impl ChatOptions {
+    /// The chat settings of `settings`, tokens signed with `secret`.
+    #[must_use]
+    pub fn from_settings(settings: &crate::config::Settings, secret: &[u8]) -> ChatOptions {
+        let chat = &settings.chat;
+        ChatOptions {
+            max_message_bytes: chat.max_message_bytes.get(),
+            queue_len: chat.queue_len.get(),
+            max_connections: chat.max_connections.get(),
+            stall_timeout: chat.stall_timeout,
+            rate_per_sec: chat.rate_per_sec.get(),
+            rate_burst: chat.rate_burst.get(),
+            history: HistoryLimits {
+                lines: chat.history_lines,
+                room_bytes: chat.history_room_bytes.get(),
+                rooms: chat.history_rooms.get(),
+            },
+            tokens: Tokens::new(secret, chat.token_ttl),
+        }
+    }
+}
+
+/// The secret of `chat_token_secret_file`, when it is set.
+pub fn configured_secret(
+    settings: &crate::config::Settings,
+) -> Result<Option<Vec<u8>>, SecretError> {
+    settings
+        .chat
+        .token_secret_file
+        .as_deref()
+        .map(read_secret)
+        .transpose()
 }
 
 impl Default for ChatOptions {
-    /// The settings' defaults (`chat_*` in `config.toml`).
+    /// 64 KiB messages, 1024 queued lines, 10,000 connections, 10 s to
+    /// stall, 100 lines a second with bursts of 200.
     fn default() -> Self {
-        ChatOptions::from(&crate::config::Chat::default())
+        ChatOptions {
+            max_message_bytes: 64 * 1024,
+            queue_len: 1024,
+            max_connections: 10_000,
+            stall_timeout: Duration::from_secs(10),
+            rate_per_sec: 100,
+            rate_burst: 200,
+            history: HistoryLimits::default(),
+            tokens: Tokens::default(),
+        }
     }
 }
 
@@ -140,13 +205,25 @@ impl Rooms {
         })
     }
 
-    /// An empty registry with `options`.
+    /// An empty registry with `options`; history in memory only.
     #[must_use]
-    pub fn with_options(mut options: ChatOptions) -> Rooms {
+    pub fn with_options(options: ChatOptions) -> Rooms {
+        let history = History::in_memory(options.history);
+        Rooms::with_history(options, history)
+    }
+
+    /// A registry with `options` whose history is kept in `data_dir` and
+    /// read back from it.
+    pub fn persistent(options: ChatOptions, data_dir: &std::path::Path) -> std::io::Result<Rooms> {
+        let history = History::persistent(options.history, data_dir)?;
+        Ok(Rooms::with_history(options, history))
+    }
+
+    fn with_history(mut options: ChatOptions, history: History) -> Rooms {
         options.queue_len = options.queue_len.max(1);
         Rooms {
             inner: Arc::new(Inner {
-                registry: Arc::new(Registry::new(options.stall_timeout)),
+                registry: Arc::new(Registry::new(options.stall_timeout, history)),
                 options,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -170,7 +247,9 @@ impl Rooms {
     /// Current rooms, members and messages, for the metrics.
     #[must_use]
     pub fn stats(&self) -> ChatStats {
-        self.inner.registry.stats()
+        let mut stats = self.inner.registry.stats();
+        stats.history = self.inner.registry.history().stats();
+        stats
     }
 
     /// Closes every chat connection with 1001 and waits, a few seconds at
@@ -188,6 +267,8 @@ impl Rooms {
                 "chat connections still open after {SHUTDOWN_WAIT:?}; dropping them"
             );
         }
+        let registry = Arc::clone(&self.inner.registry);
+        let _ = tokio::task::spawn_blocking(move || registry.history().close()).await;
     }
 
     /// Joins room `room_name` and finishes the upgrade.
@@ -199,22 +280,6 @@ impl Rooms {
     async fn accept(self, room_name: String, handshake: Handshake) -> Response {
         let inner = &self.inner;
         let options = &inner.options;
-        // Checked before joining; concurrent joins may overshoot by a few.
-        let full = inner.registry.stats().connections >= options.max_connections as u64;
-        let (membership, inbox) = inner.registry.join(&room_name, options.queue_len);
-        if full {
-            membership.closer().close(CloseReason::TRY_AGAIN_LATER);
-        } else {
-            membership.link().await;
-        }
-        let session = Session {
-            membership,
-            inbox,
-            max_message_bytes: options.max_message_bytes,
-            pace: Pace::new(options.rate_per_sec, options.rate_burst),
-            stop: inner.stop.clone(),
-            tasks: inner.tasks.clone(),
-        };
         // tungstenite stops reading at this cap and reports an error, after
         // which the client's close answer cannot be read; up to the cap we
         // read whole messages and check the real limit ourselves, for a
@@ -226,13 +291,108 @@ impl Rooms {
         // Tracked from now on, so shutdown also waits for upgrades still
         // in flight.
         let tasks = inner.tasks.clone();
-        handshake.accept(
-            cap,
-            move |upgrade| {
-                tasks.spawn(upgrade);
+        let spawn = move |upgrade| {
+            tasks.spawn(upgrade);
+        };
+        let json = handshake.json;
+        // Plain members' queries are ignored, as they always were.
+        let query = if json {
+            ResumeQuery::parse(&handshake.query)
+        } else {
+            Some(ResumeQuery::default())
+        };
+        let checked = query.ok_or(CloseReason::BAD_RESUME).and_then(|query| {
+            let wanted = match &query.resume {
+                None => None,
+                Some(token) => Some(options.tokens.check(&room_name, token).map_err(
+                    |refusal| match refusal {
+                        Refusal::Invalid => CloseReason::BAD_RESUME,
+                        Refusal::Expired => CloseReason::EXPIRED,
+                    },
+                )?),
+            };
+            Ok((query, wanted))
+        });
+        let (query, wanted) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                // Refused before joining: nothing of the room is sent.
+                inner.registry.drops().count(reason);
+                return handshake.accept(cap, spawn, move |socket| session::refuse(socket, reason));
+            }
+        };
+        // Checked before joining; concurrent joins may overshoot by a few.
+        let full = inner.registry.stats().connections >= options.max_connections as u64;
+        let (membership, inbox) =
+            inner
+                .registry
+                .join_as(&room_name, options.queue_len, wanted.as_deref(), json);
+        if full {
+            membership.closer().close(CloseReason::TRY_AGAIN_LATER);
+        } else {
+            membership.link().await;
+        }
+        let (render, prelude) = if json {
+            self.introduce(&membership, &query, wanted.is_some())
+        } else {
+            (Render::Plain, Vec::new())
+        };
+        let session = Session {
+            membership,
+            inbox,
+            max_message_bytes: options.max_message_bytes,
+            pace: Pace::new(options.rate_per_sec, options.rate_burst),
+            stop: inner.stop.clone(),
+            tasks: inner.tasks.clone(),
+            render,
+            prelude,
+        };
+        handshake.accept(cap, spawn, move |socket| session.run(socket))
+    }
+
+    /// A JSON member's welcome and the history it asked for, and how its
+    /// lines are rendered after them.
+    fn introduce(
+        &self,
+        membership: &rooms::Membership,
+        query: &ResumeQuery,
+        resuming: bool,
+    ) -> (Render, Vec<String>) {
+        let since = match (resuming, query.since, query.epoch.as_deref()) {
+            (true, Some(since), epoch) => Since::Resume {
+                since,
+                epoch: epoch.unwrap_or_default(),
             },
-            move |socket| session.run(socket),
-        )
+            (false, Some(since), _) => Since::Offset(since),
+            (_, None, _) => Since::Nothing,
+        };
+        let catchup = membership.catch_up(since);
+        let name = membership.name();
+        let token = self
+            .inner
+            .options
+            .tokens
+            .issue(membership.room_name(), name);
+        let mut prelude = Vec::with_capacity(1 + catchup.lines.len());
+        prelude.push(protocol::welcome(&Welcome {
+            kind: "welcome",
+            name,
+            epoch: &catchup.epoch,
+            offset: catchup.latest,
+            token: &token,
+            resumed: catchup.resumed,
+        }));
+        prelude.extend(
+            catchup
+                .lines
+                .iter()
+                .map(|line| protocol::json_line(line, name)),
+        );
+        let render = Render::Json {
+            me: name.into(),
+            floor: catchup.latest,
+        };
+        (render, prelude)
     }
 }
 

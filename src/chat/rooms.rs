@@ -9,6 +9,10 @@
 //! delivery takes it under the room's lock for an instant, then delivers
 //! without any lock, so it may wait on slow members and busy rooms do not
 //! contend with each other.
+//!
+//! A room numbers its lines in its history and queues them under its
+//! order lock, so every member's queue holds them in offset order even
+//! when several members (and the bus) speak at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +23,9 @@ use tokio::sync::{OnceCell, mpsc};
 
 use super::ChatStats;
 use super::bus::{Bus, Inbox, RoomLink};
-use super::close::{Closer, Drops};
+use super::close::{CloseReason, Closer, Drops};
 use super::deliver::{Line, Member, Progress, deliver};
+use super::history::{Catchup, History, RoomHistory, Since};
 use super::names::random_name;
 
 /// Every room and the chat figures.
@@ -39,12 +44,19 @@ pub(crate) struct Registry {
     messages: AtomicU64,
     /// Members closed by shopd, by reason.
     drops: Arc<Drops>,
+    /// Every room's last lines.
+    history: Arc<History>,
 }
 
-/// The members of one room, and its link to the bus.
-#[derive(Debug, Default)]
+/// The members of one room, its history and its link to the bus.
+#[derive(Debug)]
 pub(crate) struct Room {
     members: Mutex<Arc<Vec<Member>>>,
+    /// Held while a line is numbered and queued, so queues hold lines in
+    /// offset order.
+    order: tokio::sync::Mutex<()>,
+    history: Arc<History>,
+    kept: Arc<Mutex<RoomHistory>>,
     /// Set by the first member's upgrade when there is a bus; unsubscribes
     /// when the room is dropped.
     link: OnceCell<RoomLink>,
@@ -70,8 +82,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// No rooms yet; members that stop reading are dropped after `stall`.
-    pub(crate) fn new(stall: Duration) -> Registry {
+    /// No rooms yet; members that stop reading are dropped after `stall`;
+    /// lines are kept in `history`.
+    pub(crate) fn new(stall: Duration, history: History) -> Registry {
         Registry {
             rooms: Mutex::default(),
             next_member: AtomicU64::new(0),
@@ -81,7 +94,18 @@ impl Registry {
             connections: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             drops: Arc::default(),
+            history: Arc::new(history),
         }
+    }
+
+    /// Every room's history.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Members closed by shopd, by reason.
+    pub(crate) fn drops(&self) -> &Arc<Drops> {
+        &self.drops
     }
 
     /// Joins rooms to other instances' through `bus`; only before the
@@ -100,10 +124,24 @@ impl Registry {
     /// bus, ending in this instance's tag, so no other instance's members
     /// have it either), and the receiving end of its outgoing queue of
     /// `queue_len` lines.
+    #[cfg(test)]
     pub(crate) fn join(
         self: &Arc<Self>,
         room_name: &str,
         queue_len: usize,
+    ) -> (Membership, mpsc::Receiver<Line>) {
+        self.join_as(room_name, queue_len, None, false)
+    }
+
+    /// [`Registry::join`], under `name` when one is given (a resume: a
+    /// member already under that name is closed, the newest connection
+    /// wins); with `echo`, the member gets its own lines back.
+    pub(crate) fn join_as(
+        self: &Arc<Self>,
+        room_name: &str,
+        queue_len: usize,
+        name: Option<&str>,
+        echo: bool,
     ) -> (Membership, mpsc::Receiver<Line>) {
         let (outbox, inbox) = mpsc::channel(queue_len.max(1));
         let closer = Arc::new(Closer::counting(Arc::clone(&self.drops)));
@@ -114,22 +152,35 @@ impl Registry {
             None => random_name(),
         };
         // Drawn before taking any lock; re-drawn only on a clash.
-        let mut name = draw();
+        let wanted = name;
+        let mut name = wanted.map_or_else(draw, str::to_owned);
 
         let mut rooms = lock(&self.rooms);
         let (room_name, room) = match rooms.get_key_value(room_name) {
             Some((key, room)) => (Arc::clone(key), Arc::clone(room)),
             None => {
                 let key: Arc<str> = room_name.into();
-                let room = Arc::new(Room::default());
+                let room = Arc::new(Room {
+                    members: Mutex::default(),
+                    order: tokio::sync::Mutex::new(()),
+                    history: Arc::clone(&self.history),
+                    kept: self.history.room(&key),
+                    link: OnceCell::new(),
+                });
                 rooms.insert(Arc::clone(&key), Arc::clone(&room));
                 self.live_rooms.fetch_add(1, Ordering::Relaxed);
                 (key, room)
             }
         };
         let mut members = lock(&room.members);
-        while members.iter().any(|member| *member.name == name) {
-            name = draw();
+        if wanted.is_some() {
+            for member in members.iter().filter(|member| *member.name == name) {
+                member.closer.close(CloseReason::REPLACED);
+            }
+        } else {
+            while members.iter().any(|member| *member.name == name) {
+                name = draw();
+            }
         }
         let name: Arc<str> = name.into();
         let mut next = Vec::with_capacity(members.len() + 1);
@@ -140,6 +191,7 @@ impl Registry {
             outbox,
             closer: Arc::clone(&closer),
             progress: Arc::clone(&progress),
+            echo,
         });
         *members = Arc::new(next);
         self.connections.fetch_add(1, Ordering::Relaxed);
@@ -166,23 +218,27 @@ impl Registry {
             messages: self.messages.load(Ordering::Relaxed),
             dropped: self.drops.counts(),
             bus: self.bus().map(Bus::stats),
+            history: super::HistoryStats::default(),
         }
     }
 }
 
 impl Room {
-    /// Queues `line` for every member of the room but `except`, waiting
-    /// while queues are full (see [`deliver`]).
-    pub(crate) async fn deliver(&self, line: &Line, except: Option<u64>, stall: Duration) {
+    /// Numbers `line` in the room's history and queues it for the room's
+    /// members (see [`deliver`]), in offset order; returns it numbered.
+    pub(crate) async fn deliver(&self, line: Line, sender: Option<u64>, stall: Duration) -> Line {
+        let _order = self.order.lock().await;
+        let line = self.history.append(&self.kept, line, sender);
         let members = Arc::clone(&lock(&self.members));
-        deliver(&members, except, line, stall).await;
+        deliver(&members, &line, stall).await;
+        line
     }
 }
 
 impl Inbox for Room {
     /// A line from another instance goes to every member here.
     async fn deliver_remote(&self, line: &Line, stall: Duration) {
-        self.deliver(line, None, stall).await;
+        self.deliver(line.clone(), None, stall).await;
     }
 }
 
@@ -216,13 +272,26 @@ impl Membership {
             .await;
     }
 
-    /// Sends `{name} :: {text}` to every other member of the room: here,
-    /// waiting while their queues are full; then once to the bus.
+    /// Where the room stands, and the kept lines `since` asks for; call
+    /// once joined, so no line falls between the two.
+    pub(crate) fn catch_up(&self, since: Since<'_>) -> Catchup {
+        self.registry.history.catch_up(&self.room.kept, since)
+    }
+
+    /// The room's name.
+    pub(crate) fn room_name(&self) -> &str {
+        &self.room_name
+    }
+
+    /// Sends `{name} :: {text}` to every other member of the room (and
+    /// back to this one when it takes its own lines): here, waiting while
+    /// their queues are full; then once to the bus.
     pub(crate) async fn say(&self, text: &str) {
         self.registry.messages.fetch_add(1, Ordering::Relaxed);
         let line = Line::new(&self.name, text);
-        self.room
-            .deliver(&line, Some(self.id), self.registry.stall)
+        let line = self
+            .room
+            .deliver(line, Some(self.id), self.registry.stall)
             .await;
         if let (Some(bus), Some(link)) = (self.registry.bus(), self.room.link.get()) {
             bus.publish(link, &line).await;
@@ -266,7 +335,10 @@ mod tests {
     use super::*;
 
     fn registry() -> Arc<Registry> {
-        Arc::new(Registry::new(Duration::from_secs(30)))
+        Arc::new(Registry::new(
+            Duration::from_secs(30),
+            History::in_memory(crate::chat::history::HistoryLimits::default()),
+        ))
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! progress. Whoever decides to close (the room, the session, shutdown) fires
 //! the member's [`Closer`]; the forwarder then sends the close frame and the
 //! session waits, briefly, for the client's answer.
+//!
+//! A JSON member's forwarder first writes its welcome and the history it
+//! is owed, then its queue, rendered as `line` and `sent` frames and
+//! without the lines at or below the offset of its welcome (those were in
+//! the history, or before it joined).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use super::close::{CloseReason, Closer};
 use super::deliver::{Line, Progress};
 use super::pace::Pace;
+use super::protocol::json_line;
 use super::rooms::Membership;
 use super::upgrade::Socket;
 
@@ -47,6 +53,32 @@ pub(crate) struct Session {
     pub(crate) stop: CancellationToken,
     /// Where the forwarder is tracked, so shutdown can wait for it.
     pub(crate) tasks: TaskTracker,
+    /// The frames the member speaks.
+    pub(crate) render: Render,
+    /// Frames written before the queue: a JSON member's welcome and history.
+    pub(crate) prelude: Vec<String>,
+}
+
+/// How the forwarder turns lines into frames.
+#[derive(Debug, Clone)]
+pub(crate) enum Render {
+    /// `{name} :: {text}`.
+    Plain,
+    /// `line` and `sent` frames for member `me`, without the lines at or
+    /// below `floor`.
+    Json { me: Arc<str>, floor: u64 },
+}
+
+impl Render {
+    /// The frame of `line`, or `None` when this member skips it.
+    fn frame(&self, line: &Line) -> Option<Message> {
+        match self {
+            Render::Plain => Some(message(line)),
+            Render::Json { me, floor } => {
+                (line.offset() > *floor).then(|| Message::Text(json_line(line, me).into()))
+            }
+        }
+    }
 }
 
 impl Session {
@@ -60,11 +92,18 @@ impl Session {
             pace,
             stop,
             tasks,
+            render,
+            prelude,
         } = self;
         let closer = Arc::clone(membership.closer());
         let progress = Arc::clone(membership.progress());
         let (sink, stream) = socket.split();
-        let mut forwarder = tasks.spawn(forward(sink, inbox, closer, progress));
+        let queue = Queue {
+            inbox,
+            render,
+            progress,
+        };
+        let mut forwarder = tasks.spawn(forward(sink, queue, prelude, closer));
         let reader = Reader {
             membership: &membership,
             max_message_bytes,
@@ -207,22 +246,42 @@ fn reason_for(err: &WsError) -> Option<CloseReason> {
     }
 }
 
-/// Writes the member's queue to the socket until the queue closes (the
-/// member left), a write fails, or the closer fires; then sends the close
-/// frame, dropping whatever is still queued.
+/// A member's outgoing queue, and how its lines become frames.
+struct Queue {
+    inbox: mpsc::Receiver<Line>,
+    render: Render,
+    progress: Arc<Progress>,
+}
+
+/// Writes `prelude`, then the member's queue to the socket until the queue
+/// closes (the member left), a write fails, or the closer fires; then sends
+/// the close frame, dropping whatever is still queued.
 async fn forward(
     mut sink: SplitSink<Socket, Message>,
-    mut inbox: mpsc::Receiver<Line>,
+    mut queue: Queue,
+    prelude: Vec<String>,
     closer: Arc<Closer>,
-    progress: Arc<Progress>,
 ) {
     let kicked = closer.fired();
     tokio::pin!(kicked);
-    loop {
+    let greet = async {
+        for frame in prelude {
+            sink.feed(Message::Text(frame.into())).await?;
+        }
+        sink.flush().await
+    };
+    tokio::select! {
+        biased;
+        () = &mut kicked => {}
+        greeted = greet => if greeted.is_err() {
+            return;
+        },
+    }
+    while closer.reason().is_none() {
         let first = tokio::select! {
             biased;
             () = &mut kicked => break,
-            next = inbox.recv() => match next {
+            next = queue.inbox.recv() => match next {
                 Some(line) => line,
                 None => return,
             },
@@ -232,11 +291,11 @@ async fn forward(
         tokio::select! {
             biased;
             () = &mut kicked => break,
-            written = write_batch(&mut sink, first, &mut inbox, &progress) => {
+            written = write_batch(&mut sink, first, &mut queue) => {
                 if written.is_err() {
                     return;
                 }
-                progress.mark();
+                queue.progress.mark();
             }
         }
     }
@@ -256,21 +315,41 @@ async fn forward(
 async fn write_batch(
     sink: &mut SplitSink<Socket, Message>,
     first: Line,
-    inbox: &mut mpsc::Receiver<Line>,
-    progress: &Progress,
+    queue: &mut Queue,
 ) -> Result<(), WsError> {
-    progress.mark();
-    sink.feed(message(&first)).await?;
+    queue.progress.mark();
+    if let Some(frame) = queue.render.frame(&first) {
+        sink.feed(frame).await?;
+    }
     for _ in 1..BATCH {
-        match inbox.try_recv() {
+        match queue.inbox.try_recv() {
             Ok(line) => {
-                progress.mark();
-                sink.feed(message(&line)).await?;
+                queue.progress.mark();
+                if let Some(frame) = queue.render.frame(&line) {
+                    sink.feed(frame).await?;
+                }
             }
             Err(_) => break,
         }
     }
     sink.flush().await
+}
+
+/// Answers a refused upgrade: the close frame for `reason`, then a short
+/// wait for the client's answer. Nothing else is sent.
+pub(crate) async fn refuse(mut socket: Socket, reason: CloseReason) {
+    let frame = Message::Close(Some(CloseFrame {
+        code: reason.code.into(),
+        reason: reason.text.into(),
+    }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        socket.send(frame).await?;
+        while let Some(next) = socket.next().await {
+            next?;
+        }
+        Ok::<(), WsError>(())
+    })
+    .await;
 }
 
 /// The text frame of `line`, sharing its bytes.

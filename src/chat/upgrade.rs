@@ -6,7 +6,8 @@
 //! [`request`] accepts a request only with the headers of RFC 6455's
 //! opening handshake (any other is rejected, so the API after it answers
 //! 404); [`Handshake::accept`] builds the 101 and, once hyper has sent it,
-//! hands the upgraded socket over.
+//! hands the upgraded socket over. A client that offers the subprotocol
+//! `shopd.chat.v1` gets it echoed and the JSON frames (see `protocol`).
 
 use std::future::Future;
 
@@ -18,6 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use warp::Filter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
+
+use super::protocol::SUBPROTOCOL;
 
 /// A chat member's upgraded connection.
 pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -36,6 +39,10 @@ const WRITE_BUFFER: usize = 128 * 1024;
 pub(crate) struct Handshake {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// Whether the client offered [`SUBPROTOCOL`].
+    pub(crate) json: bool,
+    /// The request's query string (empty without one).
+    pub(crate) query: String,
 }
 
 /// `GET` with `Connection: upgrade`, `Upgrade: websocket`,
@@ -43,13 +50,20 @@ pub(crate) struct Handshake {
 /// that can be upgraded; anything else is rejected as not found.
 pub(crate) fn request()
 -> impl Filter<Extract = (Handshake,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::get()
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
+        .and(query)
         .and_then(
-            |headers: HeaderMap, on_upgrade: Option<OnUpgrade>| async move {
+            |headers: HeaderMap, on_upgrade: Option<OnUpgrade>, query: String| async move {
                 match (handshake_key(&headers), on_upgrade) {
-                    (Some(key), Some(on_upgrade)) => Ok(Handshake { key, on_upgrade }),
+                    (Some(key), Some(on_upgrade)) => Ok(Handshake {
+                        key,
+                        on_upgrade,
+                        json: offers_json(&headers),
+                        query,
+                    }),
                     _ => Err(warp::reject::not_found()),
                 }
             },
@@ -78,6 +92,16 @@ fn handshake_key(headers: &HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     }
+}
+
+/// Whether `Sec-WebSocket-Protocol` offers [`SUBPROTOCOL`].
+fn offers_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|offered| offered.trim() == SUBPROTOCOL)
 }
 
 /// The socket settings of a chat connection: small buffers, and frames and
@@ -136,6 +160,12 @@ impl Handshake {
         if let Ok(accept) = HeaderValue::from_str(&accept) {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
+        if self.json {
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
+        }
         response
     }
 }
@@ -173,6 +203,19 @@ mod tests {
         let mut old = full.to_vec();
         old[2] = ("sec-websocket-version", "8");
         assert!(handshake_key(&headers(&old)).is_none());
+    }
+
+    #[test]
+    fn the_subprotocol_is_found_among_those_offered() {
+        assert!(!offers_json(&headers(&[])));
+        assert!(offers_json(&headers(&[(
+            "sec-websocket-protocol",
+            "x, shopd.chat.v1"
+        )])));
+        assert!(!offers_json(&headers(&[(
+            "sec-websocket-protocol",
+            "shopd.chat.v2"
+        )])));
     }
 
     #[test]

@@ -206,6 +206,18 @@ settings! {
             "Chat lines a second one member may send on average; faster senders are slowed down";
         rate_burst <- chat_rate_burst: NonZeroU32 = 200, "SHOPD_CHAT_RATE_BURST", "N",
             "Chat lines one member may send at once before chat_rate_per_sec applies";
+        history_lines <- chat_history_lines: usize = 100, "SHOPD_CHAT_HISTORY_LINES", "N",
+            "Chat lines each room keeps for members that join or resume later; 0 keeps none";
+        history_room_bytes <- chat_history_room_bytes: NonZeroUsize = 262144,
+            "SHOPD_CHAT_HISTORY_ROOM_BYTES", "BYTES",
+            "Bytes of chat lines each room keeps at most; the oldest go first";
+        history_rooms <- chat_history_rooms: NonZeroUsize = 1000, "SHOPD_CHAT_HISTORY_ROOMS", "N",
+            "Rooms whose chat history is kept; the least recently used room without members goes first";
+        token_ttl <- chat_token_ttl_secs: Duration as Secs = 86400, "SHOPD_CHAT_TOKEN_TTL_SECS", "SECS",
+            "Seconds a chat resume token stays valid";
+        token_secret_file <- chat_token_secret_file: Option<PathBuf> = none,
+            "SHOPD_CHAT_TOKEN_SECRET_FILE", "FILE",
+            "File holding the secret (16 bytes or more) that signs chat resume tokens, the same for every instance [default: none, kept in the data directory or the database]";
         bus <- chat_bus: Option<BusUrls> = none, "SHOPD_CHAT_BUS", "URLS",
             "NATS servers joining several shopd into one chat: nats://HOST:PORT[,nats://HOST:PORT...] [default: none, chat within this instance]";
         bus_subject_prefix <- chat_bus_subject_prefix: SubjectPrefix = "shopd.chat",

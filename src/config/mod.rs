@@ -190,18 +190,5 @@ fn token(
     }
 }
 
-impl From<&Chat> for crate::chat::ChatOptions {
-    fn from(chat: &Chat) -> Self {
-        crate::chat::ChatOptions {
-            max_message_bytes: chat.max_message_bytes.get(),
-            queue_len: chat.queue_len.get(),
-            max_connections: chat.max_connections.get(),
-            stall_timeout: chat.stall_timeout,
-            rate_per_sec: chat.rate_per_sec.get(),
-            rate_burst: chat.rate_burst.get(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -35,8 +35,9 @@ mod process;
 
 mod names;
 use names::{
-    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, COUNTERS, DURATION, DURATION_BUCKETS, GAUGES,
-    HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE,
+    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_RESUMES, COUNTERS, DURATION,
+    DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS,
+    RESPONSE_SIZE,
 };
 
 /// Slots of the per-label-set handle table: far more than the label sets
@@ -89,6 +90,10 @@ struct ShopHandles {
     /// Registered at the first scrape that has a bus, so shopd without a
     /// bus shows neither.
     chat_bus: OnceLock<(Gauge, Counter)>,
+    /// `shopd_chat_history_{rooms,lines,bytes}`.
+    chat_history: [Gauge; 3],
+    /// `shopd_chat_resumes_total{result="complete"|"incomplete"}`.
+    chat_resumes: [Counter; 2],
     items: Gauge,
     carts: Gauge,
     storage_bytes: Gauge,
@@ -136,6 +141,15 @@ impl Telemetry {
                 })
                 .collect(),
             chat_bus: OnceLock::new(),
+            chat_history: [
+                gauge("shopd_chat_history_rooms"),
+                gauge("shopd_chat_history_lines"),
+                gauge("shopd_chat_history_bytes"),
+            ],
+            chat_resumes: ["complete", "incomplete"].map(|result| {
+                let key = Key::from_parts(CHAT_RESUMES, vec![Label::new("result", result)]);
+                recorder.register_counter(&key, &METADATA)
+            }),
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
             storage_bytes: gauge("shopd_storage_bytes"),
@@ -266,6 +280,16 @@ impl Telemetry {
         for (counter, &count) in shop.chat_dropped.iter().zip(&chat.dropped) {
             counter.absolute(count);
         }
+        let history = chat.history;
+        for (gauge, value) in
+            shop.chat_history
+                .iter()
+                .zip([history.rooms, history.lines, history.bytes])
+        {
+            gauge.set(value as f64);
+        }
+        shop.chat_resumes[0].absolute(history.resumes_complete);
+        shop.chat_resumes[1].absolute(history.resumes_incomplete);
         if let Some(bus) = chat.bus {
             let (connected, slow) = shop.chat_bus.get_or_init(|| {
                 let recorder = &self.inner.recorder;

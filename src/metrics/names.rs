@@ -22,6 +22,7 @@ pub(super) const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub(super) const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
 pub(super) const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
 pub(super) const CHAT_DROPPED: &str = "shopd_chat_dropped_total";
+pub(super) const CHAT_RESUMES: &str = "shopd_chat_resumes_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -36,7 +37,11 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     ),
     (
         CHAT_DROPPED,
-        "Chat members closed by shopd since start, by reason: stalled (1008, its queue full and nothing read), too_large (1009), binary (1003), bad_utf8 (1007), protocol_error (1002), too_many_connections (1013). Members that leave, and closes at shutdown, are not counted.",
+        "Chat members closed by shopd since start, by reason: stalled (1008, its queue full and nothing read), too_large (1009), binary (1003), bad_utf8 (1007), protocol_error (1002), too_many_connections (1013), replaced (1008, a newer connection resumed with its token), bad_resume (1008, a resume token not of that room), expired_token (1008). Members that leave, and closes at shutdown, are not counted.",
+    ),
+    (
+        CHAT_RESUMES,
+        "Chat members that resumed with a token, by result: complete (every missed line given) or incomplete (offset too old or epoch changed).",
     ),
     (
         CHAT_BUS_SLOW,
@@ -56,6 +61,18 @@ pub(super) const HISTOGRAMS: &[(&str, &str)] = &[
 pub(super) const GAUGES: &[(&str, &str)] = &[
     ("shopd_chat_connections", "Open chat connections."),
     ("shopd_chat_rooms", "Chat rooms with at least one member."),
+    (
+        "shopd_chat_history_rooms",
+        "Chat rooms whose history is kept.",
+    ),
+    (
+        "shopd_chat_history_lines",
+        "Chat lines kept in the rooms' histories.",
+    ),
+    (
+        "shopd_chat_history_bytes",
+        "Bytes of the chat lines kept in the rooms' histories (name, separator and text).",
+    ),
     (
         CHAT_BUS_CONNECTED,
         "1 while the chat bus (NATS) is connected, 0 while it is not; absent without a bus.",

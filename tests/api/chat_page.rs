@@ -11,7 +11,7 @@ use crate::browser::{Driver, ENTER};
 use crate::exposition::scrape;
 use crate::helpers::{detail, spawn_app, spawn_app_with};
 
-mod page;
+pub mod page;
 
 use page::{
     entries, is_generated_name, join, line, lines, open_room, say, wait_for_line, wait_for_state,

@@ -16,6 +16,8 @@ mod carts;
 mod chat;
 mod chat_bus;
 mod chat_page;
+mod chat_page_resume;
+mod chat_resume;
 mod cluster;
 mod damage;
 mod deploy;

@@ -1,6 +1,13 @@
 // shopd chat page: joins /chat/{room} over a WebSocket, shows the room's
 // lines as text, sends what you type. No libraries, no inline code (the
 // page's Content-Security-Policy forbids it), no other origin.
+//
+// It speaks the subprotocol shopd.chat.v1: every line comes with its
+// offset, and after a restart or a dropped network the page resumes with
+// the token of its welcome from the last offset it has, so it shows every
+// line once, in order, under the same name. Its own lines show at once as
+// "you"; lines the server never got (sent as the connection broke) are
+// sent again after a complete resume.
 "use strict";
 
 (() => {
@@ -25,6 +32,8 @@
   };
   /** Closes after which the page reconnects by itself. */
   const RECONNECT_ON = new Set([1001, 1006]);
+  /** The subprotocol with offsets and resume. */
+  const SUBPROTOCOL = "shopd.chat.v1";
 
   const $ = (id) => document.getElementById(id);
   const state = $("state");
@@ -37,6 +46,14 @@
   let backoff = BACKOFF_FIRST;
   let timer = null;
   let joinedBefore = false;
+  /** From the last welcome: the token, the epoch; the last offset shown. */
+  let resume = null;
+  let lastOffset = 0;
+  /** Own lines sent and not yet acknowledged, oldest first. */
+  let unacked = [];
+  /** While catching up after a welcome: the offset that ends it. */
+  let catchUpTo = 0;
+  let catchUpComplete = true;
 
   function setState(kind, text) {
     state.dataset.state = kind;
@@ -81,29 +98,123 @@
     }
   }
 
+  /** Lines the server never got are sent again, once caught up. */
+  function resendUnacked() {
+    for (const text of unacked) {
+      socket.send(text);
+    }
+  }
+
+  function caughtUp() {
+    if (catchUpTo === null) {
+      return;
+    }
+    catchUpTo = null;
+    if (catchUpComplete) {
+      resendUnacked();
+    } else if (unacked.length > 0) {
+      append("note", null, "Some of your last lines may not have reached the others.");
+      unacked = [];
+    }
+  }
+
+  function onWelcome(frame) {
+    const resumed = resume !== null;
+    const complete = frame.resumed === true;
+    const sameEpoch = resumed && resume.epoch === frame.epoch;
+    resume = { token: frame.token, epoch: frame.epoch };
+    backoff = BACKOFF_FIRST;
+    setState("open", "Connected");
+    if (!joinedBefore) {
+      append("note", null, "Joined. Your lines show here as “you”; the others see a name the server picked for you.");
+    } else if (!resumed) {
+      append("note", null, "Reconnected. The others see you under a new name; lines sent while you were away are not shown.");
+    } else if (complete) {
+      append("note", null, "Reconnected. Nothing was missed: lines sent while you were away follow.");
+    } else {
+      append("note", null, "Reconnected. The server could not give every line sent while you were away.");
+    }
+    joinedBefore = true;
+    catchUpComplete = complete;
+    // A new member starts at the room's end; offsets of another epoch are
+    // not comparable, so those start over from its end too.
+    if (!resumed || !sameEpoch) {
+      lastOffset = frame.offset;
+    }
+    catchUpTo = frame.offset;
+    if (lastOffset >= catchUpTo) {
+      caughtUp();
+    }
+    if (document.activeElement === document.body) {
+      input.focus();
+    }
+  }
+
+  /** A `line` or `sent` frame: shown once, in offset order. */
+  function onNumbered(frame) {
+    if (frame.offset <= lastOffset) {
+      return;
+    }
+    lastOffset = frame.offset;
+    if (frame.type === "sent") {
+      // Already shown as "you" when it was typed.
+      unacked.shift();
+    } else {
+      append("line", frame.from, frame.text);
+    }
+    if (catchUpTo !== null && lastOffset >= catchUpTo) {
+      caughtUp();
+    }
+  }
+
+  function onFrame(ws, data) {
+    if (ws.protocol !== SUBPROTOCOL) {
+      showLine(data);
+      return;
+    }
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (frame.type === "welcome") {
+      ws.welcomed = true;
+      onWelcome(frame);
+    } else if (frame.type === "line" || frame.type === "sent") {
+      onNumbered(frame);
+    }
+  }
+
   function connect() {
     clearTimeout(timer);
     timer = null;
     reconnectButton.hidden = true;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${location.host}/chat/${encodeURIComponent(room)}`;
+    let url = `${scheme}//${location.host}/chat/${encodeURIComponent(room)}`;
+    if (resume !== null) {
+      const query = new URLSearchParams({ resume: resume.token, since: String(lastOffset), epoch: resume.epoch });
+      url += `?${query}`;
+    }
     setState("connecting", "Connecting…");
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, [SUBPROTOCOL]);
+    ws.welcomed = false;
     socket = ws;
+    catchUpTo = null;
     ws.addEventListener("open", () => {
-      backoff = BACKOFF_FIRST;
-      setState("open", "Connected");
-      append("note", null, joinedBefore
-        ? "Reconnected. The others see you under a new name; lines sent while you were away are not shown."
-        : "Joined. Your lines show here as “you”; the others see a name the server picked for you.");
-      joinedBefore = true;
-      if (document.activeElement === document.body) {
-        input.focus();
+      if (ws.protocol !== SUBPROTOCOL) {
+        // A server without the subprotocol: plain lines, no resume.
+        backoff = BACKOFF_FIRST;
+        setState("open", "Connected");
+        append("note", null, joinedBefore
+          ? "Reconnected. The others see you under a new name; lines sent while you were away are not shown."
+          : "Joined. Your lines show here as “you”; the others see a name the server picked for you.");
+        joinedBefore = true;
       }
     });
     ws.addEventListener("message", (event) => {
       if (typeof event.data === "string") {
-        showLine(event.data);
+        onFrame(ws, event.data);
       }
     });
     ws.addEventListener("close", (event) => {
@@ -111,7 +222,17 @@
         return;
       }
       socket = null;
-      const words = closeWords(event.code);
+      if (event.code === 1008 && !ws.welcomed && resume !== null) {
+        // The token was refused (expired, or the server's secret changed):
+        // join again as a new member.
+        resume = null;
+        lastOffset = 0;
+        unacked = [];
+        timer = setTimeout(connect, 0);
+        return;
+      }
+      // 1008 has several causes; the server's reason names the one.
+      const words = event.code === 1008 && event.reason ? event.reason : closeWords(event.code);
       if (RECONNECT_ON.has(event.code)) {
         const wait = backoff + Math.floor(Math.random() * backoff * 0.3);
         backoff = Math.min(backoff * 2, BACKOFF_MAX);
@@ -136,6 +257,9 @@
       return;
     }
     socket.send(text);
+    if (socket.protocol === SUBPROTOCOL) {
+      unacked.push(text);
+    }
     append("line mine", "you", text);
     input.value = "";
   }
