@@ -18,7 +18,8 @@ use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
 use crate::shutdown::Draining;
 use crate::store::{
-    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, SledStore, StatsCache, Store, StoreError,
+    OnDamage, OpenError, PgOpenError, PgOptions, PgStore, Scans, SledStore, StatsCache, Store,
+    StoreError,
 };
 
 /// Why shopd could not start or stop cleanly; messages name the culprit.
@@ -80,7 +81,11 @@ impl App<SledStore> {
             storage.durability,
             storage.flush_every.as_millis() as u64,
             on_damage,
-        )?;
+        )?
+        .with_scans(Scans::new(
+            settings.storage.scan_workers.get(),
+            settings.storage.scan_queue_len,
+        ));
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,
             None => crate::chat::kept_secret(&storage.data_dir.join("chat").join("token-secret"))?,

@@ -20,10 +20,12 @@
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
 //! - [`store`]: the [`store::Store`] trait and its backends.
-//!   - `export`: the NDJSON export format; `stats`: store sizes for `/metrics`.
+//!   - `export`: the NDJSON export format; `stats`: store sizes for `/metrics`;
+//!     `scan`: the bounded pool where scans and exports run, off the runtime.
 //!   - `sled`: the embedded default (`items`, `carts`, `transfer`: the
-//!     operations; `codec`, `ids`, `cart_writer`, `durability`, `snapshot`,
-//!     `open`, `check`, `manifest`).
+//!     operations; `records`: the one write gate; `index`: in-memory price
+//!     and cart-total indexes; `codec`, `ids`, `cart_writer`, `durability`,
+//!     `snapshot`, `open`, `check`, `manifest`).
 //!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `client`:
 //!     pooled connection with retries; `schema`, `errors`, `transfer`,
 //!     `url`: the password-hiding database URL).

@@ -185,6 +185,10 @@ settings! {
         database_timeout <- database_timeout_ms: Duration as Millis = 5000,
             "SHOPD_DATABASE_TIMEOUT_MS", "MS",
             "Milliseconds a PostgreSQL statement (or connection attempt) may take before the request fails with 503";
+        scan_workers <- scan_workers: NonZeroUsize = 2, "SHOPD_SCAN_WORKERS", "N",
+            "List scans, exports and big carts run at once, off the async threads";
+        scan_queue_len <- scan_queue_len: usize = 32, "SHOPD_SCAN_QUEUE_LEN", "N",
+            "Scans waiting for a turn beyond scan_workers; more get 503 with Retry-After";
         stats_refresh <- stats_refresh_ms: Duration as Millis = 5000, "SHOPD_STATS_REFRESH_MS", "MS",
             "Milliseconds between refreshes of the store's sizes shown in /metrics";
     }

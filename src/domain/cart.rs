@@ -40,21 +40,14 @@ impl Cart {
     /// A sum beyond the largest finite number stays at that number: JSON
     /// has no infinity.
     pub fn priced(id: Id, lines: impl IntoIterator<Item = (CartLine, f64)>) -> Cart {
-        let mut price = 0.0;
-        let items = lines
-            .into_iter()
-            .map(|(line, item_price)| {
-                if line.available {
-                    price += item_price * line.quantity as f64;
-                }
-                line
-            })
-            .collect();
-        Cart {
-            id,
-            items,
-            price: price.min(f64::MAX),
-        }
+        let (items, prices): (Vec<CartLine>, Vec<f64>) = lines.into_iter().unzip();
+        let price = cart_price(
+            items
+                .iter()
+                .zip(prices)
+                .map(|(line, price)| (price, line.quantity, line.available)),
+        );
+        Cart { id, items, price }
     }
 
     /// The cart's quantity: the sum of all its lines' quantities.
@@ -62,6 +55,21 @@ impl Cart {
     pub fn quantity(&self) -> u64 {
         self.items.iter().map(|line| line.quantity).sum()
     }
+}
+
+/// The price of a cart's lines, each `(item price, quantity, available)`:
+/// price x quantity summed over the available lines in line order (the
+/// order matters to the last bit). A sum beyond the largest finite number
+/// stays at that number: JSON has no infinity. Every place that prices a
+/// cart (a read, the embedded store's index) calls this.
+pub fn cart_price(lines: impl IntoIterator<Item = (f64, u64, bool)>) -> f64 {
+    let mut price = 0.0;
+    for (item_price, quantity, available) in lines {
+        if available {
+            price += item_price * quantity as f64;
+        }
+    }
+    price.min(f64::MAX)
 }
 
 /// The filters of `GET /cart`.

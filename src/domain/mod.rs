@@ -5,7 +5,7 @@ mod cart;
 mod item;
 mod validate;
 
-pub use cart::{Cart, CartFilter, CartLine};
+pub use cart::{Cart, CartFilter, CartLine, cart_price};
 pub use item::{Item, ItemFilter, ItemPatch, NewItem};
 pub use validate::{Issue, Location, parse_id, parse_integer, parse_item_body, parse_item_patch};
 

@@ -52,6 +52,13 @@ pub enum ApiError {
     /// logs the outage once, not once per request.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much long work waits already (load shedding): 503 with
+    /// `Retry-After` in seconds.
+    #[error("{detail}")]
+    Busy {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// Storage failed: 500, logged with its cause.
     #[error("storage failure")]
     Storage(#[source] StoreError),
@@ -68,6 +75,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
             }
+            StoreError::Busy { retry_after_secs } => ApiError::Busy {
+                detail: err.to_string(),
+                retry_after_secs,
+            },
             StoreError::Backend(_) | StoreError::NotEmpty { .. } => ApiError::Storage(err),
         }
     }
@@ -197,7 +208,7 @@ impl ApiError {
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -223,6 +234,17 @@ impl ApiError {
                 response.headers_mut().insert(
                     warp::http::header::WWW_AUTHENTICATE,
                     warp::http::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
+            ApiError::Busy {
+                detail,
+                retry_after_secs,
+            } => {
+                let mut response = json(status, &Detail { detail });
+                response.headers_mut().insert(
+                    warp::http::header::RETRY_AFTER,
+                    warp::http::HeaderValue::from(retry_after_secs),
                 );
                 response
             }

@@ -14,6 +14,7 @@
 
 pub mod export;
 mod postgres;
+mod scan;
 mod sled;
 mod stats;
 
@@ -21,6 +22,7 @@ use std::future::Future;
 
 pub use export::Snapshot;
 pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError};
+pub use scan::Scans;
 pub use sled::{
     CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,
 };
@@ -59,6 +61,13 @@ pub enum StoreError {
     /// is not one of them.
     #[error("Cart {cart} has the most lines allowed ({limit})")]
     CartFull { cart: Id, limit: usize },
+    /// Too much long work (scans, exports) runs and waits already: shed,
+    /// not queued (see [`Scans`]); the same request may succeed later.
+    #[error("shopd is busy with other lists and exports; try again in {retry_after_secs} s")]
+    Busy {
+        /// Seconds after which a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// The storage cannot be reached now (database down, timed out, pool
     /// exhausted); the same request may succeed later.
     #[error("storage unavailable")]

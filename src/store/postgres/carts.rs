@@ -1,17 +1,29 @@
 //! The SQL of carts: a cart and its lines are read in one statement
 //! (lines joined with their items) and priced in Rust; add-to-cart is one
 //! upsert, atomic against adds from every instance.
+//!
+//! Each cart row also keeps its totals, `price` (the price the API
+//! returns for it, computed by the same Rust function, so a filter and a
+//! read agree to the bit) and `quantity`, written in the transaction of
+//! every change that moves them: an add, and an item's price change or
+//! deletion (which re-prices every cart holding the item, found through
+//! `cart_lines_by_item`). Lists filter on them with indexes.
+//!
+//! Locks, so that no two writers re-price a cart from different states and
+//! none waits on another in a cycle: a write locks the item first (an add
+//! shares it, a price change or delete updates it), then the carts, in id
+//! order. A re-price reads the lines after it holds the cart, so it sees
+//! every change committed before.
 
+use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::errors::Failure;
 use super::{PgStore, api_id, sql_count, sql_id};
 use crate::domain::{Cart, CartFilter, Id};
-use crate::store::{LineState, Pager, StoreError, StoreResult, priced_cart};
+use crate::store::{LineState, StoreError, StoreResult, priced_cart};
 
-/// Carts read per statement when a list filters by price or quantity
-/// (computed in Rust, so the filter cannot run in SQL).
-const CART_BATCH: i64 = 256;
+/// Carts priced per statement when the migration fills the totals.
+const FILL_BATCH: i64 = 10_000;
 
 const CART_SQL: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
      FROM carts c
@@ -22,7 +34,7 @@ const CART_SQL: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.d
 
 /// Rows of `(cart id, item id?, quantity?, name?, price?, deleted?)`,
 /// grouped by cart in row order, as priced carts.
-fn carts_of(rows: &[Row]) -> Result<Vec<Cart>, Failure> {
+fn carts_of(rows: &[Row]) -> Result<Vec<Cart>, tokio_postgres::Error> {
     let mut carts = Vec::new();
     let mut current: Option<(i64, Vec<LineState>)> = None;
     for row in rows {
@@ -44,7 +56,7 @@ fn carts_of(rows: &[Row]) -> Result<Vec<Cart>, Failure> {
 }
 
 /// The line in columns `first..first + 5` of `row`, if the row has one.
-fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, Failure> {
+fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, tokio_postgres::Error> {
     let Some(item) = row.try_get::<_, Option<i64>>(first)? else {
         return Ok(None);
     };
@@ -58,21 +70,147 @@ fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, Failure> {
     }))
 }
 
-/// Carts by ascending id from `after` on: at most `count`, with their
-/// lines, read in one statement.
-async fn batch(store: &PgStore, after: i64, count: i64, skip: i64) -> StoreResult<Vec<Cart>> {
+/// Carts' totals as stored: the API's price and the quantity (clamped to
+/// what `BIGINT` holds).
+fn totals(cart: &Cart) -> (i64, f64, i64) {
+    (
+        sql_id(cart.id).unwrap_or(i64::MAX),
+        cart.price,
+        i64::try_from(cart.quantity()).unwrap_or(i64::MAX),
+    )
+}
+
+/// Stores the totals of `carts` (locked by the caller, or new).
+async fn store_totals(tx: &Transaction<'_>, carts: &[Cart]) -> Result<(), tokio_postgres::Error> {
+    let (mut ids, mut prices, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
+    for cart in carts {
+        let (id, price, quantity) = totals(cart);
+        ids.push(id);
+        prices.push(price);
+        quantities.push(quantity);
+    }
+    let statement = tx
+        .prepare_cached(
+            "UPDATE carts c SET price = t.price, quantity = t.quantity
+             FROM UNNEST($1::BIGINT[], $2::FLOAT8[], $3::BIGINT[]) AS t (id, price, quantity)
+             WHERE c.id = t.id",
+        )
+        .await?;
+    tx.execute(&statement, &[&ids, &prices, &quantities])
+        .await?;
+    Ok(())
+}
+
+/// The lines of carts `ids`, priced (names left out: only totals are
+/// needed).
+async fn priced(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<Cart>, tokio_postgres::Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT l.cart_id, l.item_id, l.quantity, '', i.price, i.deleted
+             FROM cart_lines l JOIN items i ON i.id = l.item_id
+             WHERE l.cart_id = ANY($1)
+             ORDER BY l.cart_id, l.position",
+        )
+        .await?;
+    carts_of(&tx.query(&statement, &[&ids]).await?)
+}
+
+/// Re-prices every cart holding item `item`, whose price or state this
+/// transaction just changed (so it holds the item's lock): locks the
+/// carts in id order, then reads their lines. Returns how many carts.
+pub(super) async fn reprice_holders(
+    tx: &Transaction<'_>,
+    item: i64,
+) -> Result<usize, tokio_postgres::Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT id FROM carts
+             WHERE id IN (SELECT cart_id FROM cart_lines WHERE item_id = $1)
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let ids = tx
+        .query(&statement, &[&item])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let carts = priced(tx, &ids).await?;
+    store_totals(tx, &carts).await?;
+    Ok(ids.len())
+}
+
+/// Fills the totals of every cart, batch by batch in id order (the
+/// migration that adds them; its transaction holds the table).
+pub(super) async fn fill_totals(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    let total: i64 = tx
+        .query_one("SELECT COUNT(*) FROM carts", &[])
+        .await?
+        .try_get(0)?;
+    tracing::info!(carts = total, "computing every cart's price and quantity");
+    let (mut after, mut done) = (0_i64, 0_i64);
+    loop {
+        let ids = tx
+            .query(
+                "SELECT id FROM carts WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &FILL_BATCH],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let Some(&last) = ids.last() else { break };
+        let carts = priced(tx, &ids).await?;
+        // Carts without lines keep their totals of 0.
+        store_totals(tx, &carts).await?;
+        after = last;
+        done += sql_count(ids.len());
+        tracing::info!(done, of = total, "cart totals computed");
+    }
+    Ok(())
+}
+
+/// Carts by ascending id: the page `offset`/`count` of those `filter`
+/// accepts, with their lines, read in one statement (one moment).
+async fn page(store: &PgStore, filter: &CartFilter) -> StoreResult<Vec<Cart>> {
+    let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
+    let min_price = filter.price.min.unwrap_or(f64::NEG_INFINITY);
+    let max_price = filter.price.max.unwrap_or(f64::INFINITY);
+    let Ok(min_quantity) = i64::try_from(filter.min_quantity.unwrap_or(0)) else {
+        // Above what any cart can hold.
+        return Ok(Vec::new());
+    };
+    let max_quantity = filter
+        .max_quantity
+        .map_or(i64::MAX, |max| i64::try_from(max).unwrap_or(i64::MAX));
     with_client!(store, |client| {
-        let statement = client
-            .prepare_cached(
+        // Prepared afresh, not cached: planned for these bounds (an index
+        // on the totals when they are selective, ids in order when not),
+        // never a generic plan made for other bounds.
+        let rows = client
+            .query(
                 "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
-                 FROM (SELECT id FROM carts WHERE id > $1 ORDER BY id LIMIT $2 OFFSET $3) c
+                 FROM (SELECT id FROM carts
+                       WHERE price >= $1 AND price <= $2
+                         AND quantity >= $3 AND quantity <= $4
+                       ORDER BY id LIMIT $5 OFFSET $6) c
                  LEFT JOIN cart_lines l ON l.cart_id = c.id
                  LEFT JOIN items i ON i.id = l.item_id
                  ORDER BY c.id, l.position",
+                &[
+                    &min_price,
+                    &max_price,
+                    &min_quantity,
+                    &max_quantity,
+                    &limit,
+                    &offset,
+                ],
             )
             .await?;
-        let rows = client.query(&statement, &[&after, &count, &skip]).await?;
-        carts_of(&rows)
+        Ok(carts_of(&rows)?)
     })
 }
 
@@ -99,29 +237,31 @@ pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Cart> {
     })
 }
 
-/// [`Store::carts`](crate::store::Store::carts): paged in SQL when only
-/// paged, else filtered in Rust batch by batch.
+/// [`Store::carts`](crate::store::Store::carts): filtered and paged in
+/// SQL, on the totals each cart row keeps.
 pub(super) async fn list(store: &PgStore, filter: CartFilter) -> StoreResult<Vec<Cart>> {
     let unfiltered = CartFilter {
         page: filter.page,
         ..CartFilter::default()
     } == filter;
-    if unfiltered {
-        // Paged in SQL: no cart is read that the page does not hold.
-        let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
-        return batch(store, 0, limit, offset).await;
+    if !unfiltered {
+        return page(store, &filter).await;
     }
-    let mut pager = Pager::new(filter.page);
-    let mut after = 0;
-    while !pager.is_full() {
-        let batch = batch(store, after, CART_BATCH, 0).await?;
-        let Some(last) = batch.last() else { break };
-        after = sql_id(last.id).unwrap_or(i64::MAX);
-        for cart in batch.into_iter().filter(|cart| filter.accepts(cart)) {
-            pager.offer(cart);
-        }
-    }
-    Ok(pager.into_found())
+    // Ids in order whatever the page: prepared once.
+    let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
+    with_client!(store, |client| {
+        let statement = client
+            .prepare_cached(
+                "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
+                 FROM (SELECT id FROM carts ORDER BY id LIMIT $1 OFFSET $2) c
+                 LEFT JOIN cart_lines l ON l.cart_id = c.id
+                 LEFT JOIN items i ON i.id = l.item_id
+                 ORDER BY c.id, l.position",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&limit, &offset]).await?;
+        Ok(carts_of(&rows)?)
+    })
 }
 
 /// [`Store::add_to_cart`](crate::store::Store::add_to_cart).
@@ -145,54 +285,57 @@ pub(super) async fn add(
                 None => Err(StoreError::CartNotFound(cart).into()),
             };
         };
-        // One statement: a new line only while the cart has fewer than
-        // `max_lines`; an existing line always. (Concurrent adds of
-        // different new items may each see the count below the bound
-        // under READ COMMITTED: the cart can pass it by at most the
-        // number of such adds running at once.)
-        let add = client
+        let tx = client.transaction().await?;
+        // The item first (shared: adds of one item do not wait on each
+        // other), then the cart: see the lock order above. Both in one
+        // statement, evaluated left to right.
+        let lock = tx
+            .prepare_cached(
+                "SELECT (SELECT deleted FROM items WHERE id = $2 FOR SHARE),
+                        EXISTS (SELECT 1 FROM carts WHERE id = $1 FOR UPDATE)",
+            )
+            .await?;
+        let row = tx.query_one(&lock, &[&cart_key, &item_key]).await?;
+        let deleted: Option<bool> = row.try_get(0)?;
+        let cart_exists: bool = row.try_get(1)?;
+        // In the contract's order.
+        match (cart_exists, deleted) {
+            (false, _) => return Err(StoreError::CartNotFound(cart).into()),
+            (true, None) => return Err(StoreError::ItemNotFound(item).into()),
+            (true, Some(true)) => return Err(StoreError::ItemUnavailable(item).into()),
+            (true, Some(false)) => {}
+        }
+        // A new line only while the cart has fewer than `max_lines`; an
+        // existing line always. The cart's lock makes the count exact.
+        let add = tx
             .prepare_cached(
                 "INSERT INTO cart_lines (cart_id, item_id, quantity)
-                 SELECT c.id, i.id, 1 FROM carts c, items i
-                 WHERE c.id = $1 AND i.id = $2 AND NOT i.deleted
-                   AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1) < $3
-                        OR EXISTS (SELECT 1 FROM cart_lines
-                                   WHERE cart_id = $1 AND item_id = $2))
+                 SELECT $1, $2, 1
+                 WHERE (SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1) < $3
+                    OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = $1 AND item_id = $2)
                  ON CONFLICT (cart_id, item_id)
                  DO UPDATE SET quantity = cart_lines.quantity + 1",
             )
             .await?;
-        if client
+        if tx
             .execute(&add, &[&cart_key, &item_key, &max_lines])
             .await?
             == 0
         {
-            // Nothing added: say why, in the contract's order.
-            let why = client
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM carts WHERE id = $1),
-                            (SELECT deleted FROM items WHERE id = $2)",
-                )
-                .await?;
-            let row = client.query_one(&why, &[&cart_key, &item_key]).await?;
-            let cart_exists: bool = row.try_get(0)?;
-            let deleted: Option<bool> = row.try_get(1)?;
-            return Err(match (cart_exists, deleted) {
-                (false, _) => StoreError::CartNotFound(cart),
-                (true, None) => StoreError::ItemNotFound(item),
-                (true, Some(true)) => StoreError::ItemUnavailable(item),
-                // Live item, existing cart, nothing added: the cart is full.
-                (true, Some(false)) => StoreError::CartFull {
-                    cart,
-                    limit: usize::try_from(max_lines).unwrap_or(usize::MAX),
-                },
+            // Live item, existing cart, nothing added: the cart is full.
+            return Err(StoreError::CartFull {
+                cart,
+                limit: usize::try_from(max_lines).unwrap_or(usize::MAX),
             }
             .into());
         }
-        let statement = client.prepare_cached(CART_SQL).await?;
-        let rows = client.query(&statement, &[&cart_key]).await?;
-        carts_of(&rows)?
+        let statement = tx.prepare_cached(CART_SQL).await?;
+        let rows = tx.query(&statement, &[&cart_key]).await?;
+        let priced = carts_of(&rows)?
             .pop()
-            .ok_or_else(|| StoreError::CartNotFound(cart).into())
+            .ok_or(StoreError::CartNotFound(cart))?;
+        store_totals(&tx, std::slice::from_ref(&priced)).await?;
+        tx.commit().await?;
+        Ok(priced)
     })
 }

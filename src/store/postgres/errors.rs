@@ -46,7 +46,14 @@ impl Failure {
     /// Whether running the operation again may succeed at once.
     pub(super) fn is_retryable(&self) -> bool {
         match self {
-            Failure::Db(err) => err.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE),
+            // A deadlock should not happen (every write locks an item before
+            // carts, carts in id order), but one is safe to run again.
+            Failure::Db(err) => [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+            ]
+            .iter()
+            .any(|code| err.code() == Some(code)),
             _ => false,
         }
     }

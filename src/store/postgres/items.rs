@@ -1,11 +1,12 @@
 //! The SQL of items: one statement per operation, each row read back as
 //! an [`Item`]. An update that changes no row asks once more why
-//! (missing, or deleted).
+//! (missing, or deleted). A price change or a deletion also re-prices, in
+//! its transaction, the carts that hold the item (see `carts`).
 
 use tokio_postgres::Row;
 
 use super::errors::Failure;
-use super::{PgStore, api_id, sql_count, sql_id};
+use super::{PgStore, api_id, carts, sql_count, sql_id};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
 use crate::store::{StoreError, StoreResult};
 
@@ -62,63 +63,106 @@ pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Item> {
 }
 
 /// [`Store::items`](crate::store::Store::items): filtered and paged in SQL.
+/// From `items_by_price` when the price bounds are selective, else by ids
+/// in order (stopping after the page).
 pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
     let min = filter.price.min.unwrap_or(f64::NEG_INFINITY);
     let max = filter.price.max.unwrap_or(f64::INFINITY);
     let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
+    // Two statements: each planned without a flag that hides its shape.
+    let sql = if filter.show_deleted {
+        "SELECT id, name, price, deleted FROM items
+         WHERE price >= $1 AND price <= $2
+         ORDER BY id LIMIT $3 OFFSET $4"
+    } else {
+        "SELECT id, name, price, deleted FROM items
+         WHERE NOT deleted AND price >= $1 AND price <= $2
+         ORDER BY id LIMIT $3 OFFSET $4"
+    };
+    let unbounded = filter.price.min.is_none() && filter.price.max.is_none();
     with_client!(store, |client| {
-        let statement = client
-            .prepare_cached(
-                "SELECT id, name, price, deleted FROM items
-                 WHERE ($1 OR NOT deleted) AND price >= $2 AND price <= $3
-                 ORDER BY id LIMIT $4 OFFSET $5",
-            )
-            .await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&filter.show_deleted, &min, &max, &limit, &offset],
-            )
-            .await?;
+        let rows = if unbounded {
+            // Ids in order whatever the parameters: prepared once.
+            let statement = client
+                .prepare_cached(
+                    "SELECT id, name, price, deleted FROM items
+                     WHERE ($1 OR NOT deleted)
+                     ORDER BY id LIMIT $2 OFFSET $3",
+                )
+                .await?;
+            client
+                .query(&statement, &[&filter.show_deleted, &limit, &offset])
+                .await?
+        } else {
+            // Prepared afresh, not cached: planned for these bounds, never
+            // a generic plan made for other ones.
+            client.query(sql, &[&min, &max, &limit, &offset]).await?
+        };
         rows.iter().map(item_of).collect()
     })
 }
 
 /// [`Store::patch_item`](crate::store::Store::patch_item) (a replace is
-/// a patch of both fields).
+/// a patch of both fields). A new price re-prices the carts holding the
+/// item, in the same transaction.
 pub(super) async fn patch(store: &PgStore, id: Id, patch: ItemPatch) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
-        let statement = client
+        let tx = client.transaction().await?;
+        let statement = tx
             .prepare_cached(
                 "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
                  WHERE id = $1 AND NOT deleted
                  RETURNING id, name, price, deleted",
             )
             .await?;
-        let row = client
+        let row = tx
             .query_opt(&statement, &[&key, &patch.name, &patch.price])
             .await?;
         match row {
-            Some(row) => item_of(&row),
-            None => match item_state(&client, key).await? {
-                None => Err(StoreError::ItemNotFound(id).into()),
-                // Deleted, also when a delete won the race with us.
-                Some(_) => Err(StoreError::ItemDeleted(id).into()),
-            },
+            Some(row) => {
+                let item = item_of(&row)?;
+                if patch.price.is_some() {
+                    carts::reprice_holders(&tx, key).await?;
+                }
+                tx.commit().await?;
+                Ok(item)
+            }
+            None => {
+                tx.rollback().await?;
+                match item_state(&client, key).await? {
+                    None => Err(StoreError::ItemNotFound(id).into()),
+                    // Deleted, also when a delete won the race with us.
+                    Some(_) => Err(StoreError::ItemDeleted(id).into()),
+                }
+            }
         }
     })
 }
 
-/// [`Store::delete_item`](crate::store::Store::delete_item).
+/// [`Store::delete_item`](crate::store::Store::delete_item). The first
+/// delete re-prices the carts holding the item, in its transaction; a
+/// delete of a deleted item changes nothing.
 pub(super) async fn delete(store: &PgStore, id: Id) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
-        let statement = client
+        let tx = client.transaction().await?;
+        let statement = tx
             .prepare_cached(
-                "UPDATE items SET deleted = TRUE WHERE id = $1
+                "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted
                  RETURNING id, name, price, deleted",
             )
+            .await?;
+        if let Some(row) = tx.query_opt(&statement, &[&key]).await? {
+            let item = item_of(&row)?;
+            carts::reprice_holders(&tx, key).await?;
+            tx.commit().await?;
+            return Ok(item);
+        }
+        tx.rollback().await?;
+        // Already deleted (also by a delete that won the race), or missing.
+        let statement = client
+            .prepare_cached("SELECT id, name, price, deleted FROM items WHERE id = $1")
             .await?;
         match client.query_opt(&statement, &[&key]).await? {
             Some(row) => item_of(&row),

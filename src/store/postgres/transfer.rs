@@ -1,15 +1,18 @@
 //! Export and import for PostgreSQL: a snapshot read in one REPEATABLE READ
 //! transaction (one moment of the database, while writes go on), and an
 //! import in one transaction that also moves the identity sequences past
-//! the imported ids.
+//! the imported ids. An import also computes each cart's totals (see
+//! `carts`); an export leaves them out, as they follow from the rest.
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Client;
 use tokio_postgres::IsolationLevel;
 
 use super::errors::Failure;
 use super::{api_id, sql_id};
-use crate::store::StoreError;
 use crate::store::export::{ExportCart, ExportItem, ExportLine, Snapshot};
+use crate::store::{LineState, StoreError, priced_cart};
 
 /// Reads every item and cart as of one moment.
 pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
@@ -82,6 +85,36 @@ pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
     Ok(snapshot)
 }
 
+/// Each cart's totals (price and quantity, as `carts` keeps them), priced
+/// as the API prices it; `None` when a quantity is beyond `BIGINT`.
+fn cart_totals(snapshot: &Snapshot) -> Option<(Vec<f64>, Vec<i64>)> {
+    let items: HashMap<u64, (f64, bool)> = snapshot
+        .items
+        .iter()
+        .map(|item| (item.id, (item.price, item.deleted)))
+        .collect();
+    let (mut prices, mut quantities) = (Vec::new(), Vec::new());
+    for cart in &snapshot.carts {
+        let priced = priced_cart(
+            cart.id,
+            cart.lines.iter().map(|line| {
+                // A line of an unknown item fails the insert of lines.
+                let (price, deleted) = items.get(&line.item).copied().unwrap_or((0.0, true));
+                LineState {
+                    item: line.item,
+                    quantity: line.quantity,
+                    name: String::new(),
+                    price,
+                    deleted,
+                }
+            }),
+        );
+        prices.push(priced.price);
+        quantities.push(i64::try_from(priced.quantity()).ok()?);
+    }
+    Some((prices, quantities))
+}
+
 /// Loads `snapshot` into an empty database, all or nothing.
 pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(), Failure> {
     let too_big = || {
@@ -124,9 +157,11 @@ pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(
         .iter()
         .map(|cart| id(cart.id))
         .collect::<Result<Vec<_>, _>>()?;
+    let (cart_prices, cart_quantities) = cart_totals(snapshot).ok_or_else(too_big)?;
     tx.execute(
-        "INSERT INTO carts (id) SELECT * FROM UNNEST($1::BIGINT[])",
-        &[&cart_ids],
+        "INSERT INTO carts (id, price, quantity)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::FLOAT8[], $3::BIGINT[])",
+        &[&cart_ids, &cart_prices, &cart_quantities],
     )
     .await?;
     let (mut line_carts, mut line_items, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
@@ -162,5 +197,9 @@ pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(
     ))
     .await?;
     tx.commit().await?;
+    // Statistics for the planner, which picks the indexes by them.
+    client
+        .batch_execute("ANALYZE items; ANALYZE carts; ANALYZE cart_lines")
+        .await?;
     Ok(())
 }

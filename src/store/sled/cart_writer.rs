@@ -9,16 +9,15 @@
 //! syncs, the next batch gathers.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
-use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
-use super::snapshot::{Gate, Kind, Pass};
-use crate::domain::Id;
+use super::records::{CartTx, Records};
+use crate::domain::{Id, Resource};
 use crate::store::{StoreError, StoreResult};
 
 /// The most adds applied in one transaction.
@@ -39,19 +38,17 @@ pub(super) struct CartWriter {
 }
 
 impl CartWriter {
-    /// Starts the writer thread over the two trees; its handle comes back
+    /// Starts the writer thread over the records; its handle comes back
     /// so the store can wait for it to end.
     /// With `disk`, every batch is synced before its adds are answered.
     pub(super) fn start(
-        items: sled::Tree,
-        carts: sled::Tree,
-        disk: Option<std::sync::Arc<DiskSync>>,
-        gate: std::sync::Arc<Gate>,
+        records: Arc<Records>,
+        disk: Option<Arc<DiskSync>>,
     ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
         let (queue, rx) = mpsc::channel::<Add>();
         let thread = std::thread::Builder::new()
             .name("shopd-carts".into())
-            .spawn(move || writer(&rx, &items, &carts, disk.as_deref(), &gate))?;
+            .spawn(move || writer(&rx, &records, disk.as_deref()))?;
         Ok((CartWriter { queue: Some(queue) }, thread))
     }
 
@@ -86,13 +83,7 @@ impl CartWriter {
     }
 }
 
-fn writer(
-    rx: &mpsc::Receiver<Add>,
-    items: &sled::Tree,
-    carts: &sled::Tree,
-    disk: Option<&DiskSync>,
-    gate: &Gate,
-) {
+fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -101,8 +92,7 @@ fn writer(
             .map(|add| (add.cart, add.item, add.max_lines))
             .collect();
         // Through the gate for the transaction only, not for the sync.
-        let applied =
-            apply(items, carts, &pairs, &gate.pass()).map_err(|err| crate::error_chain(&err));
+        let applied = apply(records, &pairs).map_err(|err| crate::error_chain(&err));
         let synced = applied.and_then(|outcomes| match disk {
             Some(disk) => disk
                 .sync()
@@ -132,14 +122,15 @@ fn writer(
 
 /// Applies the adds in order in one transaction; each gets its outcome.
 fn apply(
-    items: &sled::Tree,
-    carts: &sled::Tree,
+    records: &Records,
     adds: &[(Id, Id, usize)],
-    pass: &Pass<'_>,
 ) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
     type TxError = ConflictableTransactionError<StoreError>;
     let corrupt = |err: codec::CodecError| TxError::Abort(StoreError::backend(err));
-    (items, carts).transaction(|(items, carts)| {
+    let mut touched: Vec<Id> = adds.iter().map(|&(cart, _, _)| cart).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    records.transact_carts(&touched, |tx: &CartTx<'_>| {
         // Carts read by this batch, and whether it changed them; each
         // changed cart is written once, at the end.
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
@@ -147,19 +138,15 @@ fn apply(
         for &(cart, item, max_lines) in adds {
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
-                None => match carts.get(codec::key(cart))? {
-                    Some(bytes) => {
-                        // An export in progress keeps the cart as it was.
-                        pass.keep(Kind::Cart, cart, Some(&bytes));
-                        (codec::decode(&bytes).map_err(corrupt)?, false)
-                    }
+                None => match tx.get(Resource::Cart, cart)? {
+                    Some(bytes) => (codec::decode(&bytes).map_err(corrupt)?, false),
                     None => {
                         outcomes.push(Err(StoreError::CartNotFound(cart)));
                         continue;
                     }
                 },
             };
-            let live = match items.get(codec::key(item))? {
+            let live = match tx.get(Resource::Item, item)? {
                 Some(bytes) => {
                     let item_record: ItemRecord = codec::decode(&bytes).map_err(corrupt)?;
                     if item_record.deleted {
@@ -192,8 +179,7 @@ fn apply(
             changed.insert(cart, (record, true));
         }
         for (cart, (record, _)) in changed.iter().filter(|(_, (_, dirty))| *dirty) {
-            let encoded = codec::encode(record).map_err(corrupt)?;
-            carts.insert(&codec::key(*cart), encoded)?;
+            tx.put_cart(*cart, codec::encode(record).map_err(corrupt)?)?;
         }
         Ok(outcomes)
     })

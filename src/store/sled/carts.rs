@@ -3,9 +3,9 @@
 //! items' current state.
 
 use super::codec::{self, CartRecord};
-use super::manifest::Records;
-use super::{SledStore, backend};
-use crate::domain::{Cart, CartFilter, Id};
+use super::index::{self, Candidates};
+use super::{BIG_CART, SledStore, backend};
+use crate::domain::{Cart, CartFilter, Id, PriceRange, Resource};
 use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
 
 impl SledStore {
@@ -27,31 +27,74 @@ impl SledStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(priced_cart(id, lines))
     }
+
+    /// [`SledStore::cart_view`], off the async threads for a big cart:
+    /// in the bounded pool for a read, on a blocking thread outside the
+    /// bound after a write (the add is stored: its answer is not shed).
+    async fn priced(&self, id: Id, record: CartRecord, after_write: bool) -> StoreResult<Cart> {
+        if record.lines.len() <= BIG_CART {
+            return self.cart_view(id, &record);
+        }
+        if after_write {
+            let store = self.clone();
+            return tokio::task::spawn_blocking(move || store.cart_view(id, &record))
+                .await
+                .map_err(backend)?;
+        }
+        self.off_runtime(move |store| store.cart_view(id, &record))
+            .await
+    }
 }
 
 /// [`Store::create_cart`](crate::store::Store::create_cart).
 pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    store.insert_new(Records::Carts, bytes).await
+    store.insert_new(Resource::Cart, bytes).await
 }
 
 /// [`Store::cart`](crate::store::Store::cart).
-pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
-    let bytes = store
-        .inner
-        .carts
-        .get(codec::key(id))
-        .map_err(backend)?
-        .ok_or(StoreError::CartNotFound(id))?;
-    let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-    store.cart_view(id, &record)
+pub(super) async fn get(store: &SledStore, id: Id) -> StoreResult<Cart> {
+    store.priced(id, record(store, id)?, false).await
 }
 
-/// [`Store::carts`](crate::store::Store::carts).
+/// The record of cart `id`.
+fn record(store: &SledStore, id: Id) -> StoreResult<CartRecord> {
+    let bytes = store
+        .inner
+        .records
+        .get(Resource::Cart, id)?
+        .ok_or(StoreError::CartNotFound(id))?;
+    codec::decode(&bytes).map_err(backend)
+}
+
+/// [`Store::carts`](crate::store::Store::carts): from the index of cart
+/// prices or quantities when that is cheaper (see [`index::budget`]), else
+/// by walking the carts in id order until the page is full.
 pub(super) fn list(store: &SledStore, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-    let carts = store.inner.carts.iter().map(|entry| {
-        let (key, value) = entry.map_err(backend)?;
-        let id = codec::id_of(&key).map_err(backend)?;
+    let price = (filter.price != PriceRange::default()).then_some(filter.price);
+    let quantity = (filter.min_quantity.is_some() || filter.max_quantity.is_some()).then(|| {
+        (
+            filter.min_quantity.unwrap_or(0),
+            filter.max_quantity.unwrap_or(u64::MAX),
+        )
+    });
+    if price.is_some() || quantity.is_some() {
+        let candidates = {
+            let indexes = store.inner.records.indexes();
+            let budget = index::budget(filter.page, indexes.cart_count());
+            indexes.carts_within(price, quantity, budget)
+        };
+        if let Candidates::All(mut ids) = candidates {
+            ids.sort_unstable();
+            // Priced again from the items: the filter decides on that.
+            let carts = ids
+                .into_iter()
+                .map(|id| store.cart_view(id, &record(store, id)?));
+            return page(carts, filter.page, |cart| filter.accepts(cart));
+        }
+    }
+    let carts = store.inner.records.iter(Resource::Cart).map(|entry| {
+        let (id, value) = entry?;
         let record: CartRecord = codec::decode(&value).map_err(backend)?;
         store.cart_view(id, &record)
     });
@@ -70,5 +113,5 @@ pub(super) async fn add(
     store.inner.disk.touch();
     // Priced outside the transaction: the cart as this add left it, with
     // its items' current names and prices.
-    store.cart_view(cart, &record)
+    store.priced(cart, record, true).await
 }

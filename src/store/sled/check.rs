@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use super::codec::{self, CartRecord, ItemRecord};
 use super::durability::SYNC_KEY;
-use super::manifest::{Kind, Manifest};
-use crate::domain::Id;
+use super::manifest::{Claim, Manifest};
+use super::records::Records;
+use crate::domain::{Id, Resource};
 
 /// Problems listed in full; more are counted.
 const SHOWN: usize = 20;
@@ -50,8 +51,13 @@ impl Scan {
     }
 }
 
-/// Reads every item and cart, and the last sync's mark in `meta`.
-pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) -> Scan {
+/// Records read between two progress lines in the log.
+const PROGRESS_EVERY: u64 = 100_000;
+
+/// Reads every item and cart, and the last sync's mark in `meta`; notes
+/// each record that reads in the indexes (they are built here, once per
+/// start), logging progress on a big store.
+pub(super) fn scan(records: &Records, meta: &sled::Tree) -> Scan {
     let mut scan = Scan::default();
     match meta.get(SYNC_KEY) {
         Ok(Some(bytes)) => match codec::id_of(&bytes) {
@@ -62,7 +68,7 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
         Err(err) => scan.problem(format!("the last sync's mark cannot be read: {err}")),
     }
     let mut item_ids = HashSet::new();
-    for entry in items {
+    for entry in records.raw(Resource::Item) {
         let (key, value) = match entry {
             Ok(entry) => entry,
             Err(err) => {
@@ -79,7 +85,11 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
         };
         match codec::decode::<ItemRecord>(&value) {
             Ok(record) => {
+                records.index_item(id, &record);
                 scan.items.count += 1;
+                if scan.items.count % PROGRESS_EVERY == 0 {
+                    tracing::info!(items = scan.items.count, "reading and indexing the store");
+                }
                 scan.items.highest = id;
                 scan.live_items += u64::from(!record.deleted);
                 item_ids.insert(id);
@@ -87,7 +97,7 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
             Err(err) => scan.problem(format!("item {id} does not decode: {err}")),
         }
     }
-    for entry in carts {
+    for entry in records.raw(Resource::Cart) {
         let (key, value) = match entry {
             Ok(entry) => entry,
             Err(err) => {
@@ -109,7 +119,11 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
                 continue;
             }
         };
+        records.index_cart(id, &record);
         scan.carts.count += 1;
+        if scan.carts.count % PROGRESS_EVERY == 0 {
+            tracing::info!(carts = scan.carts.count, "reading and indexing the store");
+        }
         scan.carts.highest = id;
         for line in &record.lines {
             if !item_ids.contains(&line.item) {
@@ -132,22 +146,22 @@ pub(super) fn scan(items: &sled::Tree, carts: &sled::Tree, meta: &sled::Tree) ->
 /// What is missing from `found` that `manifest` says was stored.
 pub(super) fn missing(found: &Scan, manifest: &Manifest) -> Vec<String> {
     let mut missing = Vec::new();
-    for (name, tally, kind) in [
+    for (name, tally, claim) in [
         ("items", found.items, manifest.items),
         ("carts", found.carts, manifest.carts),
     ] {
-        if tally.highest < kind.highest {
+        if tally.highest < claim.highest {
             missing.push(format!(
                 "{name} up to id {} were acknowledged but the highest stored is {}: the store lost data",
-                kind.highest, tally.highest
+                claim.highest, tally.highest
             ));
         }
-        if tally.count < kind.count {
+        if tally.count < claim.count {
             missing.push(format!(
                 "{} {name} were acknowledged but {} are stored: {} are missing",
-                kind.count,
+                claim.count,
                 tally.count,
-                kind.count - tally.count
+                claim.count - tally.count
             ));
         }
     }
@@ -198,11 +212,11 @@ impl CheckReport {
     }
 }
 
-fn kind_line(f: &mut fmt::Formatter<'_>, name: &str, kind: Kind) -> fmt::Result {
+fn claim_line(f: &mut fmt::Formatter<'_>, name: &str, claim: Claim) -> fmt::Result {
     writeln!(
         f,
         "  {name}: {} records, highest id {}, next id {}",
-        kind.count, kind.highest, kind.next
+        claim.count, claim.highest, claim.next
     )
 }
 
@@ -224,8 +238,8 @@ impl fmt::Display for CheckReport {
         match (&self.manifest_state, &self.manifest) {
             (ManifestState::Present, Some(manifest)) => {
                 writeln!(f, "manifest: acknowledged so far")?;
-                kind_line(f, "items", manifest.items)?;
-                kind_line(f, "carts", manifest.carts)?;
+                claim_line(f, "items", manifest.items)?;
+                claim_line(f, "carts", manifest.carts)?;
                 writeln!(f, "  last sync: {}", manifest.sync)?;
             }
             (ManifestState::Damaged(why), _) => writeln!(f, "manifest: damaged: {why}")?,

@@ -1,13 +1,12 @@
-//! Item operations on the `items` tree: each change a compare-and-swap of
-//! one record, retried on a race, passed through the export gate.
+//! Item operations: each change a compare-and-swap of one record through
+//! the write gate, retried on a race.
 
 use std::sync::atomic::Ordering;
 
 use super::codec::{self, ItemRecord};
-use super::manifest::Records;
-use super::snapshot::Kind;
+use super::index::{self, Candidates};
 use super::{SledStore, backend};
-use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
 use crate::store::{StoreError, StoreResult, page};
 
 impl SledStore {
@@ -15,9 +14,8 @@ impl SledStore {
     pub(super) fn read_item(&self, id: Id) -> StoreResult<ItemRecord> {
         let bytes = self
             .inner
-            .items
-            .get(codec::key(id))
-            .map_err(backend)?
+            .records
+            .get(Resource::Item, id)?
             .ok_or(StoreError::ItemNotFound(id))?;
         codec::decode(&bytes).map_err(backend)
     }
@@ -28,27 +26,17 @@ impl SledStore {
         id: Id,
         change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
     ) -> StoreResult<ItemRecord> {
-        let key = codec::key(id);
-        let pass = self.inner.gate.pass();
+        let records = &self.inner.records;
         loop {
-            let old = self
-                .inner
-                .items
-                .get(key)
-                .map_err(backend)?
+            let old = records
+                .get(Resource::Item, id)?
                 .ok_or(StoreError::ItemNotFound(id))?;
             let mut record: ItemRecord = codec::decode(&old).map_err(backend)?;
             if !change(&mut record)? {
                 return Ok(record);
             }
             let new = codec::encode(&record).map_err(backend)?;
-            pass.keep(Kind::Item, id, Some(&old));
-            let swapped = self
-                .inner
-                .items
-                .compare_and_swap(key, Some(old), Some(new))
-                .map_err(backend)?;
-            if swapped.is_ok() {
+            if records.swap(Resource::Item, id, old, &new)? {
                 return Ok(record);
             }
         }
@@ -73,7 +61,7 @@ pub(super) async fn create(store: &SledStore, item: NewItem) -> StoreResult<Item
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let id = store.insert_new(Records::Items, bytes).await?;
+    let id = store.insert_new(Resource::Item, bytes).await?;
     Ok(item_of(id, record))
 }
 
@@ -82,16 +70,30 @@ pub(super) fn get(store: &SledStore, id: Id) -> StoreResult<Item> {
     Ok(item_of(id, store.read_item(id)?))
 }
 
-/// [`Store::items`](crate::store::Store::items).
+/// [`Store::items`](crate::store::Store::items): from the price index
+/// when that is cheaper (see [`index::budget`]), else by walking the items
+/// in id order until the page is full.
 pub(super) fn list(store: &SledStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-    let items = store.inner.items.iter().map(|entry| {
-        let (key, value) = entry.map_err(backend)?;
+    let accepts = |item: &Item| filter.accepts(item.price, item.deleted);
+    if filter.price != PriceRange::default() {
+        let candidates = {
+            let indexes = store.inner.records.indexes();
+            let budget = index::budget(filter.page, indexes.item_count());
+            indexes.items_priced(filter.price, filter.show_deleted, budget)
+        };
+        if let Candidates::All(mut ids) = candidates {
+            ids.sort_unstable();
+            // Read again: an item may have changed since the index said so.
+            let items = ids.into_iter().map(|id| get(store, id));
+            return page(items, filter.page, accepts);
+        }
+    }
+    let items = store.inner.records.iter(Resource::Item).map(|entry| {
+        let (id, value) = entry?;
         let record: ItemRecord = codec::decode(&value).map_err(backend)?;
-        Ok(item_of(codec::id_of(&key).map_err(backend)?, record))
+        Ok(item_of(id, record))
     });
-    page(items, filter.page, |item| {
-        filter.accepts(item.price, item.deleted)
-    })
+    page(items, filter.page, accepts)
 }
 
 /// [`Store::replace_item`](crate::store::Store::replace_item).

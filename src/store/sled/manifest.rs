@@ -13,6 +13,10 @@
 //! never says less than what was handed out; highest ids, counts and the
 //! sync number may lag by [`LAZY`] (a write costs several fsyncs, ten
 //! times an item's own), and are exact after a clean shutdown.
+//!
+//! The format is a few lines of text with an FNV-1a checksum line, written
+//! by hand: a serde struct with a CRC would not be shorter, since existing
+//! data directories hold this format and its reader would have to stay.
 
 use std::fmt;
 use std::fs::File;
@@ -22,7 +26,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::domain::Id;
+use crate::domain::{Id, Resource};
 
 /// The manifest's file name in the data directory.
 pub(super) const FILE: &str = "manifest";
@@ -30,21 +34,22 @@ const HEADER: &str = "shopd manifest 1";
 /// How long a manifest may lag behind syncs that stored no new record.
 pub(super) const LAZY: Duration = Duration::from_secs(1);
 
-/// What the manifest says about one kind of record (items or carts).
+/// What the manifest claims about one resource (items or carts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Kind {
+pub(super) struct Claim {
     /// The highest id known to be stored durably (0: none).
     pub highest: Id,
     /// How many records are known to be stored durably (records are never
     /// removed: a deleted item stays, marked deleted).
     pub count: u64,
-    /// No id below this was ever handed out... and none below it may be again.
+    /// Every id handed out so far (or reserved to be) is below this: the
+    /// next id is at least this, and no id below it may be handed out again.
     pub next: Id,
 }
 
-impl Kind {
-    fn max(self, other: Kind) -> Kind {
-        Kind {
+impl Claim {
+    fn max(self, other: Claim) -> Claim {
+        Claim {
             highest: self.highest.max(other.highest),
             count: self.count.max(other.count),
             next: self.next.max(other.next),
@@ -55,8 +60,8 @@ impl Kind {
 /// The manifest's contents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Manifest {
-    pub items: Kind,
-    pub carts: Kind,
+    pub items: Claim,
+    pub carts: Claim,
     /// The number of the last sync known durable. Each sync first writes
     /// its number into sled (`meta`), so a store whose log lost its tail
     /// (and with it the latest changes to existing records, which counts
@@ -76,10 +81,10 @@ pub(super) enum ManifestError {
 impl fmt::Display for Manifest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{HEADER}")?;
-        for (name, kind) in [("items", self.items), ("carts", self.carts)] {
-            writeln!(f, "{name}.highest {}", kind.highest)?;
-            writeln!(f, "{name}.count {}", kind.count)?;
-            writeln!(f, "{name}.next {}", kind.next)?;
+        for (name, claim) in [("items", self.items), ("carts", self.carts)] {
+            writeln!(f, "{name}.highest {}", claim.highest)?;
+            writeln!(f, "{name}.count {}", claim.count)?;
+            writeln!(f, "{name}.next {}", claim.next)?;
         }
         writeln!(f, "sync {}", self.sync)
     }
@@ -118,14 +123,14 @@ impl Manifest {
             }
             number.parse().map_err(|_| "bad number")
         };
-        let mut kind = |name: &str| -> Result<Kind, &'static str> {
-            Ok(Kind {
+        let mut claim = |name: &str| -> Result<Claim, &'static str> {
+            Ok(Claim {
                 highest: value(&format!("{name}.highest"))?,
                 count: value(&format!("{name}.count"))?,
                 next: value(&format!("{name}.next"))?,
             })
         };
-        let (items, carts) = (kind("items")?, kind("carts")?);
+        let (items, carts) = (claim("items")?, claim("carts")?);
         Ok(Manifest {
             items,
             carts,
@@ -164,31 +169,24 @@ impl Manifest {
     }
 }
 
-/// Counts of one kind of record as they are stored.
+/// Counts of one resource's records as they are stored.
 #[derive(Default)]
 struct Counter {
     highest: AtomicU64,
     count: AtomicU64,
-    /// Ids below this may have been handed out (periodic mode's reservations).
+    /// Ids below this may have been handed out (the reserved block).
     reserved: AtomicU64,
 }
 
 impl Counter {
-    fn snapshot(&self) -> Kind {
+    fn snapshot(&self) -> Claim {
         let highest = self.highest.load(Ordering::SeqCst);
-        Kind {
+        Claim {
             highest,
             count: self.count.load(Ordering::SeqCst),
             next: (highest + 1).max(self.reserved.load(Ordering::SeqCst)),
         }
     }
-}
-
-/// Which kind of record.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Records {
-    Items,
-    Carts,
 }
 
 /// Keeps the manifest up to date with what the store has made durable.
@@ -211,10 +209,10 @@ impl Ledger {
     /// Starts from `manifest` (what the store holds at start-up) and writes it.
     pub(super) fn start(dir: &Path, manifest: Manifest) -> io::Result<Ledger> {
         manifest.write(dir)?;
-        let counter = |kind: Kind| Counter {
-            highest: AtomicU64::new(kind.highest),
-            count: AtomicU64::new(kind.count),
-            reserved: AtomicU64::new(kind.next),
+        let counter = |claim: Claim| Counter {
+            highest: AtomicU64::new(claim.highest),
+            count: AtomicU64::new(claim.count),
+            reserved: AtomicU64::new(claim.next),
         };
         Ok(Ledger {
             dir: dir.to_path_buf(),
@@ -228,10 +226,10 @@ impl Ledger {
         })
     }
 
-    fn counter(&self, records: Records) -> &Counter {
-        match records {
-            Records::Items => &self.items,
-            Records::Carts => &self.carts,
+    fn counter(&self, resource: Resource) -> &Counter {
+        match resource {
+            Resource::Item => &self.items,
+            Resource::Cart => &self.carts,
         }
     }
 
@@ -242,23 +240,25 @@ impl Ledger {
     }
 
     /// Notes a new record, after sled took it (and before it is synced).
-    pub(super) fn stored(&self, records: Records, id: Id) {
-        let counter = self.counter(records);
+    pub(super) fn stored(&self, resource: Resource, id: Id) {
+        let counter = self.counter(resource);
         counter.highest.fetch_max(id, Ordering::SeqCst);
         counter.count.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Notes that ids below `until` may be handed out.
-    pub(super) fn reserve(&self, records: Records, until: Id) {
-        self.counter(records)
+    pub(super) fn reserve(&self, resource: Resource, until: Id) {
+        self.counter(resource)
             .reserved
             .fetch_max(until, Ordering::SeqCst);
     }
 
     /// Notes that no id from `next` on was handed out (at shutdown, when
     /// no more are): the unused part of a reservation is free again.
-    pub(super) fn release(&self, records: Records, next: Id) {
-        self.counter(records).reserved.store(next, Ordering::SeqCst);
+    pub(super) fn release(&self, resource: Resource, next: Id) {
+        self.counter(resource)
+            .reserved
+            .store(next, Ordering::SeqCst);
     }
 
     /// What is stored now; take it before a sync and publish it after.
@@ -326,12 +326,12 @@ mod tests {
     #[test]
     fn a_manifest_round_trips_and_any_changed_byte_is_noticed() {
         let manifest = Manifest {
-            items: Kind {
+            items: Claim {
                 highest: 2000,
                 count: 1999,
                 next: 3025,
             },
-            carts: Kind {
+            carts: Claim {
                 highest: 7,
                 count: 7,
                 next: 8,
@@ -347,5 +347,19 @@ mod tests {
                 assert_ne!(Manifest::decode(&text), Ok(manifest), "byte {at}");
             }
         }
+    }
+
+    /// Data directories already hold manifests in this format: they must
+    /// keep reading the same (the text below was written by shopd 0.1).
+    #[test]
+    fn a_manifest_written_before_reads_the_same() {
+        let text = "shopd manifest 1\nitems.highest 2000\nitems.count 1999\nitems.next 3025\n\
+                    carts.highest 7\ncarts.count 7\ncarts.next 8\nsync 12\n\
+                    checksum 44438aee962d7380\n";
+        let manifest = Manifest::decode(text).unwrap();
+        assert_eq!(manifest.items.next, 3025);
+        assert_eq!(manifest.carts.highest, 7);
+        assert_eq!(manifest.sync, 12);
+        assert_eq!(manifest.encode(), text);
     }
 }

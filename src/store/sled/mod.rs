@@ -1,7 +1,8 @@
 //! The embedded backend: sled trees `items` and `carts` keyed by big-endian
 //! id, plus `meta` for id reservations; the data directory is locked by one
 //! process at a time. Beside sled, the `manifest` file records how much the
-//! store held, so damage is noticed at start-up (see `open.rs`).
+//! store held, so damage is noticed at start-up (see `open.rs`). Every
+//! change of an item or a cart goes through the write gate (`records.rs`).
 //!
 //! Here: the store handle, opening it and the [`Store`] impl, which hands
 //! each call to `items`, `carts` or `transfer` (export snapshot, import).
@@ -18,36 +19,44 @@ mod check;
 mod codec;
 mod durability;
 mod ids;
+mod index;
 mod items;
 mod manifest;
 mod open;
+mod records;
 mod snapshot;
 mod transfer;
 
 use cart_writer::CartWriter;
 use durability::{Committer, DiskSync};
-use manifest::{Ledger, Records};
+use manifest::Ledger;
+use records::Records;
 
 pub use check::{CheckReport, ManifestState, Scan, Tally};
 pub use durability::Durability;
 use ids::{IdGen, IdHome};
 pub use open::{OnDamage, OpenError, check};
-use snapshot::Gate;
 
 use super::export::Snapshot;
-use super::{Store, StoreError, StoreResult, StoreStats};
-use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
+use super::{Scans, Store, StoreError, StoreResult, StoreStats};
+use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
+    /// Where scans, exports and big carts run, off the async threads.
+    scans: Scans,
 }
+
+/// A cart with more lines than this is priced off the async threads: each
+/// line is one more read.
+const BIG_CART: usize = 32;
 
 struct Inner {
     db: sled::Db,
-    items: sled::Tree,
-    carts: sled::Tree,
+    /// The items and carts, behind the write gate.
+    records: Arc<Records>,
     item_ids: IdGen,
     cart_ids: IdGen,
     disk: Arc<DiskSync>,
@@ -55,8 +64,6 @@ struct Inner {
     durability: Durability,
     committer: Committer,
     cart_writer: CartWriter,
-    /// Writers pass it around each change; an export captures through it.
-    gate: Arc<Gate>,
     /// One export at a time.
     exporting: std::sync::Mutex<()>,
     /// The flusher and cart writer threads, joined when the store goes.
@@ -102,7 +109,7 @@ impl SledStore {
             path: dir.to_path_buf(),
             source,
         };
-        let (db, items, carts, meta) = (opened.db, opened.items, opened.carts, opened.meta);
+        let (db, records, meta) = (opened.db, Arc::new(opened.records), opened.meta);
         let ledger = Arc::new(Ledger::start(dir, opened.start).map_err(unusable)?);
         let disk = DiskSync::new(
             db.clone(),
@@ -112,41 +119,29 @@ impl SledStore {
             ledger.clone(),
         );
         let disk = Arc::new(disk.map_err(unusable)?);
-        let ids = |tree, meta_key, records, floor| {
+        let ids = |resource, meta_key, floor| {
             let home = IdHome {
                 meta: &meta,
                 meta_key,
                 disk: disk.clone(),
                 ledger: ledger.clone(),
-                records,
+                resource,
             };
-            IdGen::open(tree, home, floor, true).map_err(database)
+            let last = records.last_id(resource).map_err(database)?;
+            IdGen::open(last, home, floor).map_err(database)
         };
-        let item_ids = ids(
-            &items,
-            "next_item_id",
-            Records::Items,
-            opened.start.items.next,
-        )?;
-        let cart_ids = ids(
-            &carts,
-            "next_cart_id",
-            Records::Carts,
-            opened.start.carts.next,
-        )?;
+        let item_ids = ids(Resource::Item, "next_item_id", opened.start.items.next)?;
+        let cart_ids = ids(Resource::Cart, "next_cart_id", opened.start.carts.next)?;
         let (committer, flusher) =
             Committer::start(durability, Duration::from_millis(every), disk.clone())
                 .map_err(unusable)?;
         let syncs_adds = (durability == Durability::Sync).then(|| disk.clone());
-        let gate = Arc::new(Gate::default());
         let (cart_writer, writer) =
-            CartWriter::start(items.clone(), carts.clone(), syncs_adds, gate.clone())
-                .map_err(unusable)?;
+            CartWriter::start(records.clone(), syncs_adds).map_err(unusable)?;
         Ok(SledStore {
             inner: Arc::new(Inner {
                 db,
-                items,
-                carts,
+                records,
                 item_ids,
                 cart_ids,
                 disk,
@@ -154,31 +149,43 @@ impl SledStore {
                 durability,
                 committer,
                 cart_writer,
-                gate,
                 exporting: std::sync::Mutex::new(()),
                 threads: vec![flusher, writer],
                 live_items: AtomicU64::new(opened.scan.live_items),
                 cart_count: AtomicU64::new(opened.scan.carts.count),
                 _lock: lock,
             }),
+            scans: Scans::default(),
         })
     }
 
-    /// Stores `bytes` as a new record of kind `records` under a fresh id,
-    /// notes the write in the manifest and counts it, then waits until the
-    /// write is durable. The id and the insert are under one pass: an export
-    /// sees both or neither (ids from its moment on are left out).
-    async fn insert_new(&self, records: Records, bytes: Vec<u8>) -> StoreResult<Id> {
+    /// This store with scans, exports and big carts bounded by `scans`.
+    #[must_use]
+    pub fn with_scans(mut self, scans: Scans) -> Self {
+        self.scans = scans;
+        self
+    }
+
+    /// Runs `work` on the store in the bounded pool for long work.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SledStore) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let store = self.clone();
+        self.scans.run(move || work(&store)).await
+    }
+
+    /// Stores `bytes` as a new record of `resource` under a fresh id
+    /// (through the write gate), notes the write in the manifest and counts
+    /// it, then waits until the write is durable.
+    async fn insert_new(&self, resource: Resource, bytes: Vec<u8>) -> StoreResult<Id> {
         let inner = &*self.inner;
-        let (tree, ids, count) = match records {
-            Records::Items => (&inner.items, &inner.item_ids, &inner.live_items),
-            Records::Carts => (&inner.carts, &inner.cart_ids, &inner.cart_count),
+        let (ids, count) = match resource {
+            Resource::Item => (&inner.item_ids, &inner.live_items),
+            Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        let pass = inner.gate.pass();
-        let id = ids.next()?;
-        tree.insert(codec::key(id), bytes).map_err(backend)?;
-        drop(pass);
-        inner.ledger.stored(records, id);
+        let id = inner.records.insert_new(resource, ids, &bytes)?;
+        inner.ledger.stored(resource, id);
         count.fetch_add(1, Ordering::Relaxed);
         inner.committer.durable().await?;
         Ok(id)
@@ -208,7 +215,8 @@ impl Store for SledStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        items::list(self, filter)
+        self.off_runtime(move |store| items::list(store, filter))
+            .await
     }
 
     async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
@@ -228,11 +236,12 @@ impl Store for SledStore {
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
-        carts::get(self, id)
+        carts::get(self, id).await
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        carts::list(self, filter)
+        self.off_runtime(move |store| carts::list(store, filter))
+            .await
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
@@ -249,10 +258,7 @@ impl Store for SledStore {
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_snapshot())
-            .await
-            .map_err(backend)?
+        self.off_runtime(SledStore::read_snapshot).await
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {

@@ -9,7 +9,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use super::check::{self, CheckReport, ManifestState, Scan};
-use super::manifest::{Kind, Manifest};
+use super::manifest::{Claim, Manifest};
+use super::records::Records;
 use crate::store::StoreError;
 
 /// Why the store could not be opened; each message names the path.
@@ -67,8 +68,8 @@ pub enum OnDamage {
 /// A database that opened, with what it holds.
 pub(super) struct Opened {
     pub db: sled::Db,
-    pub items: sled::Tree,
-    pub carts: sled::Tree,
+    /// The items and carts, behind the write gate from the start.
+    pub records: Records,
     pub meta: sled::Tree,
     pub scan: Scan,
     /// What the store holds and the ids to continue after: the manifest to
@@ -110,7 +111,7 @@ pub(super) fn lock_dir(dir: &Path) -> Result<File, OpenError> {
 fn open_and_scan(
     dir: &Path,
     flush_every_ms: Option<u64>,
-) -> Result<(sled::Db, [sled::Tree; 3], Scan), OpenError> {
+) -> Result<(sled::Db, Records, sled::Tree, Scan), OpenError> {
     let damaged = |problems: String| OpenError::Damaged {
         path: dir.to_path_buf(),
         problems,
@@ -121,13 +122,19 @@ fn open_and_scan(
             .path(dir.join("sled"))
             .flush_every_ms(flush_every_ms)
             .open()?;
-        let trees = [
-            db.open_tree("items")?,
-            db.open_tree("carts")?,
-            db.open_tree("meta")?,
-        ];
-        let scan = check::scan(&trees[0], &trees[1], &trees[2]);
-        Ok((db, trees, scan))
+        // The only place the item and cart trees are opened: from here on
+        // they are reachable only through the write gate.
+        let records = Records::new(db.open_tree("items")?, db.open_tree("carts")?);
+        let meta = db.open_tree("meta")?;
+        let started = std::time::Instant::now();
+        let scan = check::scan(&records, &meta);
+        tracing::info!(
+            items = scan.items.count,
+            carts = scan.carts.count,
+            millis = started.elapsed().as_millis() as u64,
+            "store read, checked and indexed"
+        );
+        Ok((db, records, meta, scan))
     }));
     match opened {
         Ok(Ok(opened)) => Ok(opened),
@@ -158,7 +165,7 @@ pub(super) fn open_checked(
     on_damage: OnDamage,
 ) -> Result<Opened, OpenError> {
     let manifest = Manifest::read(dir);
-    let (db, [items, carts, meta], scan) = open_and_scan(dir, flush_every_ms)?;
+    let (db, records, meta, scan) = open_and_scan(dir, flush_every_ms)?;
     let mut problems: Vec<String> = Vec::new();
     let manifest = match manifest {
         Ok(Some(manifest)) => manifest,
@@ -201,10 +208,10 @@ pub(super) fn open_checked(
             dir.display()
         );
     }
-    let start = |tally: check::Tally, kind: Kind| Kind {
+    let start = |tally: check::Tally, claim: Claim| Claim {
         highest: tally.highest,
         count: tally.count,
-        next: (tally.highest + 1).max(kind.next),
+        next: (tally.highest + 1).max(claim.next),
     };
     let start = Manifest {
         items: start(scan.items, manifest.items),
@@ -213,8 +220,7 @@ pub(super) fn open_checked(
     };
     Ok(Opened {
         db,
-        items,
-        carts,
+        records,
         meta,
         scan,
         start,
@@ -236,7 +242,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, OpenError> {
         Ok(None) => (ManifestState::Missing, None),
         Err(err) => (ManifestState::Damaged(err.to_string()), None),
     };
-    let (_db, _trees, scan) = open_and_scan(dir, None)?;
+    let (_db, _records, _meta, scan) = open_and_scan(dir, None)?;
     let missing = manifest
         .as_ref()
         .map(|manifest| check::missing(&scan, manifest))

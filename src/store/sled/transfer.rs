@@ -5,9 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use super::codec::{self, CartRecord, ItemRecord};
-use super::manifest::Records;
-use super::snapshot::Kind;
 use super::{SledStore, backend};
+use crate::domain::Resource;
 use crate::store::export::{ExportCart, ExportItem, ExportLine, Snapshot};
 use crate::store::{StoreError, StoreResult};
 
@@ -21,10 +20,9 @@ impl SledStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = std::time::Instant::now();
-        let (capture, (next_item_id, next_cart_id)) = self
-            .inner
-            .gate
-            .open(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
+        let records = &self.inner.records;
+        let (capture, (next_item_id, next_cart_id)) =
+            records.open_capture(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
         let opened = started.elapsed();
         let read = || -> StoreResult<Snapshot> {
             let mut snapshot = Snapshot {
@@ -32,10 +30,9 @@ impl SledStore {
                 next_cart_id,
                 ..Snapshot::default()
             };
-            for entry in self.inner.items.range(..codec::key(next_item_id)) {
-                let (key, now) = entry.map_err(backend)?;
-                let id = codec::id_of(&key).map_err(backend)?;
-                let Some(bytes) = capture.before(Kind::Item, id).unwrap_or(Some(now)) else {
+            for entry in records.below(Resource::Item, next_item_id) {
+                let (id, now) = entry?;
+                let Some(bytes) = capture.before(Resource::Item, id).unwrap_or(Some(now)) else {
                     continue;
                 };
                 let record: ItemRecord = codec::decode(&bytes).map_err(backend)?;
@@ -46,10 +43,9 @@ impl SledStore {
                     deleted: record.deleted,
                 });
             }
-            for entry in self.inner.carts.range(..codec::key(next_cart_id)) {
-                let (key, now) = entry.map_err(backend)?;
-                let id = codec::id_of(&key).map_err(backend)?;
-                let Some(bytes) = capture.before(Kind::Cart, id).unwrap_or(Some(now)) else {
+            for entry in records.below(Resource::Cart, next_cart_id) {
+                let (id, now) = entry?;
+                let Some(bytes) = capture.before(Resource::Cart, id).unwrap_or(Some(now)) else {
                     continue;
                 };
                 let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
@@ -69,7 +65,7 @@ impl SledStore {
         };
         let snapshot = read();
         let closing = std::time::Instant::now();
-        self.inner.gate.close();
+        records.close_capture();
         let closed = closing.elapsed();
         if let Ok(snapshot) = &snapshot {
             // Writers wait only while the gate opens and closes.
@@ -88,15 +84,16 @@ impl SledStore {
 
 /// [`Store::import`](crate::store::Store::import): only into an empty store.
 pub(super) async fn import(store: &SledStore, snapshot: Snapshot) -> StoreResult<()> {
-    let (items, carts) = (store.inner.items.len(), store.inner.carts.len());
+    let records = &store.inner.records;
+    let (items, carts) = (records.count(Resource::Item), records.count(Resource::Cart));
     if items > 0 || carts > 0 {
         return Err(StoreError::NotEmpty {
             items: items as u64,
             carts: carts as u64,
         });
     }
-    let mut batch = sled::Batch::default();
     let mut live = 0;
+    let mut items = Vec::with_capacity(snapshot.items.len());
     for item in &snapshot.items {
         let record = ItemRecord {
             name: item.name.clone(),
@@ -104,16 +101,13 @@ pub(super) async fn import(store: &SledStore, snapshot: Snapshot) -> StoreResult
             deleted: item.deleted,
         };
         live += u64::from(!item.deleted);
-        batch.insert(
-            &codec::key(item.id),
-            codec::encode(&record).map_err(backend)?,
-        );
+        items.push((item.id, codec::encode(&record).map_err(backend)?));
     }
-    store.inner.items.apply_batch(batch).map_err(backend)?;
+    records.load(Resource::Item, &items)?;
     for item in &snapshot.items {
-        store.inner.ledger.stored(Records::Items, item.id);
+        store.inner.ledger.stored(Resource::Item, item.id);
     }
-    let mut batch = sled::Batch::default();
+    let mut carts = Vec::with_capacity(snapshot.carts.len());
     for cart in &snapshot.carts {
         let record = CartRecord {
             lines: cart
@@ -125,14 +119,11 @@ pub(super) async fn import(store: &SledStore, snapshot: Snapshot) -> StoreResult
                 })
                 .collect(),
         };
-        batch.insert(
-            &codec::key(cart.id),
-            codec::encode(&record).map_err(backend)?,
-        );
+        carts.push((cart.id, codec::encode(&record).map_err(backend)?));
     }
-    store.inner.carts.apply_batch(batch).map_err(backend)?;
+    records.load(Resource::Cart, &carts)?;
     for cart in &snapshot.carts {
-        store.inner.ledger.stored(Records::Carts, cart.id);
+        store.inner.ledger.stored(Resource::Cart, cart.id);
     }
     store.inner.item_ids.advance_to(snapshot.next_item_id)?;
     store.inner.cart_ids.advance_to(snapshot.next_cart_id)?;

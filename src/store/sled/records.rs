@@ -1,0 +1,336 @@
+//! The one write gate. The `items` and `carts` trees are fields of
+//! [`Records`] and nothing else holds them once the store is open: the
+//! rest of the store reads records through its read methods and changes
+//! them only through its write methods (`insert_new`, `swap`, `load`,
+//! `transact_carts`), and each of those goes through [`Records::write`],
+//! which keeps the before-image of every record it is about to change for
+//! an open export (see `snapshot.rs`), then writes. So a new write path
+//! cannot skip the before-image: there is no other way to reach a tree.
+//!
+//! The same function keeps the in-memory indexes (`index.rs`) up to date:
+//! it holds their lock across the write and their update, so they follow
+//! the writes in the order sled took them.
+//!
+//! Before-images are read and kept outside sled's transaction closures:
+//! a closure may run several times and must have no side effects. That is
+//! sound because every write keeps a before-image read before it writes:
+//! the first image kept for a record after an export opened was read
+//! before any change to it, so it is the record as it was at that moment.
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use sled::IVec;
+use sled::Transactional;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use super::codec::{self, CartRecord, ItemRecord};
+use super::ids::IdGen;
+use super::index::Indexes;
+use super::snapshot::Capture;
+use crate::domain::{Id, Resource};
+use crate::store::{StoreError, StoreResult};
+
+fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(err)
+}
+
+/// The item and cart trees behind the write gate.
+pub(super) struct Records {
+    items: sled::Tree,
+    carts: sled::Tree,
+    /// The open export's capture, if any. Writers hold it shared around
+    /// each change (not while waiting for fsync); opening and closing a
+    /// capture takes it exclusively, so no change straddles the moment the
+    /// export stands for. That exclusive hold is the only pause writers see.
+    capture: RwLock<Option<Arc<Capture>>>,
+    /// Item prices and cart totals; written only here, with the records.
+    index: RwLock<Indexes>,
+}
+
+type Pass<'a> = RwLockReadGuard<'a, Option<Arc<Capture>>>;
+
+/// A stored record: its id and its bytes.
+pub(super) type Entry = (Id, IVec);
+
+impl Records {
+    /// The gate over the two trees as opened.
+    pub(super) fn new(items: sled::Tree, carts: sled::Tree) -> Records {
+        Records {
+            items,
+            carts,
+            capture: RwLock::default(),
+            index: RwLock::default(),
+        }
+    }
+
+    /// The indexes, to read (briefly: writers wait meanwhile).
+    pub(super) fn indexes(&self) -> RwLockReadGuard<'_, Indexes> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn indexes_mut(&self) -> RwLockWriteGuard<'_, Indexes> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a record read at start-up in the indexes (items first, then
+    /// carts, so carts are priced from their items).
+    pub(super) fn index_item(&self, id: Id, record: &ItemRecord) {
+        self.indexes_mut().put_item(id, record);
+    }
+
+    /// See [`Records::index_item`].
+    pub(super) fn index_cart(&self, id: Id, record: &CartRecord) {
+        self.indexes_mut().put_cart(id, record);
+    }
+
+    fn tree(&self, resource: Resource) -> &sled::Tree {
+        match resource {
+            Resource::Item => &self.items,
+            Resource::Cart => &self.carts,
+        }
+    }
+
+    fn pass(&self) -> Pass<'_> {
+        self.capture.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bytes of record `id`, if stored.
+    pub(super) fn get(&self, resource: Resource, id: Id) -> StoreResult<Option<IVec>> {
+        self.tree(resource).get(codec::key(id)).map_err(backend)
+    }
+
+    /// Every record of `resource`, by ascending id.
+    pub(super) fn iter(
+        &self,
+        resource: Resource,
+    ) -> impl DoubleEndedIterator<Item = StoreResult<Entry>> + use<> {
+        self.tree(resource).iter().map(entry)
+    }
+
+    /// Every record of `resource` as stored, keys undecoded (for the
+    /// damage check, which reports a key that is not an id).
+    pub(super) fn raw(&self, resource: Resource) -> sled::Iter {
+        self.tree(resource).iter()
+    }
+
+    /// The records of `resource` with ids below `end`, by ascending id.
+    pub(super) fn below(
+        &self,
+        resource: Resource,
+        end: Id,
+    ) -> impl Iterator<Item = StoreResult<Entry>> + use<> {
+        self.tree(resource).range(..codec::key(end)).map(entry)
+    }
+
+    /// How many records of `resource` are stored (walks the tree).
+    pub(super) fn count(&self, resource: Resource) -> usize {
+        self.tree(resource).len()
+    }
+
+    /// The highest id of `resource` stored.
+    pub(super) fn last_id(&self, resource: Resource) -> StoreResult<Option<Id>> {
+        match self.tree(resource).last().map_err(backend)? {
+            Some((key, _)) => Ok(Some(codec::id_of(&key).map_err(backend)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The write gate: with the pass held, keeps the before-image of every
+    /// record in `touched` for an open capture (read now, before `write`
+    /// changes anything), then runs `write` with the indexes locked, which
+    /// writes and then notes what it wrote in them (see [`Upkeep`]). Every
+    /// change of a record goes through here; `write` must change no record
+    /// outside `touched`.
+    fn write<R>(
+        &self,
+        pass: &Pass<'_>,
+        touched: impl IntoIterator<Item = (Resource, Id)>,
+        write: impl FnOnce(&mut Upkeep<'_>) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        if let Some(capture) = pass.as_ref() {
+            for (resource, id) in touched {
+                if !capture.has(resource, id) {
+                    let old = self.get(resource, id)?;
+                    capture.keep(resource, id, old);
+                }
+            }
+        }
+        write(&mut Upkeep(self.indexes_mut()))
+    }
+
+    /// Stores `bytes` as a new record of `resource` under a fresh id from
+    /// `ids`, and returns the id. The id and the insert are under one pass:
+    /// an export sees both or neither (ids from its moment on are left out).
+    pub(super) fn insert_new(
+        &self,
+        resource: Resource,
+        ids: &IdGen,
+        bytes: &[u8],
+    ) -> StoreResult<Id> {
+        let pass = self.pass();
+        let id = ids.next()?;
+        self.write(&pass, [(resource, id)], |upkeep| {
+            self.tree(resource)
+                .insert(codec::key(id), bytes)
+                .map_err(backend)?;
+            upkeep.stored(resource, id, bytes);
+            Ok(id)
+        })
+    }
+
+    /// Replaces record `id` with `new` if it still holds `old`; `false`
+    /// when another writer changed it first (read it again and retry).
+    pub(super) fn swap(
+        &self,
+        resource: Resource,
+        id: Id,
+        old: IVec,
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        let pass = self.pass();
+        self.write(&pass, [(resource, id)], |upkeep| {
+            let swapped = self
+                .tree(resource)
+                .compare_and_swap(codec::key(id), Some(old), Some(new))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                upkeep.stored(resource, id, new);
+            }
+            Ok(swapped.is_ok())
+        })
+    }
+
+    /// Stores `records` of `resource` under their own ids in one atomic
+    /// batch (an import).
+    pub(super) fn load(&self, resource: Resource, records: &[(Id, Vec<u8>)]) -> StoreResult<()> {
+        let pass = self.pass();
+        let touched: Vec<(Resource, Id)> = records.iter().map(|(id, _)| (resource, *id)).collect();
+        self.write(&pass, touched, |upkeep| {
+            let mut batch = sled::Batch::default();
+            for (id, bytes) in records {
+                batch.insert(&codec::key(*id), bytes.as_slice());
+            }
+            self.tree(resource).apply_batch(batch).map_err(backend)?;
+            for (id, bytes) in records {
+                upkeep.stored(resource, *id, bytes);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `change` as one transaction over both trees, in which it may
+    /// read any record and write the carts in `carts` (sorted, no
+    /// duplicates) only: a write to another fails the transaction. `change` may run more than once:
+    /// it must have no side effects.
+    pub(super) fn transact_carts<R>(
+        &self,
+        carts: &[Id],
+        change: impl Fn(&CartTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
+    ) -> Result<R, TransactionError<StoreError>> {
+        let pass = self.pass();
+        let touched = carts.iter().map(|&id| (Resource::Cart, id));
+        let transaction = |upkeep: &mut Upkeep<'_>| {
+            let outcome = (&self.items, &self.carts).transaction(|(items, carts_tree)| {
+                change(&CartTx {
+                    items,
+                    carts: carts_tree,
+                    writable: carts,
+                })
+            });
+            if outcome.is_ok() {
+                // Committed: what the declared carts hold now is what it wrote.
+                for &id in carts {
+                    if let Some(bytes) = self.get(Resource::Cart, id)? {
+                        upkeep.stored(Resource::Cart, id, &bytes);
+                    }
+                }
+            }
+            Ok(outcome)
+        };
+        match self.write(&pass, touched, transaction) {
+            Ok(outcome) => outcome,
+            Err(err) => Err(TransactionError::Abort(err)),
+        }
+    }
+
+    /// Opens a capture once no change is in flight; `at_open` runs at that
+    /// moment (to read the id counters).
+    pub(super) fn open_capture<T>(&self, at_open: impl FnOnce() -> T) -> (Arc<Capture>, T) {
+        let mut slot = self.capture.write().unwrap_or_else(PoisonError::into_inner);
+        let capture = Arc::new(Capture::default());
+        *slot = Some(capture.clone());
+        (capture, at_open())
+    }
+
+    /// Closes the capture: writers stop keeping before-images.
+    pub(super) fn close_capture(&self) {
+        *self.capture.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// The indexes, locked for a write: [`Upkeep::stored`] notes a record as
+/// the write left it.
+struct Upkeep<'a>(RwLockWriteGuard<'a, Indexes>);
+
+impl Upkeep<'_> {
+    fn stored(&mut self, resource: Resource, id: Id, bytes: &[u8]) {
+        let noted = match resource {
+            Resource::Item => codec::decode(bytes).map(|record| self.0.put_item(id, &record)),
+            Resource::Cart => codec::decode(bytes).map(|record| self.0.put_cart(id, &record)),
+        };
+        if let Err(err) = noted {
+            // Only bytes this process just encoded get here.
+            tracing::error!(error = %err, ?resource, id, "a record just written does not decode");
+        }
+    }
+}
+
+fn entry(found: sled::Result<(IVec, IVec)>) -> StoreResult<Entry> {
+    let (key, value) = found.map_err(backend)?;
+    Ok((codec::id_of(&key).map_err(backend)?, value))
+}
+
+/// What a transaction of [`Records::transact_carts`] sees: every record to
+/// read, and the carts it declared to write.
+pub(super) struct CartTx<'a> {
+    items: &'a TransactionalTree,
+    carts: &'a TransactionalTree,
+    writable: &'a [Id],
+}
+
+impl CartTx<'_> {
+    /// The bytes of record `id`, if stored.
+    pub(super) fn get(
+        &self,
+        resource: Resource,
+        id: Id,
+    ) -> Result<Option<IVec>, UnabortableTransactionError> {
+        let tree = match resource {
+            Resource::Item => self.items,
+            Resource::Cart => self.carts,
+        };
+        tree.get(codec::key(id))
+    }
+
+    /// Writes cart `id`, which must be one the transaction declared.
+    pub(super) fn put_cart(
+        &self,
+        id: Id,
+        bytes: Vec<u8>,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        if self.writable.binary_search(&id).is_err() {
+            return Err(ConflictableTransactionError::Abort(backend(
+                std::io::Error::other(format!(
+                    "cart {id} written by a transaction that did not declare it"
+                )),
+            )));
+        }
+        self.carts.insert(&codec::key(id), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

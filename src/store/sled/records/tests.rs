@@ -1,0 +1,102 @@
+//! The write gate's unit tests: before-images, declared writes, and that
+//! no other module reaches the trees.
+
+use super::*;
+
+fn records() -> Records {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    Records::new(
+        db.open_tree("items").unwrap(),
+        db.open_tree("carts").unwrap(),
+    )
+}
+
+#[test]
+fn every_write_keeps_the_before_image_for_an_open_capture() {
+    let records = records();
+    records
+        .load(Resource::Item, &[(1, b"one".to_vec())])
+        .unwrap();
+    records
+        .load(Resource::Cart, &[(7, b"cart".to_vec())])
+        .unwrap();
+    let (capture, ()) = records.open_capture(|| ());
+    let old = records.get(Resource::Item, 1).unwrap().unwrap();
+    assert!(records.swap(Resource::Item, 1, old, b"two").unwrap());
+    let old = records.get(Resource::Item, 1).unwrap().unwrap();
+    assert!(records.swap(Resource::Item, 1, old, b"three").unwrap());
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
+    records
+        .transact_carts(&[7], |tx| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tx.put_cart(7, b"cart, changed".to_vec())
+        })
+        .unwrap();
+    records
+        .load(Resource::Item, &[(2, b"new".to_vec())])
+        .unwrap();
+    records.close_capture();
+    let kept = |resource, id| {
+        capture
+            .before(resource, id)
+            .map(|old| old.map(|b| b.to_vec()))
+    };
+    assert_eq!(kept(Resource::Item, 1), Some(Some(b"one".to_vec())));
+    assert_eq!(kept(Resource::Cart, 7), Some(Some(b"cart".to_vec())));
+    assert_eq!(kept(Resource::Item, 2), Some(None));
+    // After the capture closed, nothing more is kept.
+    let old = records.get(Resource::Item, 2).unwrap().unwrap();
+    assert!(records.swap(Resource::Item, 2, old, b"x").unwrap());
+    assert_eq!(kept(Resource::Item, 2), Some(None));
+}
+
+#[test]
+fn a_cart_transaction_cannot_write_a_cart_it_did_not_declare() {
+    let records = records();
+    let outcome = records.transact_carts(&[1, 2], |tx| tx.put_cart(3, b"x".to_vec()));
+    assert!(matches!(outcome, Err(TransactionError::Abort(_))));
+    assert_eq!(records.get(Resource::Cart, 3).unwrap(), None);
+}
+
+/// The item and cart trees are opened in one place and handed straight
+/// to the gate; opening them anywhere else would be a write path around
+/// it.
+#[test]
+fn only_the_gate_holds_the_item_and_cart_trees() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                found.push((path.display().to_string(), text));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    assert!(files.len() > 10, "the sources were not found");
+    let needles = [
+        "open_tree(\"items\")",
+        "open_tree(\"carts\")",
+        "Records::new(",
+    ];
+    for (path, text) in &files {
+        if path.ends_with("store/sled/records.rs") || path.ends_with("store/sled/records/tests.rs")
+        {
+            continue;
+        }
+        let allowed = usize::from(path.ends_with("store/sled/open.rs"));
+        for needle in needles {
+            let count = text.matches(needle).count();
+            assert_eq!(
+                count, allowed,
+                "{path} has {needle} {count} times: the item and cart trees go only to the write gate, from open.rs"
+            );
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! List filters against a brute-force answer: every filter combination on a
+//! small store, after adds, price changes and deletions, with prices whose
+//! sums depend on the order of addition (0.1 + 0.2, 1e16 + 1). On
+//! PostgreSQL also: the plans use the indexes, and a database of the
+//! previous schema version migrates to the right totals.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, backend_tests, spawn_pg_app};
+use crate::pg::fresh_database;
+
+/// What the store should hold, kept by the test as it drives the API.
+#[derive(Default)]
+struct Model {
+    /// Item id: (price, deleted).
+    items: BTreeMap<u64, (f64, bool)>,
+    /// Cart id: lines (item, quantity) in first-added order.
+    carts: BTreeMap<u64, Vec<(u64, u64)>>,
+}
+
+impl Model {
+    /// The contract's cart price, summed in line order as f64; a sum
+    /// beyond the largest finite number is that number.
+    fn price(&self, cart: u64) -> f64 {
+        let mut sum = 0.0;
+        for &(item, quantity) in &self.carts[&cart] {
+            let (price, deleted) = self.items[&item];
+            if !deleted {
+                sum += price * quantity as f64;
+            }
+        }
+        sum.min(f64::MAX)
+    }
+
+    fn quantity(&self, cart: u64) -> u64 {
+        self.carts[&cart]
+            .iter()
+            .map(|&(_, quantity)| quantity)
+            .sum()
+    }
+
+    fn add(&mut self, cart: u64, item: u64) {
+        let lines = self.carts.get_mut(&cart).expect("known cart");
+        match lines.iter_mut().find(|(id, _)| *id == item) {
+            Some((_, quantity)) => *quantity += 1,
+            None => lines.push((item, 1)),
+        }
+    }
+}
+
+/// A query string of `(name, value)` pairs; floats in Rust's shortest
+/// round-trip form, so bounds are exact.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name}={value}")))
+        .collect();
+    parts.join("&")
+}
+
+/// The first `offset`.. `offset + limit` of `ids`.
+fn paged(ids: Vec<u64>, offset: usize, limit: usize) -> Vec<u64> {
+    ids.into_iter().skip(offset).take(limit).collect()
+}
+
+fn ids_of(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|entry| entry["id"].as_u64().expect("an id"))
+        .collect()
+}
+
+/// Every cart read alone has the model's price and quantity (compared
+/// with `==`), and every filter combination lists what the model says.
+async fn check(app: &TestApp, model: &Model, stage: &str) {
+    for &cart in model.carts.keys() {
+        let seen = app.get_json(&format!("/cart/{cart}")).await;
+        assert_eq!(
+            seen["price"].as_f64(),
+            Some(model.price(cart)),
+            "{stage}: price of cart {cart}"
+        );
+    }
+    // Bounds: none, every cart's exact price, and values near them.
+    let mut prices: Vec<Option<f64>> = vec![None, Some(0.3), Some(1e16)];
+    prices.extend(model.carts.keys().map(|&cart| Some(model.price(cart))));
+    prices.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    prices.dedup();
+    let quantities = [None, Some(0), Some(2), Some(4)];
+    for (min, max) in prices
+        .iter()
+        .flat_map(|a| prices.iter().map(move |b| (*a, *b)))
+    {
+        for (min_q, max_q) in [
+            (None, None),
+            (Some(2), None),
+            (None, Some(3)),
+            (Some(1), Some(4)),
+        ] {
+            check_carts(app, model, stage, [min, max], [min_q, max_q], (0, 100)).await;
+        }
+    }
+    for min_q in quantities {
+        for max_q in quantities {
+            for page in [(0, 1), (1, 2), (3, 100)] {
+                check_carts(app, model, stage, [Some(0.3), None], [min_q, max_q], page).await;
+                check_carts(app, model, stage, [None, None], [min_q, max_q], page).await;
+            }
+        }
+    }
+    let mut item_prices: Vec<Option<f64>> = vec![None, Some(0.15), Some(1e16)];
+    item_prices.extend(model.items.values().map(|&(price, _)| Some(price)));
+    item_prices.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    item_prices.dedup();
+    for (min, max) in item_prices
+        .iter()
+        .flat_map(|a| item_prices.iter().map(move |b| (*a, *b)))
+    {
+        for show_deleted in [false, true] {
+            for (offset, limit) in [(0, 100), (1, 2)] {
+                let expected: Vec<u64> = model
+                    .items
+                    .iter()
+                    .filter(|(_, (price, deleted))| {
+                        (show_deleted || !deleted)
+                            && min.is_none_or(|min| *price >= min)
+                            && max.is_none_or(|max| *price <= max)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                let path = format!(
+                    "/item?{}",
+                    query(&[
+                        ("min_price", min.map(|v| v.to_string())),
+                        ("max_price", max.map(|v| v.to_string())),
+                        ("show_deleted", Some(show_deleted.to_string())),
+                        ("offset", Some(offset.to_string())),
+                        ("limit", Some(limit.to_string())),
+                    ])
+                );
+                let seen = app.get_json(&path).await;
+                assert_eq!(
+                    ids_of(&seen),
+                    paged(expected, offset, limit),
+                    "{stage}: GET {path}"
+                );
+                for item in seen.as_array().expect("list") {
+                    let id = item["id"].as_u64().expect("id");
+                    assert_eq!(item["price"].as_f64(), Some(model.items[&id].0));
+                }
+            }
+        }
+    }
+}
+
+async fn check_carts(
+    app: &TestApp,
+    model: &Model,
+    stage: &str,
+    [min, max]: [Option<f64>; 2],
+    [min_q, max_q]: [Option<u64>; 2],
+    (offset, limit): (usize, usize),
+) {
+    let expected: Vec<u64> = model
+        .carts
+        .keys()
+        .copied()
+        .filter(|&cart| {
+            let (price, quantity) = (model.price(cart), model.quantity(cart));
+            min.is_none_or(|min| price >= min)
+                && max.is_none_or(|max| price <= max)
+                && min_q.is_none_or(|min| quantity >= min)
+                && max_q.is_none_or(|max| quantity <= max)
+        })
+        .collect();
+    let path = format!(
+        "/cart?{}",
+        query(&[
+            ("min_price", min.map(|v| v.to_string())),
+            ("max_price", max.map(|v| v.to_string())),
+            ("min_quantity", min_q.map(|v| v.to_string())),
+            ("max_quantity", max_q.map(|v| v.to_string())),
+            ("offset", Some(offset.to_string())),
+            ("limit", Some(limit.to_string())),
+        ])
+    );
+    let seen = app.get_json(&path).await;
+    assert_eq!(
+        ids_of(&seen),
+        paged(expected, offset, limit),
+        "{stage}: GET {path}"
+    );
+    for cart in seen.as_array().expect("list") {
+        let id = cart["id"].as_u64().expect("id");
+        assert_eq!(
+            cart["price"].as_f64(),
+            Some(model.price(id)),
+            "{stage}: {path}"
+        );
+    }
+}
+
+/// Item prices whose sums depend on the order of addition, and two whose
+/// product with 2 overflows.
+const PRICES: [f64; 9] = [0.1, 0.2, 0.3, 1e16, 1.0, 2.5, 0.0, 1e308, 7.7];
+
+/// Items of [`PRICES`] and eight carts (one left empty) filled by a fixed
+/// pseudo-random sequence of adds.
+async fn small_store(app: &TestApp, model: &mut Model) {
+    for (n, price) in PRICES.into_iter().enumerate() {
+        let item = app.create_item(&format!("item {n}"), price).await;
+        model
+            .items
+            .insert(item["id"].as_u64().expect("id"), (price, false));
+    }
+    for _ in 0..8 {
+        model.carts.insert(app.create_cart().await, Vec::new());
+    }
+    let items: Vec<u64> = model.items.keys().copied().collect();
+    let carts: Vec<u64> = model.carts.keys().copied().collect();
+    let mut state: u64 = 7;
+    for _ in 0..30 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        // The last cart stays empty.
+        let cart = carts[usize::try_from(state >> 33).unwrap() % (carts.len() - 1)];
+        let item = items[usize::try_from(state >> 17).unwrap() % items.len()];
+        app.add(cart, item).await;
+        model.add(cart, item);
+    }
+    // Order matters: 1e16 then 1 then 1 sums to 1e16; 1, 1, 1e16 to 1e16 + 2.
+    let (big, one) = (items[3], items[4]);
+    for item in [big, one, one] {
+        app.add(carts[0], item).await;
+        model.add(carts[0], item);
+    }
+    for item in [one, one, big] {
+        app.add(carts[1], item).await;
+        model.add(carts[1], item);
+    }
+}
+
+backend_tests! {
+    async fn filters_agree_with_a_brute_force_answer(backend) {
+        let app = backend.spawn().await;
+        let mut model = Model::default();
+        small_store(&app, &mut model).await;
+        check(&app, &model, "after adds").await;
+        let items: Vec<u64> = model.items.keys().copied().collect();
+
+        // Price changes re-price the carts that hold the item.
+        for (item, price) in [(items[1], 0.7), (items[4], 0.1), (items[7], 3.0)] {
+            let response = app
+                .send_json(reqwest::Method::PATCH, &format!("/item/{item}"), &json!({"price": price}))
+                .await;
+            assert_eq!(response.status(), 200);
+            model.items.insert(item, (price, false));
+        }
+        let response = app
+            .send_json(reqwest::Method::PUT, &format!("/item/{}", items[0]), &json!({"name": "x", "price": 0.2}))
+            .await;
+        assert_eq!(response.status(), 200);
+        model.items.insert(items[0], (0.2, false));
+        // A name change alone leaves prices as they are.
+        let response = app
+            .send_json(reqwest::Method::PATCH, &format!("/item/{}", items[2]), &json!({"name": "y"}))
+            .await;
+        assert_eq!(response.status(), 200);
+        check(&app, &model, "after price changes").await;
+
+        // Deletions take the item's lines out of the price, once.
+        for item in [items[2], items[3], items[3]] {
+            assert_eq!(app.delete(&format!("/item/{item}")).await.status(), 200);
+            model.items.get_mut(&item).expect("known").1 = true;
+        }
+        // More adds after all that.
+        let carts: Vec<u64> = model.carts.keys().copied().collect();
+        for (cart, item) in [(carts[2], items[8]), (carts[2], items[8]), (carts[3], items[1]), (carts[7], items[5])] {
+            app.add(cart, item).await;
+            model.add(cart, item);
+        }
+        check(&app, &model, "after deletions and more adds").await;
+    }
+}
+
+/// The statements the PostgreSQL store lists with (as in
+/// `src/store/postgres`), with `$n` bound to selective bounds.
+const ITEMS_LIVE: &str = "SELECT id, name, price, deleted FROM items
+     WHERE NOT deleted AND price >= $1 AND price <= $2
+     ORDER BY id LIMIT $3 OFFSET $4";
+const ITEMS_ALL: &str = "SELECT id, name, price, deleted FROM items
+     WHERE price >= $1 AND price <= $2
+     ORDER BY id LIMIT $3 OFFSET $4";
+const CARTS: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
+     FROM (SELECT id FROM carts
+           WHERE price >= $1 AND price <= $2
+             AND quantity >= $3 AND quantity <= $4
+           ORDER BY id LIMIT $5 OFFSET $6) c
+     LEFT JOIN cart_lines l ON l.cart_id = c.id
+     LEFT JOIN items i ON i.id = l.item_id
+     ORDER BY c.id, l.position";
+
+async fn plan(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = client
+        .query(&format!("EXPLAIN {sql}"), params)
+        .await
+        .expect("EXPLAIN");
+    let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn postgres_lists_use_the_indexes() {
+    let Some(database) = fresh_database("postgres_lists_use_the_indexes").await else {
+        return;
+    };
+    let client = database.client().await;
+    let app = spawn_pg_app(database, |_| {}).await;
+    // A store large enough for the planner to care, written behind shopd's
+    // back (only the plans are checked here).
+    client
+        .batch_execute(
+            "INSERT INTO items (name, price, deleted)
+                 SELECT 'item ' || n, (n % 1000)::FLOAT8, n % 10 = 0
+                 FROM generate_series(1, 30000) AS n;
+             INSERT INTO carts (price, quantity)
+                 SELECT (n % 997)::FLOAT8, n % 7
+                 FROM generate_series(1, 20000) AS n;
+             ANALYZE items; ANALYZE carts;",
+        )
+        .await
+        .expect("fill");
+    let (limit, offset) = (10_i64, 0_i64);
+    let (lo, hi) = (1e12_f64, f64::INFINITY);
+    let live = plan(&client, ITEMS_LIVE, &[&lo, &hi, &limit, &offset]).await;
+    assert!(live.contains("items_by_price"), "{live}");
+    let all = plan(&client, ITEMS_ALL, &[&lo, &hi, &limit, &offset]).await;
+    assert!(all.contains("items_by_price"), "{all}");
+    // Matching many: ids in order, stopping after the page.
+    let (everything, top) = (f64::NEG_INFINITY, f64::INFINITY);
+    let many = plan(&client, ITEMS_LIVE, &[&everything, &top, &limit, &offset]).await;
+    assert!(many.contains("Index Scan using items_pkey"), "{many}");
+    assert!(many.starts_with("Limit"), "{many}");
+
+    let (q0, qmax) = (0_i64, i64::MAX);
+    let by_price = plan(&client, CARTS, &[&lo, &hi, &q0, &qmax, &limit, &offset]).await;
+    assert!(by_price.contains("carts_by_price"), "{by_price}");
+    assert!(!by_price.contains("Seq Scan on carts"), "{by_price}");
+    let q1000 = 1000_i64;
+    let by_quantity = plan(
+        &client,
+        CARTS,
+        &[&everything, &top, &q1000, &qmax, &limit, &offset],
+    )
+    .await;
+    assert!(by_quantity.contains("carts_by_quantity"), "{by_quantity}");
+    assert!(!by_quantity.contains("Seq Scan on carts"), "{by_quantity}");
+    let max_quantity = plan(
+        &client,
+        CARTS,
+        &[&everything, &top, &q0, &q0, &limit, &offset],
+    )
+    .await;
+    assert!(
+        !max_quantity.contains("Seq Scan on carts"),
+        "{max_quantity}"
+    );
+    // And shopd answers them.
+    assert_eq!(app.get_json("/cart?min_price=1e12").await, json!([]));
+    assert_eq!(app.get_json("/cart?min_quantity=1000").await, json!([]));
+    assert_eq!(app.get_json("/item?min_price=1e12").await, json!([]));
+    assert_eq!(
+        ids_of(&app.get_json("/cart?min_quantity=6&limit=2").await),
+        [6, 13]
+    );
+}
+
+/// Schema version 1, as shopd created it before lists were indexed.
+const SCHEMA_V1: &str = "CREATE TABLE shopd_schema (
+        version BIGINT PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    INSERT INTO shopd_schema (version) VALUES (1);
+    CREATE TABLE items (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL,
+        price DOUBLE PRECISION NOT NULL,
+        deleted BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE TABLE carts (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY
+    );
+    CREATE TABLE cart_lines (
+        cart_id BIGINT NOT NULL REFERENCES carts (id),
+        item_id BIGINT NOT NULL REFERENCES items (id),
+        quantity BIGINT NOT NULL,
+        position BIGINT GENERATED BY DEFAULT AS IDENTITY,
+        PRIMARY KEY (cart_id, item_id)
+    );
+    CREATE INDEX cart_lines_by_position ON cart_lines (cart_id, position);";
+
+#[tokio::test]
+async fn postgres_a_version_1_database_migrates_to_filterable_totals() {
+    let Some(database) =
+        fresh_database("postgres_a_version_1_database_migrates_to_filterable_totals").await
+    else {
+        return;
+    };
+    let client = database.client().await;
+    client.batch_execute(SCHEMA_V1).await.expect("version 1");
+    let mut model = Model::default();
+    for (n, price) in PRICES.into_iter().enumerate() {
+        let deleted = n == 5;
+        let row = client
+            .query_one(
+                "INSERT INTO items (name, price, deleted) VALUES ($1, $2, $3) RETURNING id",
+                &[&format!("item {n}"), &price, &deleted],
+            )
+            .await
+            .expect("item");
+        let id: i64 = row.get(0);
+        model
+            .items
+            .insert(u64::try_from(id).unwrap(), (price, deleted));
+    }
+    // Lines in the order given, quantities as given.
+    let carts: [&[(usize, i64)]; 5] = [
+        &[(3, 1), (4, 1), (4, 1)],
+        &[(4, 2), (3, 1)],
+        &[(0, 1), (1, 1)],
+        &[(7, 2), (5, 3), (2, 4)],
+        &[],
+    ];
+    let items: Vec<u64> = model.items.keys().copied().collect();
+    for lines in carts {
+        let row = client
+            .query_one("INSERT INTO carts DEFAULT VALUES RETURNING id", &[])
+            .await
+            .expect("cart");
+        let cart: i64 = row.get(0);
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        for &(index, quantity) in lines {
+            let item = i64::try_from(items[index]).unwrap();
+            client
+                .execute(
+                    "INSERT INTO cart_lines (cart_id, item_id, quantity) VALUES ($1, $2, $3)
+                     ON CONFLICT (cart_id, item_id)
+                     DO UPDATE SET quantity = cart_lines.quantity + EXCLUDED.quantity",
+                    &[&cart, &item, &quantity],
+                )
+                .await
+                .expect("line");
+            let quantity = u64::try_from(quantity).unwrap();
+            match kept.iter_mut().find(|(id, _)| *id == items[index]) {
+                Some((_, q)) => *q += quantity,
+                None => kept.push((items[index], quantity)),
+            }
+        }
+        model.carts.insert(u64::try_from(cart).unwrap(), kept);
+    }
+
+    let app = spawn_pg_app(database, |_| {}).await;
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM shopd_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    for row in client
+        .query("SELECT id, price, quantity FROM carts", &[])
+        .await
+        .unwrap()
+    {
+        let (id, price, quantity): (i64, f64, i64) = (row.get(0), row.get(1), row.get(2));
+        let id = u64::try_from(id).unwrap();
+        assert_eq!(price, model.price(id), "stored price of cart {id}");
+        assert_eq!(u64::try_from(quantity).unwrap(), model.quantity(id));
+    }
+    check(&app, &model, "after the migration").await;
+    // Still kept up to date afterwards.
+    let cart = *model.carts.keys().nth(4).expect("the empty cart");
+    app.add(cart, items[0]).await;
+    model.add(cart, items[0]);
+    check(&app, &model, "after an add").await;
+}
+
+#[tokio::test]
+async fn postgres_totals_stay_exact_under_concurrent_writes() {
+    let Some(database) = fresh_database("postgres_totals_stay_exact_under_concurrent_writes").await
+    else {
+        return;
+    };
+    let client = database.client().await;
+    let app = std::sync::Arc::new(spawn_pg_app(database, |_| {}).await);
+    let mut items = Vec::new();
+    for (n, price) in [0.1, 0.2, 1e16, 1.0, 2.5, 0.3].into_iter().enumerate() {
+        items.push(
+            app.create_item(&format!("item {n}"), price).await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let mut carts = Vec::new();
+    for _ in 0..10 {
+        carts.push(app.create_cart().await);
+    }
+    // Adds, price changes and deletions of shared items, all at once.
+    let writes: Vec<_> = (0..300_u32)
+        .map(|n| {
+            let app = app.clone();
+            let (cart, item) = (carts[n as usize % 10], items[n as usize % 6]);
+            tokio::spawn(async move {
+                let status = match n % 6 {
+                    4 => {
+                        let body = json!({"price": f64::from(n) * 0.1});
+                        let path = format!("/item/{item}");
+                        app.send_json(reqwest::Method::PATCH, &path, &body)
+                            .await
+                            .status()
+                    }
+                    5 if n % 60 == 5 => app.delete(&format!("/item/{item}")).await.status(),
+                    _ => app.post(&format!("/cart/{cart}/add/{item}")).await.status(),
+                };
+                // A deleted item answers 404 to adds and 304 to changes.
+                assert!([200, 304, 404].contains(&status.as_u16()), "{status}");
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("write task");
+    }
+    // Then only price changes, so no add re-prices a cart after them.
+    let changes: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(n, &item)| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = json!({"price": 0.1 + n as f64 * 0.2});
+                let path = format!("/item/{item}");
+                let status = app
+                    .send_json(reqwest::Method::PATCH, &path, &body)
+                    .await
+                    .status();
+                assert!([200, 304].contains(&status.as_u16()), "{status}");
+            })
+        })
+        .collect();
+    for change in changes {
+        change.await.expect("change task");
+    }
+    assert_totals_exact(&app, &client, &carts).await;
+}
+
+/// Each of `carts` has the price and quantity its lines and the items say,
+/// when read and as stored.
+async fn assert_totals_exact(app: &TestApp, client: &tokio_postgres::Client, carts: &[u64]) {
+    let all = app.get_json("/item?show_deleted=true&limit=100").await;
+    let state: BTreeMap<u64, (f64, bool)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let id = item["id"].as_u64().unwrap();
+            (
+                id,
+                (
+                    item["price"].as_f64().unwrap(),
+                    item["deleted"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for &cart in carts {
+        let seen = app.get_json(&format!("/cart/{cart}")).await;
+        let (mut price, mut quantity) = (0.0, 0);
+        for line in seen["items"].as_array().unwrap() {
+            let (item_price, deleted) = state[&line["id"].as_u64().unwrap()];
+            let q = line["quantity"].as_u64().unwrap();
+            if !deleted {
+                price += item_price * q as f64;
+            }
+            quantity += q;
+        }
+        assert_eq!(seen["price"].as_f64(), Some(price), "cart {cart}");
+        let row = client
+            .query_one(
+                "SELECT price, quantity FROM carts WHERE id = $1",
+                &[&i64::try_from(cart).unwrap()],
+            )
+            .await
+            .unwrap();
+        let (stored, stored_quantity): (f64, i64) = (row.get(0), row.get(1));
+        assert_eq!(stored, price, "stored price of cart {cart}");
+        assert_eq!(
+            u64::try_from(stored_quantity).unwrap(),
+            quantity,
+            "cart {cart}"
+        );
+    }
+}
