@@ -27,9 +27,11 @@ pub(super) async fn metrics<S>(call: Call<S>) -> Result<Response, ApiError> {
     // This request itself is counted after it rendered, as the
     // instrumentator does.
     let state = call.state();
-    let text = state
-        .telemetry
-        .render(state.stats.get(), state.rooms.stats());
+    let text = state.telemetry.render(
+        state.stats.get(),
+        state.stats.store_up(),
+        state.rooms.stats(),
+    );
     Ok(super::reply::typed(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

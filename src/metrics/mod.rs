@@ -37,7 +37,7 @@ mod names;
 use names::{
     CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_RESUMES, COUNTERS, DURATION,
     DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REQUEST_SIZE, REQUESTS,
-    RESPONSE_SIZE,
+    RESPONSE_SIZE, STORAGE_AVAILABLE, STORE_UP,
 };
 
 /// Slots of the per-label-set handle table: far more than the label sets
@@ -97,6 +97,9 @@ struct ShopHandles {
     items: Gauge,
     carts: Gauge,
     storage_bytes: Gauge,
+    store_up: Gauge,
+    /// Registered at the first scrape that knows it (the embedded store).
+    storage_available: OnceLock<Gauge>,
 }
 
 impl Default for Telemetry {
@@ -153,6 +156,8 @@ impl Telemetry {
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
             storage_bytes: gauge("shopd_storage_bytes"),
+            store_up: gauge(STORE_UP),
+            storage_available: OnceLock::new(),
         };
         let highr = recorder.register_histogram(&Key::from_static_name(HIGHR), &METADATA);
         Telemetry {
@@ -272,7 +277,7 @@ impl Telemetry {
 
     /// The text exposition, with shopd's figures as of now.
     #[must_use]
-    pub fn render(&self, store: StoreStats, chat: ChatStats) -> String {
+    pub fn render(&self, store: StoreStats, store_up: bool, chat: ChatStats) -> String {
         let shop = &self.inner.shop;
         shop.chat_connections.set(chat.connections as f64);
         shop.chat_rooms.set(chat.rooms as f64);
@@ -305,6 +310,16 @@ impl Telemetry {
         shop.carts.set(store.carts as f64);
         if let Some(bytes) = store.storage_bytes {
             shop.storage_bytes.set(bytes as f64);
+        }
+        shop.store_up.set(if store_up { 1.0 } else { 0.0 });
+        if let Some(bytes) = store.available_bytes {
+            shop.storage_available
+                .get_or_init(|| {
+                    self.inner
+                        .recorder
+                        .register_gauge(&Key::from_static_name(STORAGE_AVAILABLE), &METADATA)
+                })
+                .set(bytes as f64);
         }
         let mut out = self.inner.handle.render();
         self.render_sizes(&mut out);

@@ -22,6 +22,8 @@ pub(super) const RESPONSE_SIZE: &str = "http_response_size_bytes";
 pub(super) const CHAT_BUS_CONNECTED: &str = "shopd_chat_bus_connected";
 pub(super) const CHAT_BUS_SLOW: &str = "shopd_chat_bus_slow_consumers_total";
 pub(super) const CHAT_DROPPED: &str = "shopd_chat_dropped_total";
+pub(super) const STORE_UP: &str = "shopd_store_up";
+pub(super) const STORAGE_AVAILABLE: &str = "shopd_storage_available_bytes";
 pub(super) const CHAT_RESUMES: &str = "shopd_chat_resumes_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
@@ -80,4 +82,12 @@ pub(super) const GAUGES: &[(&str, &str)] = &[
     ("shopd_items", "Items that are not deleted."),
     ("shopd_carts", "Carts."),
     ("shopd_storage_bytes", "Bytes the store takes on disk."),
+    (
+        STORE_UP,
+        "1 while the store answered its last periodic check (the one /readyz makes, every stats_refresh_ms), 0 while it fails.",
+    ),
+    (
+        STORAGE_AVAILABLE,
+        "Bytes still free for shopd on the disk under the data directory; absent on PostgreSQL.",
+    ),
 ];

@@ -11,7 +11,7 @@ fn every_label_set_keeps_its_own_handles() {
     }
     telemetry.record_request("/a", &Method::GET, StatusCode::NOT_FOUND, long, 0, 20);
     telemetry.record_request("/b", &Method::POST, StatusCode::CREATED, long, 5, 30);
-    let text = telemetry.render(StoreStats::default(), ChatStats::default());
+    let text = telemetry.render(StoreStats::default(), true, ChatStats::default());
     for line in [
         r#"http_requests_total{handler="/a",method="GET",status="2xx"} 3"#,
         r#"http_requests_total{handler="/a",method="GET",status="4xx"} 1"#,

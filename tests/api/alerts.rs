@@ -6,7 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::require_tool;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::failing_store::BrokenStore;
+use crate::helpers::{require_tool, spawn_app_on};
+use crate::prometheus_e2e::ready_prometheus;
+use crate::support::eventually;
 
 fn dashboards() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana-dashboards")
@@ -96,4 +103,44 @@ fn every_alert_has_a_test_a_runbook_section_and_a_matching_link() {
             "a runbook section for no alert: {heading}"
         );
     }
+}
+
+/// The state (`pending`, `firing`) of alert `name` in Prometheus, if active.
+async fn alert_state(client: &reqwest::Client, base: &str, name: &str) -> Option<String> {
+    let body: Value = client
+        .get(format!("{base}/api/v1/alerts"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["data"]["alerts"]
+        .as_array()?
+        .iter()
+        .find(|alert| alert["labels"]["alertname"] == name)
+        .and_then(|alert| alert["state"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_with_the_shipped_rules_sees_a_failing_store_and_the_alert_goes_pending()
+{
+    let Some(binary) = require_tool("prometheus", "the live store alert") else {
+        return;
+    };
+    let app = spawn_app_on(BrokenStore).await;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let prometheus = ready_prometheus(&binary, &app.addr.to_string(), &client, deadline).await;
+    eventually("ShopdStoreUnavailable to go pending", || async {
+        alert_state(&client, &prometheus.base, "ShopdStoreUnavailable")
+            .await
+            .is_some_and(|state| state == "pending" || state == "firing")
+    })
+    .await;
+    // Nothing else is wrong: the scrape works, so ShopdDown stays quiet.
+    assert_eq!(
+        alert_state(&client, &prometheus.base, "ShopdDown").await,
+        None
+    );
 }

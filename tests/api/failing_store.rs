@@ -10,11 +10,13 @@ use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
 
 use crate::helpers::spawn_app_on;
+use crate::nats::metric;
+use crate::support::eventually;
 
 /// Every operation fails as a broken disk would; closing succeeds, so the
 /// server can stop cleanly.
 #[derive(Clone)]
-struct BrokenStore;
+pub struct BrokenStore;
 
 fn broken<T>() -> StoreResult<T> {
     Err(StoreError::backend(std::io::Error::other(
@@ -155,4 +157,16 @@ async fn a_failing_store_answers_500_with_a_plain_detail_and_logs_the_cause_once
     // The server is still up, and stops cleanly: nothing panicked.
     assert_eq!(app.get("/openapi.json").await.status(), 200);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_store_shows_as_shopd_store_up_0_and_readyz_503() {
+    let app = spawn_app_on(BrokenStore).await;
+    eventually("shopd_store_up to fall to 0", || async {
+        metric(&app, "shopd_store_up").await == Some(0.0)
+    })
+    .await;
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(text.contains("# HELP shopd_store_up "), "{text}");
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::exposition::{Exposition, parse_value, scrape};
 use crate::helpers::{TestApp, backend_tests, require_tool, spawn_app};
-use crate::support::eventually;
+use crate::support::{Backend, eventually};
 
 /// `http_requests_total` for a route, method and status class (0 when absent).
 fn requests(metrics: &Exposition, handler: &str, method: &str, status: &str) -> f64 {
@@ -146,6 +146,8 @@ async fn every_family_has_help_and_its_contract_type() {
         ("shopd_items", "gauge"),
         ("shopd_carts", "gauge"),
         ("shopd_storage_bytes", "gauge"),
+        ("shopd_store_up", "gauge"),
+        ("shopd_storage_available_bytes", "gauge"),
         ("process_cpu_seconds_total", "counter"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_virtual_memory_bytes", "gauge"),
@@ -206,7 +208,12 @@ async fn request_and_response_sizes_expose_sum_and_count_per_route() {
 
 backend_tests! {
     async fn store_gauges_follow_created_items_and_carts(backend) {
-        let app = backend.spawn_with(|settings| settings.storage.stats_refresh = std::time::Duration::from_millis(20)).await;
+        let embedded = matches!(backend, Backend::Sled);
+        let app = backend
+            .spawn_with(|settings| {
+                settings.storage.stats_refresh = std::time::Duration::from_millis(20);
+            })
+            .await;
         let empty = scrape(&app).await;
         assert_eq!(empty.value("shopd_items", &[]), Some(0.0));
         assert_eq!(empty.value("shopd_carts", &[]), Some(0.0));
@@ -236,6 +243,15 @@ backend_tests! {
         .await;
         let metrics = scrape(&app).await;
         assert!(metrics.value("shopd_storage_bytes", &[]) > Some(0.0));
+        assert_eq!(metrics.value("shopd_store_up", &[]), Some(1.0));
+        // The free space under the data directory; PostgreSQL's disk is
+        // the database host's to watch.
+        let available = metrics.value("shopd_storage_available_bytes", &[]);
+        if embedded {
+            assert!(available > Some(0.0), "{available:?}");
+        } else {
+            assert_eq!(available, None);
+        }
     }
 }
 

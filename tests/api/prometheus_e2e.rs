@@ -25,9 +25,10 @@ const GRAFANA_VARIABLES: &[(&str, &str)] = &[
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A Prometheus child process, killed on drop.
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
-    base: String,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub base: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -45,16 +46,21 @@ impl Prometheus {
     }
 }
 
-/// Starts Prometheus on loopback, scraping `target` every second, with its
-/// config and storage in a fresh temp dir.
+/// Starts Prometheus on loopback, scraping `target` every second and
+/// evaluating the shipped alert rules every second, with its config and
+/// storage in a fresh temp dir.
 fn start_prometheus(binary: &Path, target: &str) -> Prometheus {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("prometheus.yml");
+    let rules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana-dashboards/alerts/shopd.rules.yml");
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: shopd\n    static_configs:\n      - targets: ['{target}']\n"
+             rule_files:\n  - '{}'\n\
+             scrape_configs:\n  - job_name: shopd\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.display()
         ),
     )
     .expect("write prometheus.yml");
@@ -115,7 +121,7 @@ async fn wait_ready(
 
 /// A ready Prometheus; a few tries, as its port may be taken between our
 /// check and its bind.
-async fn ready_prometheus(
+pub async fn ready_prometheus(
     binary: &Path,
     target: &str,
     client: &reqwest::Client,

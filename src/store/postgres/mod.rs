@@ -238,6 +238,8 @@ impl Store for PgStore {
             items: u64::try_from(items).unwrap_or_default(),
             carts: u64::try_from(carts).unwrap_or_default(),
             storage_bytes: storage_bytes.and_then(|bytes| u64::try_from(bytes).ok()),
+            // The database's disk is the database host's to watch.
+            available_bytes: None,
         })
     }
 

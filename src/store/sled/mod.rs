@@ -70,8 +70,16 @@ struct Inner {
     threads: Vec<std::thread::JoinHandle<()>>,
     live_items: AtomicU64,
     cart_count: AtomicU64,
-    /// Held open for its lock for as long as the store lives.
-    _lock: File,
+    /// Held open for its lock for as long as the store lives; also tells
+    /// the free space of the disk under the data directory.
+    lock: File,
+}
+
+/// Bytes an unprivileged writer may still put on the file system holding
+/// `file`, or `None` when the system will not say.
+fn available_bytes(file: &File) -> Option<u64> {
+    let stats = rustix::fs::fstatvfs(file).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -153,7 +161,7 @@ impl SledStore {
                 threads: vec![flusher, writer],
                 live_items: AtomicU64::new(opened.scan.live_items),
                 cart_count: AtomicU64::new(opened.scan.carts.count),
-                _lock: lock,
+                lock,
             }),
             scans: Scans::default(),
         })
@@ -254,6 +262,7 @@ impl Store for SledStore {
             items: self.inner.live_items.load(Ordering::Relaxed),
             carts: self.inner.cart_count.load(Ordering::Relaxed),
             storage_bytes: self.inner.db.size_on_disk().ok(),
+            available_bytes: available_bytes(&self.inner.lock),
         })
     }
 
