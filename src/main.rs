@@ -26,6 +26,11 @@ async fn main() -> ExitCode {
             return finish(imported);
         }
         Some(Command::Check { data_dir }) => return check(&data_dir),
+        Some(Command::Completions { shell }) => {
+            shopd::config::completions(shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => return finish(shopd::config::man(&mut std::io::stdout())),
         None => {}
     }
     let on_damage = if cli.accept_data_loss {

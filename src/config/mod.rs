@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 pub use crate::store::DatabaseUrl;
 
-pub use self::cli::{Cli, Command, ExportArgs, ImportArgs, StoreArgs};
+pub use self::cli::{Cli, Command, ExportArgs, ImportArgs, StoreArgs, completions, man};
 pub use self::keys::{Admin, Chat, KEYS, Limits, Log, ServeArgs, Server, Settings, Storage};
 pub use self::layers::{Origin, Source};
 pub use self::secret::{ADMIN_TOKEN_ENV, Secret, admin_token};

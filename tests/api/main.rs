@@ -45,3 +45,4 @@ mod robustness;
 mod rolling;
 mod routing;
 mod support;
+mod unix_tools;
