@@ -18,6 +18,7 @@ mod chat_bus;
 mod chat_page;
 mod chat_page_resume;
 mod chat_resume;
+mod check;
 mod cluster;
 mod damage;
 mod deploy;
