@@ -52,7 +52,9 @@ done
 url="postgres://shopd@127.0.0.1:$port/bench"
 
 "$bin/examples/seed" "$url" "$ITEMS" "$ITEMS" >/dev/null
-shopd pg --database-url "$url"
+# Not the `shopd` helper: it gives a data directory, which shopd refuses
+# together with a database URL.
+start pg "$bin/shopd" --listen 127.0.0.1:0 --config config.toml --database-url "$url"
 shopd_pid=$pid
 
 # pgbench NAME SQL: the statement at $CONNECTIONS connections; prints tps.

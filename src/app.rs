@@ -1,6 +1,8 @@
 //! Builds shopd from its settings and serves it until a shutdown future
 //! resolves: stop accepting, finish in-flight requests, close chats with
-//! 1001, flush storage.
+//! 1001, flush storage. Everything that can fail (the store, its
+//! migrations, the chat bus) fails before [`App::serve`] is called, so that
+//! "listening" is only ever said by a shopd that will serve.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use tokio::net::TcpListener;
 use warp::Filter;
 
 use crate::chat::{Bus, BusError, ChatOptions, Rooms};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
@@ -32,10 +34,10 @@ pub enum AppError {
     /// The chat bus is unreachable or cannot carry the longest chat line.
     #[error(transparent)]
     Bus(#[from] BusError),
-    /// The listen address is busy, invalid or not ours.
+    /// The listen address is busy or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        addr: String,
+        addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
@@ -73,21 +75,25 @@ impl App<SledStore> {
     /// Opens the data directory of `settings`, doing `on_damage` when it
     /// is damaged.
     pub fn open_with(settings: Settings, on_damage: OnDamage) -> Result<Self, AppError> {
+        let storage = &settings.storage;
         let store = SledStore::open_with(
-            &settings.data_dir,
-            settings.durability,
-            settings.flush_every_ms,
+            &storage.data_dir,
+            storage.durability,
+            storage.flush_every.as_millis() as u64,
             on_damage,
         )?
-        .with_scans(Scans::new(settings.scan_workers, settings.scan_queue_len));
+        .with_scans(Scans::new(
+            settings.storage.scan_workers.get(),
+            settings.storage.scan_queue_len,
+        ));
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,
-            None => crate::chat::kept_secret(&settings.data_dir.join("chat").join("token-secret"))?,
+            None => crate::chat::kept_secret(&storage.data_dir.join("chat").join("token-secret"))?,
         };
         let options = ChatOptions::from_settings(&settings, &secret);
-        let rooms = Rooms::persistent(options, &settings.data_dir).map_err(|source| {
+        let rooms = Rooms::persistent(options, &storage.data_dir).map_err(|source| {
             AppError::ChatHistory {
-                path: settings.data_dir.join("chat"),
+                path: storage.data_dir.join("chat"),
                 source,
             }
         })?;
@@ -96,10 +102,11 @@ impl App<SledStore> {
 }
 
 impl App<PgStore> {
-    /// Connects to the database of `settings.database_url` and brings its
-    /// schema up to date.
+    /// Connects to the database of `settings.storage.database_url` and
+    /// brings its schema up to date.
     pub async fn connect(settings: Settings) -> Result<Self, AppError> {
-        let Some(url) = settings.database_url.clone() else {
+        let storage = &settings.storage;
+        let Some(url) = storage.database_url.clone() else {
             return Err(AppError::Database(PgOpenError::Url {
                 url: String::new(),
                 message: "no database URL is set".into(),
@@ -108,15 +115,15 @@ impl App<PgStore> {
         let secret_url = url.clone();
         let store = PgStore::connect(&PgOptions {
             url,
-            pool_size: settings.database_pool_size,
-            timeout: Duration::from_millis(settings.database_timeout_ms),
+            pool_size: storage.database_pool_size.get(),
+            timeout: storage.database_timeout,
         })
         .await?;
         // After the store: an unreachable database is reported by it.
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,
             None => {
-                let timeout = Duration::from_millis(settings.database_timeout_ms);
+                let timeout = storage.database_timeout;
                 crate::chat::database_secret(secret_url.expose(), timeout).await?
             }
         };
@@ -158,55 +165,82 @@ impl<S: Store> App<S> {
         &self.store
     }
 
+    /// Joins the chat to `bus` (from [`connect_bus`]).
+    #[must_use]
+    pub fn with_bus(self, bus: Option<Bus>) -> Self {
+        if let Some(bus) = bus {
+            let attached = self.rooms.attach_bus(bus);
+            debug_assert!(attached, "the bus is attached once, before any member");
+        }
+        self
+    }
+
+    /// Ready to serve: connected to the chat bus the settings name, unless
+    /// [`App::with_bus`] already did.
+    pub async fn ready(self) -> Result<Self, AppError> {
+        if self.settings.chat.bus.is_none() || self.rooms.bus().is_some() {
+            return Ok(self);
+        }
+        let bus = connect_bus(&self.settings.chat).await?;
+        Ok(self.with_bus(bus))
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains and
-    /// flushes. Returns once storage is closed. With a chat bus, connects
-    /// to it first: an unreachable bus stops start-up here.
+    /// flushes. Returns once storage is closed. Not [`App::ready`] yet: gets
+    /// ready first.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
-        if let Some(urls) = &self.settings.chat_bus {
-            let bus = Bus::connect(
-                urls,
-                &self.settings.chat_bus_subject_prefix,
-                self.settings.chat_max_message_bytes,
-            )
-            .await?;
-            let attached = self.rooms.attach_bus(bus);
-            debug_assert!(attached, "serve attaches the bus once, before any member");
-        }
+        let app = self.ready().await?;
+        app.run(listener, shutdown).await
+    }
+
+    async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let Settings {
+            server,
+            limits,
+            storage,
+            admin,
+            ..
+        } = &self.settings;
         let stats = StatsCache::default();
-        let refresh = tokio::spawn(stats.clone().refresh(
-            self.store.clone(),
-            Duration::from_millis(self.settings.stats_refresh_ms),
-        ));
+        let refresh = tokio::spawn(
+            stats
+                .clone()
+                .refresh(self.store.clone(), storage.stats_refresh),
+        );
         let state = State {
             store: self.store.clone(),
-            max_body_bytes: self.settings.max_body_bytes,
-            max_list_limit: self.settings.max_list_limit,
-            max_name_chars: self.settings.max_name_chars,
-            max_cart_lines: self.settings.max_cart_lines,
+            max_body_bytes: limits.max_body_bytes.get(),
+            max_list_limit: limits.max_list_limit.get(),
+            max_name_chars: limits.max_name_chars.get(),
+            max_cart_lines: limits.max_cart_lines.get(),
             telemetry: self.telemetry.clone(),
             stats,
             access: api::admin::Access {
-                token: self.settings.admin_token.clone(),
-                protect_catalogue: self.settings.protect_catalogue,
+                token: admin.token.clone(),
+                protect_catalogue: admin.protect_catalogue,
             },
             rooms: self.rooms.clone(),
             draining: self.draining.clone(),
             layers: api::layers::Options {
-                trusted_proxies: self.settings.trusted_proxies.clone(),
-                cors_allowed_origins: self.settings.cors_allowed_origins.clone(),
-                rate_limit: self
-                    .settings
-                    .rate_limit_per_sec
-                    .map(|per_sec| (per_sec, self.settings.rate_limit_burst.unwrap_or(per_sec))),
+                trusted_proxies: self.settings.server.trusted_proxies.clone(),
+                cors_allowed_origins: self.settings.server.cors_allowed_origins.clone(),
+                rate_limit: self.settings.limits.rate_limit_per_sec.map(|per_sec| {
+                    let burst = self.settings.limits.rate_limit_burst.unwrap_or(per_sec);
+                    (per_sec.get(), burst.get())
+                }),
             },
         };
         let chat_origins = api::chat_origin::ChatOrigins::new(
-            self.settings.chat_allowed_origins.clone(),
-            &self.settings.cors_allowed_origins,
+            self.settings.chat.allowed_origins.clone(),
+            &self.settings.server.cors_allowed_origins,
         );
         let filter = api::chat_origin::guard(chat_origins, self.telemetry.clone())
             .or(crate::chat::route(self.rooms.clone()))
@@ -214,18 +248,17 @@ impl<S: Store> App<S> {
             .or(api::api(state))
             .unify()
             .boxed();
-        let secs = Duration::from_secs;
         let limits = Limits {
             timeouts: Timeouts {
-                header_read: secs(self.settings.header_read_timeout_secs),
-                request: secs(self.settings.request_timeout_secs),
-                idle: secs(self.settings.idle_timeout_secs),
-                write: secs(self.settings.write_timeout_secs),
+                header_read: server.header_read_timeout,
+                request: server.request_timeout,
+                idle: server.idle_timeout,
+                write: server.write_timeout,
             },
-            max_connections: self.settings.max_connections,
-            shutdown_grace: Duration::from_secs(self.settings.shutdown_grace_secs),
-            max_connections_per_client: self.settings.max_connections_per_client,
-            trusted_proxies: self.settings.trusted_proxies.clone(),
+            max_connections: server.max_connections.get(),
+            shutdown_grace: server.shutdown_grace,
+            max_connections_per_client: server.max_connections_per_client.get(),
+            trusted_proxies: server.trusted_proxies.clone(),
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
         let rooms = self.rooms.clone();
@@ -246,6 +279,22 @@ impl<S: Store> App<S> {
     }
 }
 
+/// Connects to the chat bus the settings name, if any: an unreachable
+/// bus stops start-up. Call it before opening the store, so that a
+/// failed start creates nothing.
+pub async fn connect_bus(chat: &config::Chat) -> Result<Option<Bus>, AppError> {
+    let Some(urls) = &chat.bus else {
+        return Ok(None);
+    };
+    let bus = Bus::connect(
+        urls,
+        chat.bus_subject_prefix.as_str(),
+        chat.max_message_bytes.get(),
+    )
+    .await?;
+    Ok(Some(bus))
+}
+
 /// Folds metric samples into buckets now and then, as the exporter needs.
 async fn upkeep(telemetry: Telemetry) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -255,14 +304,12 @@ async fn upkeep(telemetry: Telemetry) {
     }
 }
 
-/// Binds `addr` (`ADDR:PORT`, port 0 for any free one).
-pub async fn bind(addr: &str) -> Result<TcpListener, AppError> {
+/// Binds `addr` (port 0 for any free one). Call it first: a busy port
+/// then stops start-up before anything is created.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| AppError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })
+        .map_err(|source| AppError::Bind { addr, source })
 }
 
 /// The address a listener ended up on.

@@ -10,8 +10,12 @@
 //!
 //! Every module, one line each (`main.rs` is the binary: flags, logging, run):
 //!
-//! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults.
-//!   - `cli`: the commands and their flags; `secret`: the admin token.
+//! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults,
+//!   grouped by concern ([`config::Server`], `Limits`, `Storage`, `Chat`,
+//!   `Admin`, `Log`).
+//!   - `keys`: the one list of settings; `value`: reading and checking a
+//!     value; `layers`: where it came from; `cli`: the commands and their
+//!     flags; `secret`: the admin token.
 //! - [`app`]: builds shopd from settings and serves it until shutdown.
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.

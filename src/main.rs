@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use shopd::store::{OnDamage, Store};
 use shopd::{App, Cli, Command, Settings};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,6 +26,11 @@ async fn main() -> ExitCode {
             return finish(imported);
         }
         Some(Command::Check { data_dir }) => return check(&data_dir),
+        Some(Command::Completions { shell }) => {
+            shopd::config::completions(shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => return finish(shopd::config::man(&mut std::io::stdout())),
         None => {}
     }
     let on_damage = if cli.accept_data_loss {
@@ -32,13 +38,13 @@ async fn main() -> ExitCode {
     } else {
         OnDamage::Refuse
     };
-    let settings = match Settings::load(cli.serve) {
+    let settings = match Settings::load(&cli.serve) {
         Ok(settings) => settings,
         // Logging has not started: stderr is ours alone.
         Err(err) => return finish(Err(err)),
     };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .or_else(|_| EnvFilter::try_new(settings.log.level.as_str()))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Log lines go to stderr from a writer thread: a request never waits
     // for a pipe or a terminal. When that thread falls behind by more than
@@ -50,6 +56,10 @@ async fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let variables = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+    for name in shopd::config::unknown_variables(variables) {
+        tracing::warn!(variable = %name, "not a shopd setting; ignored (see --help)");
+    }
     shopd::open_files::raise_for(&settings);
     let outcome = run(settings, on_damage).await;
     let last_line = match &outcome {
@@ -82,37 +92,57 @@ async fn main() -> ExitCode {
 /// The most shopd waits at exit for its last log lines to go out.
 const EXIT_WAIT: Duration = Duration::from_secs(3);
 
-/// Opens the store the settings choose, then serves: one monomorphised
-/// [`serve`] per backend.
+/// Starts in the order that leaves nothing behind when a step fails: the
+/// signal handlers, the listener (a busy port creates no data directory),
+/// the chat bus, the store (and its migrations); then says "listening" and
+/// serves. One monomorphised [`serve`] per backend.
 async fn run(settings: Settings, on_damage: OnDamage) -> Result<(), shopd::AppError> {
-    let listen = settings.listen.clone();
-    let drain = Duration::from_secs(settings.shutdown_drain_secs);
-    match &settings.database_url {
+    // Signal handlers first: whoever reads the "listening" line may stop us.
+    let signals = shopd::shutdown::Signals::watch();
+    let drain = settings.server.shutdown_drain;
+    let listener = shopd::bind(settings.server.listen).await?;
+    let bus = shopd::app::connect_bus(&settings.chat).await?;
+    let start = Start {
+        listener,
+        signals,
+        drain,
+    };
+    match &settings.storage.database_url {
         Some(url) => {
             let store = format!("PostgreSQL at {url}");
-            serve(App::connect(settings).await?, &listen, drain, &store).await
+            let app = App::connect(settings).await?.with_bus(bus);
+            serve(app, start, &store).await
         }
         None => {
             let store = format!(
                 "data directory {} ({:?} durability)",
-                settings.data_dir.display(),
-                settings.durability
+                settings.storage.data_dir.display(),
+                settings.storage.durability
             );
-            serve(App::open_with(settings, on_damage)?, &listen, drain, &store).await
+            let app = App::open_with(settings, on_damage)?.with_bus(bus);
+            serve(app, start, &store).await
         }
     }
 }
 
-async fn serve<S: Store>(
-    app: App<S>,
-    listen: &str,
+/// What start-up prepared before the store: the bound listener, the
+/// watched signals, the drain they start.
+struct Start {
+    listener: TcpListener,
+    signals: shopd::shutdown::Signals,
     drain: Duration,
-    store: &str,
-) -> Result<(), shopd::AppError> {
-    // Signal handlers first: whoever reads the "listening" line may stop us.
-    let signals = shopd::shutdown::Signals::watch();
+}
+
+/// Says where shopd listens, once everything that can fail has succeeded,
+/// then serves until a signal (and the drain) stops it.
+async fn serve<S: Store>(app: App<S>, start: Start, store: &str) -> Result<(), shopd::AppError> {
+    let app = app.ready().await?;
+    let Start {
+        listener,
+        signals,
+        drain,
+    } = start;
     let stop = shopd::shutdown::drained(signals, drain, app.draining());
-    let listener = shopd::bind(listen).await?;
     if let Some(addr) = shopd::app::local_addr(&listener) {
         // On stdout, so scripts (and tests) can read the port when it was 0.
         println!("shopd listening on http://{addr}");

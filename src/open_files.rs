@@ -14,11 +14,13 @@ const OVERHEAD: u64 = 128;
 /// The descriptors `settings` can make shopd hold at once.
 #[must_use]
 pub fn needed(settings: &Settings) -> u64 {
-    let database = settings
+    let storage = &settings.storage;
+    let database = storage
         .database_url
         .as_ref()
-        .map_or(0, |_| settings.database_pool_size as u64);
-    settings.max_connections as u64 + settings.chat_max_connections as u64 + database + OVERHEAD
+        .map_or(0, |_| storage.database_pool_size.get() as u64);
+    let connections = settings.server.max_connections.get() + settings.chat.max_connections.get();
+    connections as u64 + database + OVERHEAD
 }
 
 /// What [`raise`] did.
@@ -62,8 +64,8 @@ pub fn raise_for(settings: &Settings) {
         Ok(Raised::Short { limit, needed }) => tracing::warn!(
             limit,
             needed,
-            max_connections = settings.max_connections,
-            chat_max_connections = settings.chat_max_connections,
+            max_connections = settings.server.max_connections.get(),
+            chat_max_connections = settings.chat.max_connections.get(),
             "the open-file limit is below what max_connections and chat_max_connections \
              allow: past it, new connections fail; raise the hard limit (LimitNOFILE= in a \
              systemd unit, `ulimit -Hn` as root) or lower those settings"

@@ -119,19 +119,20 @@ impl ChatOptions {
     /// The chat settings of `settings`, tokens signed with `secret`.
     #[must_use]
     pub fn from_settings(settings: &crate::config::Settings, secret: &[u8]) -> ChatOptions {
+        let chat = &settings.chat;
         ChatOptions {
-            max_message_bytes: settings.chat_max_message_bytes,
-            queue_len: settings.chat_queue_len,
-            max_connections: settings.chat_max_connections,
-            stall_timeout: Duration::from_secs(settings.chat_stall_timeout_secs),
-            rate_per_sec: settings.chat_rate_per_sec,
-            rate_burst: settings.chat_rate_burst,
+            max_message_bytes: chat.max_message_bytes.get(),
+            queue_len: chat.queue_len.get(),
+            max_connections: chat.max_connections.get(),
+            stall_timeout: chat.stall_timeout,
+            rate_per_sec: chat.rate_per_sec.get(),
+            rate_burst: chat.rate_burst.get(),
             history: HistoryLimits {
-                lines: settings.chat_history_lines,
-                room_bytes: settings.chat_history_room_bytes,
-                rooms: settings.chat_history_rooms,
+                lines: chat.history_lines,
+                room_bytes: chat.history_room_bytes.get(),
+                rooms: chat.history_rooms.get(),
             },
-            tokens: Tokens::new(secret, Duration::from_secs(settings.chat_token_ttl_secs)),
+            tokens: Tokens::new(secret, chat.token_ttl),
         }
     }
 }
@@ -141,7 +142,8 @@ pub fn configured_secret(
     settings: &crate::config::Settings,
 ) -> Result<Option<Vec<u8>>, SecretError> {
     settings
-        .chat_token_secret_file
+        .chat
+        .token_secret_file
         .as_deref()
         .map(read_secret)
         .transpose()

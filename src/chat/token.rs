@@ -153,7 +153,12 @@ async fn database_secret_once(url: &str, timeout: Duration) -> Result<Vec<u8>, S
     config
         .connect_timeout(timeout)
         .application_name("shopd")
-        .options(format!("-c statement_timeout={}", timeout.as_millis()));
+        // Quiet: every instance after the first would log the NOTICE that
+        // the table "already exists, skipping" at info.
+        .options(format!(
+            "-c statement_timeout={} -c client_min_messages=warning",
+            timeout.as_millis()
+        ));
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await

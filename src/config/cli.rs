@@ -44,6 +44,28 @@ pub enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// Print a shell completion script for shopd: `shopd completions bash > /etc/bash_completion.d/shopd`
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print shopd's manual page (roff): `shopd man > /usr/local/share/man/man1/shopd.1`
+    Man,
+}
+
+/// Writes the completion script for `shell` of the whole command line
+/// (every command and flag, with the `SHOPD_*` variables in their help).
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "shopd", out);
+}
+
+/// Writes the manual page of the command line, made from the same
+/// definitions as `--help`, so the two cannot disagree.
+pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command).render(out)
 }
 
 /// Where an export or import finds its store: exactly one of these.

@@ -10,28 +10,48 @@ pub const ADMIN_TOKEN_ENV: &str = "SHOPD_ADMIN_TOKEN";
 
 /// The admin token: the variable's value, else the file's first line.
 /// Either must be at least 16 characters, so a guessable token is refused.
+/// Errors name the variable or the file the token came from.
 pub fn admin_token(
     from_env: Option<String>,
     file: Option<&Path>,
 ) -> Result<Option<Secret>, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        key: "admin_token_file",
-        message,
-    };
-    let token = match (from_env, file) {
-        (Some(token), _) => token,
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|err| invalid(format!("cannot read {}: {err}", path.display())))?,
-        (None, None) => return Ok(None),
-    };
-    let token = token.lines().next().unwrap_or_default().trim().to_owned();
-    if token.chars().count() < 16 {
-        return Err(invalid(
-            "the admin token must be at least 16 characters".into(),
+    match (from_env, file) {
+        (Some(token), _) => token_of(&token)
+            .map(Some)
+            .map_err(|message| ConfigError::Invalid {
+                at: ADMIN_TOKEN_ENV.into(),
+                message,
+            }),
+        (None, Some(path)) => token_in(path)
+            .map(Some)
+            .map_err(|message| ConfigError::Invalid {
+                at: format!("admin token file {}", path.display()),
+                message,
+            }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The token in the file at `path`: its first line.
+pub(super) fn token_in(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    token_of(&text)
+}
+
+/// The first line of `text`, trimmed, if it is long enough for a token.
+pub(super) fn token_of(text: &str) -> Result<Secret, String> {
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the admin token must be at least {MIN_TOKEN_CHARS} characters"
         ));
     }
-    Ok(Some(Secret(token)))
+    Ok(Secret(token.to_owned()))
 }
+
+/// The shortest admin token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
 
 /// A value that must never be shown: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]

@@ -185,13 +185,13 @@ fn with_bounds(typed: &utoipa::openapi::OpenApi, bounds: Bounds) -> String {
          a response its client does not read for `write_timeout_secs` (default {} s) is \
          dropped with its connection.",
         bounds.max_list_limit,
-        defaults.max_list_limit,
+        defaults.limits.max_list_limit,
         bounds.max_name_chars,
-        defaults.max_name_chars,
-        defaults.max_cart_lines,
-        defaults.request_timeout_secs,
-        defaults.idle_timeout_secs,
-        defaults.write_timeout_secs,
+        defaults.limits.max_name_chars,
+        defaults.limits.max_cart_lines,
+        defaults.server.request_timeout.as_secs(),
+        defaults.server.idle_timeout.as_secs(),
+        defaults.server.write_timeout.as_secs(),
     );
     if let Some(serde_json::Value::String(text)) = document.pointer_mut("/info/description") {
         text.push_str(&limits);

@@ -148,7 +148,7 @@ async fn bad_exports_are_refused_by_line_and_import_nothing() {
 
 backend_tests! {
     async fn an_online_export_under_writes_holds_every_write_acknowledged_before_it(backend) {
-        let app = Arc::new(backend.spawn_with(|s| s.admin_token = Some(Secret::new(TOKEN))).await);
+        let app = Arc::new(backend.spawn_with(|s| s.admin.token = Some(Secret::new(TOKEN))).await);
         fill(&app).await;
         // Enough items that reading them takes a while.
         let creating: Vec<_> = (0..16)
@@ -222,8 +222,8 @@ backend_tests! {
     async fn admin_routes_need_the_token_and_item_writes_too_when_protected(backend) {
         let app = backend
             .spawn_with(|s| {
-                s.admin_token = Some(Secret::new(TOKEN));
-                s.protect_catalogue = true;
+                s.admin.token = Some(Secret::new(TOKEN));
+                s.admin.protect_catalogue = true;
             })
             .await;
         let item = json!({"name": "Tea", "price": 1.0});

@@ -275,7 +275,9 @@ async fn a_message_limit_the_bus_cannot_carry_is_refused_at_start_up() {
     // What fits is accepted.
     let fits = TestApp::builder()
         .bus(&nats.url())
-        .configure(|settings| settings.chat_max_message_bytes = 4000)
+        .configure(|settings| {
+            settings.chat.max_message_bytes = std::num::NonZero::new(4000).unwrap();
+        })
         .spawn()
         .await;
     assert_eq!(fits.get("/readyz").await.status(), 200);

@@ -118,7 +118,10 @@ async fn a_message_over_the_limit_shows_the_1009_close_in_words() {
     let Some(mut driver) = Driver::start(test).await else {
         return;
     };
-    let app = spawn_app_with(|settings| settings.chat_max_message_bytes = 16).await;
+    let app = spawn_app_with(|settings| {
+        settings.chat.max_message_bytes = std::num::NonZero::new(16).unwrap();
+    })
+    .await;
     let page = driver.session(720, 460).await;
     open_room(&page, &app, "limits").await;
     say(&page, &"a".repeat(40)).await;
@@ -210,7 +213,7 @@ async fn after_a_server_restart_the_page_says_so_and_reconnects_by_itself() {
         "(1001): server restarting. Reconnecting in",
     )
     .await;
-    let app = spawn_app_with(|settings| settings.listen = addr.to_string()).await;
+    let app = spawn_app_with(|settings| settings.server.listen = addr).await;
     wait_for_state(&page, "open", "Connected").await;
     let notes: Vec<String> = entries(&page)
         .await

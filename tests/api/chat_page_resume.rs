@@ -33,7 +33,7 @@ async fn after_a_restart_between_lines_the_page_shows_every_line_once_in_order_u
     let dir = app.stop().await;
     let app = TestApp::builder()
         .in_dir(dir)
-        .configure(|settings| settings.listen = addr.to_string())
+        .configure(|settings| settings.server.listen = addr)
         .spawn()
         .await;
     let mut terminal = join(&app, "lobby").await;

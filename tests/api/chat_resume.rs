@@ -108,7 +108,7 @@ async fn a_member_that_drops_resumes_with_every_missed_line_once_in_order_under_
 #[tokio::test]
 async fn a_too_old_offset_or_another_epoch_is_told_and_gets_what_is_kept_under_the_same_name() {
     let app = TestApp::builder()
-        .configure(|settings| settings.chat_history_lines = 3)
+        .configure(|settings| settings.chat.history_lines = 3)
         .spawn()
         .await;
     let (ann, ann_welcome) = join_json(app.addr, "short", "").await;
@@ -299,8 +299,8 @@ async fn instances_on_one_database_share_the_token_secret_but_not_the_in_memory_
 async fn with_many_senders_at_once_a_json_member_gets_every_line_in_offset_order() {
     let app = TestApp::builder()
         .configure(|settings| {
-            settings.chat_rate_per_sec = 1_000_000;
-            settings.chat_rate_burst = 1_000_000;
+            settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+            settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
         })
         .spawn()
         .await;

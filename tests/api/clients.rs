@@ -60,8 +60,8 @@ fn rejected(metrics: &Exposition, reason: &str) -> f64 {
 #[tokio::test]
 async fn one_address_at_its_connection_cap_is_closed_at_once_and_another_is_served() {
     let app = spawn_app_with(|s| {
-        s.max_connections = 16;
-        s.max_connections_per_client = 3;
+        s.server.max_connections = std::num::NonZeroUsize::new(16).unwrap();
+        s.server.max_connections_per_client = std::num::NonZeroUsize::new(3).unwrap();
     })
     .await;
     // The first client holds its cap three ways: a connection that says
@@ -102,7 +102,10 @@ async fn one_address_at_its_connection_cap_is_closed_at_once_and_another_is_serv
 
 #[tokio::test]
 async fn a_chat_member_counts_against_its_address_while_connected() {
-    let app = spawn_app_with(|s| s.max_connections_per_client = 1).await;
+    let app = spawn_app_with(|s| {
+        s.server.max_connections_per_client = std::num::NonZeroUsize::new(1).unwrap();
+    })
+    .await;
     let member = join(app.addr, "lobby").await;
     let mut other = connect_from(FIRST, app.addr, None).await;
     assert!(closed_without_answer(&mut other).await);
@@ -133,8 +136,8 @@ fn retry_after(response: &reqwest::Response) -> u64 {
 #[tokio::test]
 async fn over_the_rate_a_client_gets_429_with_retry_after_and_is_served_after_it() {
     let app = spawn_app_with(|s| {
-        s.rate_limit_per_sec = Some(1);
-        s.rate_limit_burst = Some(3);
+        s.limits.rate_limit_per_sec = std::num::NonZeroU32::new(1);
+        s.limits.rate_limit_burst = std::num::NonZeroU32::new(3);
     })
     .await;
     for _ in 0..3 {
@@ -166,9 +169,9 @@ async fn over_the_rate_a_client_gets_429_with_retry_after_and_is_served_after_it
 async fn forwarded_for_decides_the_client_only_from_a_trusted_proxy() {
     let strict = |trusted: &'static str| {
         move |s: &mut shopd::Settings| {
-            s.rate_limit_per_sec = Some(1);
-            s.rate_limit_burst = Some(1);
-            s.trusted_proxies = trusted.parse().unwrap();
+            s.limits.rate_limit_per_sec = std::num::NonZeroU32::new(1);
+            s.limits.rate_limit_burst = std::num::NonZeroU32::new(1);
+            s.server.trusted_proxies = trusted.parse().unwrap();
         }
     };
     // Untrusted: the header is ignored, both requests are the peer's.

@@ -13,7 +13,8 @@ const SHOP: &str = "http://shop.example:3000";
 
 async fn with_cors() -> TestApp {
     spawn_app_with(|settings| {
-        settings.cors_allowed_origins = format!("{SHOP}, https://other.example").parse().unwrap();
+        settings.server.cors_allowed_origins =
+            format!("{SHOP}, https://other.example").parse().unwrap();
     })
     .await
 }
@@ -205,7 +206,7 @@ async fn chat_upgrade(app: &TestApp, origin: Option<&str>) -> (u16, String) {
 #[tokio::test]
 async fn a_chat_opens_from_its_own_a_listed_or_no_origin_and_is_refused_from_others() {
     let app = spawn_app_with(|settings| {
-        settings.cors_allowed_origins = format!("{SHOP}, *").parse().unwrap();
+        settings.server.cors_allowed_origins = format!("{SHOP}, *").parse().unwrap();
     })
     .await;
     let own = format!("https://{}", app.addr);
@@ -226,7 +227,7 @@ async fn a_chat_opens_from_its_own_a_listed_or_no_origin_and_is_refused_from_oth
     );
 
     let open = spawn_app_with(|settings| {
-        settings.chat_allowed_origins = Some("*".parse().unwrap());
+        settings.chat.allowed_origins = Some("*".parse().unwrap());
     })
     .await;
     assert_eq!(

@@ -73,8 +73,8 @@ async fn unmatched_4xx(app: &TestApp) -> f64 {
 #[tokio::test]
 async fn a_body_that_never_comes_gets_408_and_frees_its_slot() {
     let app = spawn_app_with(|s| {
-        s.max_connections = 2;
-        s.request_timeout_secs = 1;
+        s.server.max_connections = std::num::NonZero::new(2).unwrap();
+        s.server.request_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let silent = b"POST /item HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
@@ -100,9 +100,9 @@ async fn a_body_that_never_comes_gets_408_and_frees_its_slot() {
 #[tokio::test]
 async fn a_response_nobody_reads_is_dropped_and_frees_its_slot() {
     let app = spawn_app_with(|s| {
-        s.max_connections = 2;
-        s.write_timeout_secs = 1;
-        s.max_name_chars = 100_000;
+        s.server.max_connections = std::num::NonZero::new(2).unwrap();
+        s.server.write_timeout = std::time::Duration::from_secs(1);
+        s.limits.max_name_chars = std::num::NonZero::new(100_000).unwrap();
     })
     .await;
     // 60 items of 100 kB: a 6 MB list, more than the socket buffers hold.
@@ -148,11 +148,11 @@ async fn a_response_nobody_reads_is_dropped_and_frees_its_slot() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_frees_its_slot() {
     let app = spawn_app_with(|s| {
-        s.max_connections = 1;
-        s.idle_timeout_secs = 1;
+        s.server.max_connections = std::num::NonZero::new(1).unwrap();
+        s.server.idle_timeout = std::time::Duration::from_secs(1);
         // Only the idle bound may close it.
-        s.header_read_timeout_secs = 3600;
-        s.request_timeout_secs = 3600;
+        s.server.header_read_timeout = std::time::Duration::from_secs(3600);
+        s.server.request_timeout = std::time::Duration::from_secs(3600);
     })
     .await;
     let mut idle = TcpStream::connect(app.addr).await.unwrap();
@@ -222,7 +222,7 @@ async fn a_list_limit_over_the_maximum_is_422_like_pydantic() {
 
 backend_tests! {
     async fn names_longer_than_the_maximum_are_422_counted_in_characters(backend) {
-        let app = backend.spawn_with(|s| s.max_name_chars = 8).await;
+        let app = backend.spawn_with(|s| s.limits.max_name_chars = std::num::NonZero::new(8).unwrap()).await;
         // Eight characters of two bytes each fit.
         let item = app.create_item("éééééééé", 1.0).await;
         let id = item["id"].as_u64().unwrap();
@@ -248,7 +248,7 @@ backend_tests! {
 
 backend_tests! {
     async fn a_cart_full_of_lines_refuses_a_new_item_with_409_but_counts_old_ones(backend) {
-        let app = backend.spawn_with(|s| s.max_cart_lines = 2).await;
+        let app = backend.spawn_with(|s| s.limits.max_cart_lines = std::num::NonZero::new(2).unwrap()).await;
         let cart = app.create_cart().await;
         let mut ids = Vec::new();
         for name in ["a", "b", "c"] {
@@ -271,8 +271,8 @@ backend_tests! {
 #[tokio::test]
 async fn the_document_states_the_configured_bounds() {
     let app = spawn_app_with(|s| {
-        s.max_list_limit = 7;
-        s.max_name_chars = 9;
+        s.limits.max_list_limit = std::num::NonZero::new(7).unwrap();
+        s.limits.max_name_chars = std::num::NonZero::new(9).unwrap();
     })
     .await;
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();

@@ -41,8 +41,8 @@ pub fn items(count: u64) -> Vec<ExportItem> {
 async fn scans_beyond_the_workers_and_the_queue_get_503_with_retry_after() {
     let dir = seeded_dir(items(3000), Vec::new()).await;
     let app = spawn_app_in(dir, |s| {
-        s.scan_workers = 1;
-        s.scan_queue_len = 0;
+        s.storage.scan_workers = std::num::NonZero::new(1).unwrap();
+        s.storage.scan_queue_len = 0;
     })
     .await;
     // Matches every item but skips past them all: a full scan each time.

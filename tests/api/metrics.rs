@@ -209,7 +209,11 @@ async fn request_and_response_sizes_expose_sum_and_count_per_route() {
 backend_tests! {
     async fn store_gauges_follow_created_items_and_carts(backend) {
         let embedded = matches!(backend, Backend::Sled);
-        let app = backend.spawn_with(|settings| settings.stats_refresh_ms = 20).await;
+        let app = backend
+            .spawn_with(|settings| {
+                settings.storage.stats_refresh = std::time::Duration::from_millis(20);
+            })
+            .await;
         let empty = scrape(&app).await;
         assert_eq!(empty.value("shopd_items", &[]), Some(0.0));
         assert_eq!(empty.value("shopd_carts", &[]), Some(0.0));

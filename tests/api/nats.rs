@@ -159,8 +159,8 @@ pub async fn spawn_on_bus(bus: &str) -> TestApp {
     TestApp::builder()
         .bus(bus)
         .configure(|settings| {
-            settings.chat_rate_per_sec = 1_000_000;
-            settings.chat_rate_burst = 1_000_000;
+            settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+            settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
         })
         .spawn()
         .await

@@ -10,6 +10,7 @@ use crate::helpers::{scratch, spawn_app, spawn_app_in};
 use crate::process::{serve_command, shopd_command, sigterm, spawn_process, terminate};
 
 mod fixtures;
+mod startup;
 
 use fixtures::{exit_within_20s, full_pipe, serve_with_log_level, stderr_after_two_requests};
 
@@ -62,8 +63,8 @@ async fn a_restart_keeps_every_item_and_cart_and_never_reuses_ids() {
 #[tokio::test]
 async fn periodic_durability_flushes_at_shutdown_and_keeps_ids_dense() {
     let periodic = |s: &mut shopd::Settings| {
-        s.durability = shopd::store::Durability::Periodic;
-        s.flush_every_ms = 60_000;
+        s.storage.durability = shopd::store::Durability::Periodic;
+        s.storage.flush_every = std::time::Duration::from_millis(60_000);
     };
     let app = crate::helpers::spawn_app_with(periodic).await;
     for i in 0..5 {

@@ -220,8 +220,8 @@ async fn a_database_outage_is_503_and_service_comes_back_by_itself() {
         .url
         .replace(&format!("{host}:{port}"), &cable.addr.to_string());
     let app = spawn_pg_app(database, |s| {
-        s.database_url = Some(through_cable.parse().expect("URL"));
-        s.database_timeout_ms = 500;
+        s.storage.database_url = Some(through_cable.parse().expect("URL"));
+        s.storage.database_timeout = std::time::Duration::from_millis(500);
     })
     .await;
     let item = app.create_item("Tea", 1.0).await;

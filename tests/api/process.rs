@@ -53,13 +53,14 @@ pub fn shopd_command(cwd: &Path) -> Command {
 }
 
 /// The server's command: serving `data_dir` on a free port, with `extra` flags.
+/// On PostgreSQL (`--database-url` in `extra`) no data directory is given:
+/// shopd refuses the two together.
 pub fn serve_command(cwd: &Path, data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = shopd_command(cwd);
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra);
+    if !extra.contains(&"--database-url") {
+        command.arg("--data-dir").arg(data_dir);
+    }
+    command.args(["--listen", "127.0.0.1:0"]).args(extra);
     command
 }
 

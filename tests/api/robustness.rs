@@ -109,7 +109,7 @@ async fn bodies_are_json_whatever_the_content_type() {
 
 backend_tests! {
     async fn oversized_bodies_are_413_and_store_nothing(backend) {
-        let app = backend.spawn_with(|s| s.max_body_bytes = 1024).await;
+        let app = backend.spawn_with(|s| s.limits.max_body_bytes = std::num::NonZero::new(1024).unwrap()).await;
         let name = "x".repeat(2000);
         let response = app
             .send_json(Method::POST, "/item", &json!({"name": name, "price": 1}))
@@ -194,7 +194,8 @@ async fn garbage_on_the_socket_is_refused_and_the_server_goes_on() {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let app = spawn_app_with(|s| s.header_read_timeout_secs = 1).await;
+    let app =
+        spawn_app_with(|s| s.server.header_read_timeout = std::time::Duration::from_secs(1)).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream
         .write_all(b"GET /item HTTP/1.1\r\nHost: x\r\n")

@@ -34,12 +34,12 @@ struct Instance {
 /// shopd on `listen` with the documented drain.
 fn start_instance(cwd: &Path, data_dir: &Path, listen: &str, extra: &[String]) -> ShopdProcess {
     let mut command = shopd_command(cwd);
-    command
-        .env("SHOPD_SHUTDOWN_DRAIN_SECS", DRAIN_SECS)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", listen])
-        .args(extra);
+    command.env("SHOPD_SHUTDOWN_DRAIN_SECS", DRAIN_SECS);
+    // On PostgreSQL shopd refuses a data directory too.
+    if !extra.iter().any(|flag| flag == "--database-url") {
+        command.arg("--data-dir").arg(data_dir);
+    }
+    command.args(["--listen", listen]).args(extra);
     start_command(command).serving("shopd did not start")
 }
 

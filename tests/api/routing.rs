@@ -101,8 +101,8 @@ fn counted(metrics: &Exposition, handler: &str, method: &str) -> f64 {
 async fn every_route_of_the_table_is_served_labelled_allowed_and_documented() {
     const TOKEN: &str = "correct-horse-battery-staple";
     let app = spawn_app_with(|s| {
-        s.admin_token = Some(Secret::new(TOKEN));
-        s.protect_catalogue = true;
+        s.admin.token = Some(Secret::new(TOKEN));
+        s.admin.protect_catalogue = true;
     })
     .await;
     let access = Access {

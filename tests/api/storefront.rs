@@ -67,9 +67,10 @@ async fn a_page_of_a_listed_origin_calls_the_api_and_chats_and_an_unlisted_one_i
     let storefront = static_server().await;
     let origin = format!("http://{storefront}");
     let listing = origin.clone();
-    let listed = spawn_app_with(move |s| s.cors_allowed_origins = listing.parse().unwrap()).await;
+    let listed =
+        spawn_app_with(move |s| s.server.cors_allowed_origins = listing.parse().unwrap()).await;
     let unlisted = spawn_app_with(|s| {
-        s.cors_allowed_origins = "https://elsewhere.example".parse().unwrap();
+        s.server.cors_allowed_origins = "https://elsewhere.example".parse().unwrap();
     })
     .await;
     let page = driver.session(640, 480).await;

@@ -133,18 +133,25 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), SchemaError> {
 
 /// `CREATE TABLE IF NOT EXISTS` can still fail when two sessions run it at
 /// the same moment (on the catalog's unique keys: the table's row type may
-/// be the duplicate): the loser retries and then finds the table.
-async fn create_version_table(client: &Client) -> Result<(), tokio_postgres::Error> {
+/// be the duplicate): the loser retries and then finds the table. Its
+/// NOTICE that the table "already exists, skipping" (every start but the
+/// first) is kept quiet: it would be logged at info on every instance.
+async fn create_version_table(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     let mut attempt = 0;
     loop {
-        let created = client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS shopd_schema (
+        let created = async {
+            let tx = client.transaction().await?;
+            tx.batch_execute(
+                "SET LOCAL client_min_messages = warning;
+                CREATE TABLE IF NOT EXISTS shopd_schema (
                     version BIGINT PRIMARY KEY,
                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
                 )",
             )
-            .await;
+            .await?;
+            tx.commit().await
+        }
+        .await;
         match created {
             Err(err)
                 if attempt < 5

@@ -48,6 +48,41 @@ pub enum OpenError {
     },
 }
 
+impl OpenError {
+    /// The same error naming `dir` instead of the directory it happened in
+    /// (the private copy `shopd check` reads).
+    fn for_dir(self, dir: &Path) -> OpenError {
+        let path = dir.to_path_buf();
+        match self {
+            OpenError::Unusable { source, .. } => OpenError::Unusable { path, source },
+            OpenError::Locked { lock, .. } => OpenError::Locked { path, lock },
+            OpenError::Database { source, .. } => OpenError::Database { path, source },
+            OpenError::Damaged {
+                problems, remedy, ..
+            } => OpenError::Damaged {
+                path,
+                problems,
+                remedy,
+            },
+        }
+    }
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The way out when sled reads the store but it lost data.
 const ACCEPT: &str = ", or start anyway with --accept-data-loss to serve what is left \
      (new ids continue after the highest acknowledged ones)";
@@ -104,6 +139,34 @@ pub(super) fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     file.set_len(0).map_err(unusable)?;
     writeln!(file, "{}", std::process::id()).map_err(unusable)?;
     Ok(file)
+}
+
+/// Takes the data directory's lock, as a server would, but writes nothing:
+/// the lock file is opened read-only (and not created when missing, since a
+/// directory without one has no server on it).
+fn hold_without_writing(dir: &Path) -> Result<Option<File>, OpenError> {
+    let path = dir.join("shopd.lock");
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(OpenError::Unusable {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked {
+            path: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(OpenError::Unusable {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Opens sled in `dir/sled` and reads every record; damage that stops sled
@@ -236,13 +299,30 @@ pub fn check(dir: &Path) -> Result<CheckReport, OpenError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store here"),
         });
     }
-    let _lock = lock_dir(dir)?;
+    let _lock = hold_without_writing(dir)?;
     let (manifest_state, manifest) = match Manifest::read(dir) {
         Ok(Some(manifest)) => (ManifestState::Present, Some(manifest)),
         Ok(None) => (ManifestState::Missing, None),
         Err(err) => (ManifestState::Damaged(err.to_string()), None),
     };
-    let (_db, _records, _meta, scan) = open_and_scan(dir, None)?;
+    // sled has no read-only mode: opening replays and may rewrite its
+    // files. The check reads a private copy, so the files it checks never
+    // change, whatever it finds.
+    let copy = tempfile::Builder::new()
+        .prefix("shopd-check-")
+        .tempdir()
+        .map_err(|source| OpenError::Unusable {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    copy_tree(&dir.join("sled"), &copy.path().join("sled")).map_err(|source| {
+        OpenError::Unusable {
+            path: dir.to_path_buf(),
+            source,
+        }
+    })?;
+    let (_db, _records, _meta, scan) =
+        open_and_scan(copy.path(), None).map_err(|err| err.for_dir(dir))?;
     let missing = manifest
         .as_ref()
         .map(|manifest| check::missing(&scan, manifest))

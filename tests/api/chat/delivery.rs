@@ -185,9 +185,9 @@ async fn a_burst_of_two_thousand_frames_in_one_write_reaches_every_reader_in_ord
     const LINES: usize = 2000;
     let app = spawn_app_with(|settings| {
         // A short queue, so the burst outruns it many times over.
-        settings.chat_queue_len = 16;
-        settings.chat_rate_per_sec = 1_000_000;
-        settings.chat_rate_burst = 1_000_000;
+        settings.chat.queue_len = std::num::NonZero::new(16).unwrap();
+        settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+        settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
     })
     .await;
     let ann = join(app.addr, "burst").await;
@@ -224,8 +224,8 @@ async fn a_member_over_its_rate_is_slowed_down_not_dropped() {
     const BURST: u32 = 10;
     const LINES: usize = 70;
     let app = spawn_app_with(|settings| {
-        settings.chat_rate_per_sec = RATE;
-        settings.chat_rate_burst = BURST;
+        settings.chat.rate_per_sec = std::num::NonZero::new(RATE).unwrap();
+        settings.chat.rate_burst = std::num::NonZero::new(BURST).unwrap();
     })
     .await;
     let listener = join(app.addr, "paced").await;

@@ -64,7 +64,9 @@ async fn shutdown_closes_every_chat_with_1001() {
 
 #[tokio::test]
 async fn members_are_removed_however_they_leave_and_empty_rooms_are_forgotten() {
-    let app = spawn_app_with(|settings| settings.chat_queue_len = 64).await;
+    let app =
+        spawn_app_with(|settings| settings.chat.queue_len = std::num::NonZero::new(64).unwrap())
+            .await;
     let addr = app.addr;
     let mut polite = join(addr, "one").await;
     let mut abrupt = join(addr, "one").await;
@@ -112,7 +114,9 @@ async fn the_metrics_follow_rooms_connections_and_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_members_joining_and_leaving_the_same_rooms_at_once_leave_nothing_behind() {
-    let app = spawn_app_with(|settings| settings.chat_queue_len = 64).await;
+    let app =
+        spawn_app_with(|settings| settings.chat.queue_len = std::num::NonZero::new(64).unwrap())
+            .await;
     let addr = app.addr;
     let tasks: Vec<_> = (0..40)
         .map(|task| {

@@ -53,10 +53,10 @@ fn only(reason: &'static str, count: f64) -> Vec<(&'static str, f64)> {
 async fn a_member_that_never_reads_is_dropped_with_1008_after_the_stall_timeout_and_the_room_goes_on()
  {
     let app = spawn_app_with(|settings| {
-        settings.chat_queue_len = 64;
-        settings.chat_stall_timeout_secs = 1;
-        settings.chat_rate_per_sec = 1_000_000;
-        settings.chat_rate_burst = 1_000_000;
+        settings.chat.queue_len = std::num::NonZero::new(64).unwrap();
+        settings.chat.stall_timeout = std::time::Duration::from_secs(1);
+        settings.chat.rate_per_sec = std::num::NonZero::new(1_000_000).unwrap();
+        settings.chat.rate_burst = std::num::NonZero::new(1_000_000).unwrap();
     })
     .await;
     let mut talker = join(app.addr, "busy").await;
@@ -107,7 +107,10 @@ async fn a_member_that_never_reads_is_dropped_with_1008_after_the_stall_timeout_
 
 #[tokio::test]
 async fn a_text_over_the_limit_closes_with_1009() {
-    let app = spawn_app_with(|settings| settings.chat_max_message_bytes = 1024).await;
+    let app = spawn_app_with(|settings| {
+        settings.chat.max_message_bytes = std::num::NonZero::new(1024).unwrap();
+    })
+    .await;
     let mut listener = join(app.addr, "limits").await;
 
     let mut just_fits = join(app.addr, "limits").await;
@@ -127,7 +130,10 @@ async fn a_text_over_the_limit_closes_with_1009() {
 
 #[tokio::test]
 async fn a_text_over_the_limit_in_fragments_closes_with_1009() {
-    let app = spawn_app_with(|settings| settings.chat_max_message_bytes = 1024).await;
+    let app = spawn_app_with(|settings| {
+        settings.chat.max_message_bytes = std::num::NonZero::new(1024).unwrap();
+    })
+    .await;
     let mut client = join(app.addr, "fragments").await;
     let part = || Bytes::from("x".repeat(600));
     let frames = [
@@ -170,7 +176,7 @@ async fn a_binary_message_closes_with_1003() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_closed_with_1013() {
-    let app = spawn_app_with(|s| s.chat_max_connections = 2).await;
+    let app = spawn_app_with(|s| s.chat.max_connections = std::num::NonZero::new(2).unwrap()).await;
     let mut ann = join(app.addr, "full").await;
     let mut bob = join(app.addr, "full").await;
     let mut extra = join(app.addr, "full").await;

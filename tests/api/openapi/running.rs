@@ -20,8 +20,8 @@ const ITEM_WRITES: &[(&str, &str)] = &[
 
 async fn with_token(protect_catalogue: bool) -> TestApp {
     spawn_app_with(|s| {
-        s.admin_token = Some(Secret::new(TOKEN));
-        s.protect_catalogue = protect_catalogue;
+        s.admin.token = Some(Secret::new(TOKEN));
+        s.admin.protect_catalogue = protect_catalogue;
     })
     .await
 }

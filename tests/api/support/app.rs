@@ -35,11 +35,10 @@ pub struct AppBuilder {
 
 /// Settings for a test over `dir`, listening on a free port.
 pub fn test_settings(dir: &Path) -> Settings {
-    Settings {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        ..Settings::default()
-    }
+    let mut settings = Settings::default();
+    settings.storage.data_dir = dir.to_path_buf();
+    settings.server.listen = ([127, 0, 0, 1], 0).into();
+    settings
 }
 
 impl AppBuilder {
@@ -56,14 +55,14 @@ impl AppBuilder {
 
     /// Over an existing data directory (e.g. to restart on it).
     pub fn in_dir(mut self, dir: TempDir) -> AppBuilder {
-        self.settings.data_dir = dir.path().to_path_buf();
+        self.settings.storage.data_dir = dir.path().to_path_buf();
         self.dir = dir;
         self
     }
 
     /// On PostgreSQL database `database` instead of the data directory.
     pub fn postgres(mut self, database: TestDatabase) -> AppBuilder {
-        self.settings.database_url = Some(database.url.parse().expect("a postgres:// URL"));
+        self.settings.storage.database_url = Some(database.url.parse().expect("a postgres:// URL"));
         self.database = Some(database);
         self
     }
@@ -77,7 +76,7 @@ impl AppBuilder {
 
     /// Joined to the NATS chat bus at `urls` (comma separated).
     pub fn bus(mut self, urls: &str) -> AppBuilder {
-        self.settings.chat_bus = Some(urls.parse().expect("bus URLs"));
+        self.settings.chat.bus = Some(urls.parse().expect("bus URLs"));
         self
     }
 
@@ -99,8 +98,8 @@ impl AppBuilder {
     /// runtime; or the error that stopped it (a damaged store, a newer
     /// schema, ...).
     pub async fn start(self) -> Result<TestApp, AppError> {
-        let listener = shopd::bind(&self.settings.listen).await?;
-        Ok(if self.settings.database_url.is_some() {
+        let listener = shopd::bind(self.settings.server.listen).await?;
+        Ok(if self.settings.storage.database_url.is_some() {
             let app = App::connect(self.settings).await?;
             serving(app, listener, self.dir, self.database)
         } else {
@@ -111,7 +110,7 @@ impl AppBuilder {
 
     /// Starts shopd over `store` (e.g. a double that fails on purpose).
     pub async fn spawn_on<S: Store>(self, store: S) -> TestApp {
-        let listener = shopd::bind(&self.settings.listen)
+        let listener = shopd::bind(self.settings.server.listen)
             .await
             .expect("bind port 0");
         serving(
