@@ -21,7 +21,7 @@ mod stats;
 use std::future::Future;
 
 pub use export::Snapshot;
-pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError};
+pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements};
 pub use scan::Scans;
 pub use sled::{
     CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,

@@ -4,6 +4,8 @@
 //! PostgreSQL also: the plans use the indexes, and a database of the
 //! previous schema version migrates to the right totals.
 
+// The statements the PostgreSQL store lists with, as it runs them.
+use shopd::store::list_statements::{CARTS, ITEMS_ALL, ITEMS_LIVE};
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -286,23 +288,6 @@ backend_tests! {
         check(&app, &model, "after deletions and more adds").await;
     }
 }
-
-/// The statements the PostgreSQL store lists with (as in
-/// `src/store/postgres`), with `$n` bound to selective bounds.
-const ITEMS_LIVE: &str = "SELECT id, name, price, deleted FROM items
-     WHERE NOT deleted AND price >= $1 AND price <= $2
-     ORDER BY id LIMIT $3 OFFSET $4";
-const ITEMS_ALL: &str = "SELECT id, name, price, deleted FROM items
-     WHERE price >= $1 AND price <= $2
-     ORDER BY id LIMIT $3 OFFSET $4";
-const CARTS: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
-     FROM (SELECT id FROM carts
-           WHERE price >= $1 AND price <= $2
-             AND quantity >= $3 AND quantity <= $4
-           ORDER BY id LIMIT $5 OFFSET $6) c
-     LEFT JOIN cart_lines l ON l.cart_id = c.id
-     LEFT JOIN items i ON i.id = l.item_id
-     ORDER BY c.id, l.position";
 
 async fn plan(
     client: &tokio_postgres::Client,

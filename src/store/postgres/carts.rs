@@ -25,6 +25,17 @@ use crate::store::{LineState, StoreError, StoreResult, priced_cart};
 /// Carts priced per statement when the migration fills the totals.
 const FILL_BATCH: i64 = 10_000;
 
+/// `GET /cart` with filters: `$1`..`$6` are the lowest and highest price,
+/// the lowest and highest quantity, the limit and the offset.
+pub const LIST_FILTERED: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
+     FROM (SELECT id FROM carts
+           WHERE price >= $1 AND price <= $2
+             AND quantity >= $3 AND quantity <= $4
+           ORDER BY id LIMIT $5 OFFSET $6) c
+     LEFT JOIN cart_lines l ON l.cart_id = c.id
+     LEFT JOIN items i ON i.id = l.item_id
+     ORDER BY c.id, l.position";
+
 const CART_SQL: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
      FROM carts c
      LEFT JOIN cart_lines l ON l.cart_id = c.id
@@ -192,14 +203,7 @@ async fn page(store: &PgStore, filter: &CartFilter) -> StoreResult<Vec<Cart>> {
         // never a generic plan made for other bounds.
         let rows = client
             .query(
-                "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
-                 FROM (SELECT id FROM carts
-                       WHERE price >= $1 AND price <= $2
-                         AND quantity >= $3 AND quantity <= $4
-                       ORDER BY id LIMIT $5 OFFSET $6) c
-                 LEFT JOIN cart_lines l ON l.cart_id = c.id
-                 LEFT JOIN items i ON i.id = l.item_id
-                 ORDER BY c.id, l.position",
+                LIST_FILTERED,
                 &[
                     &min_price,
                     &max_price,

@@ -63,6 +63,16 @@ pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Item> {
 }
 
 /// [`Store::items`](crate::store::Store::items): filtered and paged in SQL.
+/// `GET /item` with price bounds and `show_deleted`: `$1`..`$4` are the
+/// lowest and highest price, the limit and the offset.
+pub const LIST_ALL: &str = "SELECT id, name, price, deleted FROM items
+     WHERE price >= $1 AND price <= $2
+     ORDER BY id LIMIT $3 OFFSET $4";
+/// `GET /item` with price bounds, live items only; parameters as [`LIST_ALL`].
+pub const LIST_LIVE: &str = "SELECT id, name, price, deleted FROM items
+     WHERE NOT deleted AND price >= $1 AND price <= $2
+     ORDER BY id LIMIT $3 OFFSET $4";
+
 /// From `items_by_price` when the price bounds are selective, else by ids
 /// in order (stopping after the page).
 pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec<Item>> {
@@ -71,13 +81,9 @@ pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec
     let (offset, limit) = (sql_count(filter.page.offset), sql_count(filter.page.limit));
     // Two statements: each planned without a flag that hides its shape.
     let sql = if filter.show_deleted {
-        "SELECT id, name, price, deleted FROM items
-         WHERE price >= $1 AND price <= $2
-         ORDER BY id LIMIT $3 OFFSET $4"
+        LIST_ALL
     } else {
-        "SELECT id, name, price, deleted FROM items
-         WHERE NOT deleted AND price >= $1 AND price <= $2
-         ORDER BY id LIMIT $3 OFFSET $4"
+        LIST_LIVE
     };
     let unbounded = filter.price.min.is_none() && filter.price.max.is_none();
     with_client!(store, |client| {

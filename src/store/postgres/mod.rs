@@ -33,6 +33,13 @@ use tokio_postgres::config::Host;
 use self::errors::{Failure, Outage};
 pub use self::schema::SchemaError;
 pub use self::url::DatabaseUrl;
+
+/// The statements filtered lists run, public so that their plans can be
+/// checked (`EXPLAIN`) against a real database: the indexes must serve them.
+pub mod list_statements {
+    pub use super::carts::LIST_FILTERED as CARTS;
+    pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
+}
 use super::{Snapshot, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
