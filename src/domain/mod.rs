@@ -2,6 +2,7 @@
 //! of what clients send. Pure code: no HTTP, no storage.
 
 mod cart;
+pub mod etag;
 mod item;
 mod validate;
 

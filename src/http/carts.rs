@@ -81,7 +81,7 @@ pub(super) async fn list<S: Store>(call: Call<S>) -> Result<Response, ApiError> 
 pub(super) async fn get<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(call.param(0), "id", Resource::Cart)])?;
     let cart = call.state().store.cart(id).await?;
-    Ok(json(StatusCode::OK, &cart))
+    Ok(super::etag::fresh_or_ok(call.headers(), &cart))
 }
 
 /// Adds one of an item to a cart: quantity +1, or a new line with 1.

@@ -4,6 +4,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
+use super::etag::{fresh_or_ok, tag, tagged};
 use super::extract::{path_id, path_ids, with_body};
 use super::reply::{created, json};
 use super::router::Call;
@@ -44,7 +45,7 @@ pub(super) async fn create<S: Store>(mut call: Call<S>) -> Result<Response, ApiE
     let state = call.state();
     let item = parse_item_body(&body, state.max_name_chars)?;
     let item = state.store.create_item(item).await?;
-    Ok(created(format!("/item/{}", item.id), &item))
+    Ok(tag(created(format!("/item/{}", item.id), &item), &item))
 }
 
 /// Lists items by ascending id: filters first, then offset, then limit.
@@ -86,7 +87,7 @@ pub(super) async fn get<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     if item.deleted {
         return Err(StoreError::ItemNotFound(id).into());
     }
-    Ok(json(StatusCode::OK, &item))
+    Ok(fresh_or_ok(call.headers(), &item))
 }
 
 /// Replaces an item's name and price (both required).
@@ -114,7 +115,7 @@ pub(super) async fn replace<S: Store>(mut call: Call<S>) -> Result<Response, Api
         parse_item_body(&body, state.max_name_chars),
     )?;
     let item = state.store.replace_item(id, item).await?;
-    Ok(json(StatusCode::OK, &item))
+    Ok(tagged(StatusCode::OK, &item))
 }
 
 /// Changes any of an item's name and price; an empty object changes nothing.
@@ -145,7 +146,7 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
         parse_item_patch(&body, state.max_name_chars),
     )?;
     let item = state.store.patch_item(id, patch).await?;
-    Ok(json(StatusCode::OK, &item))
+    Ok(tagged(StatusCode::OK, &item))
 }
 
 /// Marks an item deleted; it stays in carts as unavailable. Idempotent.
@@ -166,5 +167,5 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
 pub(super) async fn delete<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(call.param(0), "id", Resource::Item)])?;
     let item = call.state().store.delete_item(id).await?;
-    Ok(json(StatusCode::OK, &item))
+    Ok(tagged(StatusCode::OK, &item))
 }

@@ -9,6 +9,7 @@ mod chat_page;
 pub mod client;
 mod docs;
 pub mod error;
+mod etag;
 mod extract;
 mod health;
 mod items;

@@ -1,0 +1,82 @@
+//! ETags on replies and the conditional request headers (`If-Match`,
+//! `If-None-Match`); the tag itself is [`crate::domain::etag`].
+
+use serde::Serialize;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use crate::domain::etag::{self, Condition};
+
+/// A JSON reply carrying the ETag of its body.
+pub fn tagged<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    tag(super::reply::json(status, value), value)
+}
+
+/// Adds the ETag of `value` (the reply's JSON body) to a built reply.
+pub fn tag<T: Serialize + ?Sized>(mut response: Response, value: &T) -> Response {
+    if let Ok(tag) = HeaderValue::try_from(etag::of(value)) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+/// Reads one conditional header (every occurrence, comma-separated lists);
+/// `None` when it is absent.
+#[must_use]
+pub fn condition(headers: &HeaderMap, name: &header::HeaderName) -> Option<Condition> {
+    let mut tags = Vec::new();
+    let mut sent = false;
+    for value in headers.get_all(name) {
+        sent = true;
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',').map(str::trim) {
+            if part == "*" {
+                return Some(Condition::Any);
+            }
+            if !part.is_empty() {
+                tags.push(part.to_owned());
+            }
+        }
+    }
+    sent.then_some(Condition::Tags(tags))
+}
+
+/// A 304 (with the current ETag, no body) when `If-None-Match` matches
+/// `value`'s tag; else the tagged 200.
+pub fn fresh_or_ok<T: Serialize + ?Sized>(headers: &HeaderMap, value: &T) -> Response {
+    let current = etag::of(value);
+    let hit =
+        condition(headers, &header::IF_NONE_MATCH).is_some_and(|c| c.matches_weakly(&current));
+    if hit {
+        let mut response = Response::default();
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(tag) = HeaderValue::try_from(current) {
+            response.headers_mut().insert(header::ETAG, tag);
+        }
+        return response;
+    }
+    tagged(StatusCode::OK, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_star_are_read_from_every_occurrence() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(condition(&headers, &header::IF_MATCH), None);
+        headers.append(header::IF_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        headers.append(header::IF_MATCH, HeaderValue::from_static("\"c\""));
+        assert_eq!(
+            condition(&headers, &header::IF_MATCH),
+            Some(Condition::Tags(vec![
+                "\"a\"".into(),
+                "W/\"b\"".into(),
+                "\"c\"".into()
+            ]))
+        );
+        headers.append(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(condition(&headers, &header::IF_MATCH), Some(Condition::Any));
+    }
+}
