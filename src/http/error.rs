@@ -45,6 +45,9 @@ pub enum ApiError {
     /// Too many headers, or too many bytes of them: 431.
     #[error("Request Header Fields Too Large")]
     HeadersTooLarge,
+    /// An `If-Match` precondition failed (the item changed): 412.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The change would pass a bound of the resource (a full cart): 409.
     #[error("{0}")]
     Conflict(String),
@@ -80,6 +83,7 @@ impl From<StoreError> for ApiError {
             | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
             StoreError::ItemDeleted(_) => ApiError::NotModified,
             StoreError::CartFull { .. } => ApiError::Conflict(err.to_string()),
+            StoreError::PreconditionFailed(_) => ApiError::PreconditionFailed(err.to_string()),
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
             }
@@ -240,6 +244,7 @@ impl ApiError {
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

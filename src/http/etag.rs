@@ -41,6 +41,12 @@ pub fn condition(headers: &HeaderMap, name: &header::HeaderName) -> Option<Condi
     sent.then_some(Condition::Tags(tags))
 }
 
+/// The `If-Match` precondition, when sent.
+#[must_use]
+pub fn if_match(headers: &HeaderMap) -> Option<Condition> {
+    condition(headers, &header::IF_MATCH)
+}
+
 /// A 304 (with the current ETag, no body) when `If-None-Match` matches
 /// `value`'s tag; else the tagged 200.
 pub fn fresh_or_ok<T: Serialize + ?Sized>(headers: &HeaderMap, value: &T) -> Response {

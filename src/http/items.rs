@@ -4,7 +4,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
-use super::etag::{fresh_or_ok, tag, tagged};
+use super::etag::{fresh_or_ok, if_match, tag, tagged};
 use super::extract::{path_id, path_ids, with_body};
 use super::reply::{created, json};
 use super::router::Call;
@@ -114,7 +114,10 @@ pub(super) async fn replace<S: Store>(mut call: Call<S>) -> Result<Response, Api
         [path_id(call.param(0), "id", Resource::Item)],
         parse_item_body(&body, state.max_name_chars),
     )?;
-    let item = state.store.replace_item(id, item).await?;
+    let item = state
+        .store
+        .replace_item(id, item, if_match(call.headers()))
+        .await?;
     Ok(tagged(StatusCode::OK, &item))
 }
 
@@ -145,7 +148,10 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
         [path_id(call.param(0), "id", Resource::Item)],
         parse_item_patch(&body, state.max_name_chars),
     )?;
-    let item = state.store.patch_item(id, patch).await?;
+    let item = state
+        .store
+        .patch_item(id, patch, if_match(call.headers()))
+        .await?;
     Ok(tagged(StatusCode::OK, &item))
 }
 
@@ -166,6 +172,10 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
 )]
 pub(super) async fn delete<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let [id] = path_ids([path_id(call.param(0), "id", Resource::Item)])?;
-    let item = call.state().store.delete_item(id).await?;
+    let item = call
+        .state()
+        .store
+        .delete_item(id, if_match(call.headers()))
+        .await?;
     Ok(tagged(StatusCode::OK, &item))
 }

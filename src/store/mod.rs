@@ -28,6 +28,7 @@ pub use sled::{
 };
 pub use stats::{StatsCache, StoreStats};
 
+use crate::domain::etag::Condition;
 use crate::domain::{
     Cart, CartFilter, CartLine, Id, Item, ItemFilter, ItemPatch, NewItem, Page, Resource,
 };
@@ -41,6 +42,9 @@ pub enum StoreError {
     /// No cart has this id.
     #[error("{}", Resource::Cart.not_found(.0))]
     CartNotFound(Id),
+    /// The item's current ETag does not match the `If-Match` sent.
+    #[error("Item {0} has changed since its ETag was read; read it again")]
+    PreconditionFailed(Id),
     /// The item was deleted, so it cannot be changed.
     #[error("Item {0} is deleted")]
     ItemDeleted(Id),
@@ -107,21 +111,35 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn item(&self, id: Id) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Items passing the filter, by ascending id.
     fn items(&self, filter: ItemFilter) -> impl Future<Output = StoreResult<Vec<Item>>> + Send;
-    /// Replaces name and price of a live item.
-    /// Errors: [`StoreError::ItemNotFound`] when no item has this id,
-    /// [`StoreError::ItemDeleted`] (304) when it is deleted.
-    fn replace_item(&self, id: Id, item: NewItem)
-    -> impl Future<Output = StoreResult<Item>> + Send;
+    /// Replaces name and price of a live item. With `precondition` (an
+    /// `If-Match`), the item's current ETag must match it, checked
+    /// atomically with the write.
+    /// Errors, in this order: [`StoreError::ItemNotFound`] when no item has
+    /// this id, [`StoreError::PreconditionFailed`] (412) when the
+    /// precondition fails, [`StoreError::ItemDeleted`] (304) when it is
+    /// deleted.
+    fn replace_item(
+        &self,
+        id: Id,
+        item: NewItem,
+        precondition: Option<Condition>,
+    ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Changes some fields of a live item.
     /// Errors: as [`Store::replace_item`].
     fn patch_item(
         &self,
         id: Id,
         patch: ItemPatch,
+        precondition: Option<Condition>,
     ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Marks an item deleted and returns it; deleting it again is not an
-    /// error. Errors: [`StoreError::ItemNotFound`].
-    fn delete_item(&self, id: Id) -> impl Future<Output = StoreResult<Item>> + Send;
+    /// error. Errors: [`StoreError::ItemNotFound`],
+    /// [`StoreError::PreconditionFailed`] (as [`Store::replace_item`]).
+    fn delete_item(
+        &self,
+        id: Id,
+        precondition: Option<Condition>,
+    ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Stores a new, empty cart and returns its id, higher than every cart
     /// id handed out before.
     fn create_cart(&self) -> impl Future<Output = StoreResult<Id>> + Send;

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
 
@@ -34,13 +35,13 @@ impl Store for BrokenStore {
     async fn items(&self, _: ItemFilter) -> StoreResult<Vec<Item>> {
         broken()
     }
-    async fn replace_item(&self, _: Id, _: NewItem) -> StoreResult<Item> {
+    async fn replace_item(&self, _: Id, _: NewItem, _: Option<Condition>) -> StoreResult<Item> {
         broken()
     }
-    async fn patch_item(&self, _: Id, _: ItemPatch) -> StoreResult<Item> {
+    async fn patch_item(&self, _: Id, _: ItemPatch, _: Option<Condition>) -> StoreResult<Item> {
         broken()
     }
-    async fn delete_item(&self, _: Id) -> StoreResult<Item> {
+    async fn delete_item(&self, _: Id, _: Option<Condition>) -> StoreResult<Item> {
         broken()
     }
     async fn create_cart(&self) -> StoreResult<Id> {

@@ -21,6 +21,7 @@ mod chat_resume;
 mod check;
 mod clients;
 mod cluster;
+mod conditional;
 mod cors;
 mod damage;
 mod deploy;

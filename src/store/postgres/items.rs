@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 
 use super::errors::Failure;
 use super::{PgStore, api_id, carts, sql_count, sql_id};
+use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
 use crate::store::{StoreError, StoreResult};
 
@@ -108,13 +109,46 @@ pub(super) async fn list(store: &PgStore, filter: ItemFilter) -> StoreResult<Vec
     })
 }
 
+/// `SELECT ... FOR UPDATE` of the row an `If-Match` is checked against:
+/// the lock holds until the transaction ends, so the check and the write
+/// are one step (two writers holding the same ETag cannot both win).
+pub const LOCK_ITEM: &str = "SELECT id, name, price, deleted FROM items WHERE id = $1 FOR UPDATE";
+
+/// Checks `precondition` (when sent) against item `id`'s current row,
+/// locking it for the rest of `tx`. Errors: not found, then 412.
+async fn check_precondition(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: i64,
+    id: Id,
+    precondition: Option<&Condition>,
+) -> Result<(), Failure> {
+    let Some(condition) = precondition else {
+        return Ok(());
+    };
+    let statement = tx.prepare_cached(LOCK_ITEM).await?;
+    let Some(row) = tx.query_opt(&statement, &[&key]).await? else {
+        return Err(StoreError::ItemNotFound(id).into());
+    };
+    if condition.matches_strongly(&etag::of(&item_of(&row)?)) {
+        Ok(())
+    } else {
+        Err(StoreError::PreconditionFailed(id).into())
+    }
+}
+
 /// [`Store::patch_item`](crate::store::Store::patch_item) (a replace is
 /// a patch of both fields). A new price re-prices the carts holding the
 /// item, in the same transaction.
-pub(super) async fn patch(store: &PgStore, id: Id, patch: ItemPatch) -> StoreResult<Item> {
+pub(super) async fn patch(
+    store: &PgStore,
+    id: Id,
+    patch: ItemPatch,
+    precondition: Option<&Condition>,
+) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
         let tx = client.transaction().await?;
+        check_precondition(&tx, key, id, precondition).await?;
         let statement = tx
             .prepare_cached(
                 "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
@@ -149,10 +183,15 @@ pub(super) async fn patch(store: &PgStore, id: Id, patch: ItemPatch) -> StoreRes
 /// [`Store::delete_item`](crate::store::Store::delete_item). The first
 /// delete re-prices the carts holding the item, in its transaction; a
 /// delete of a deleted item changes nothing.
-pub(super) async fn delete(store: &PgStore, id: Id) -> StoreResult<Item> {
+pub(super) async fn delete(
+    store: &PgStore,
+    id: Id,
+    precondition: Option<&Condition>,
+) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
         let tx = client.transaction().await?;
+        check_precondition(&tx, key, id, precondition).await?;
         let statement = tx
             .prepare_cached(
                 "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted

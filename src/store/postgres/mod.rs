@@ -24,6 +24,7 @@ mod schema;
 mod transfer;
 mod url;
 
+use crate::domain::etag::Condition;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -185,20 +186,30 @@ impl Store for PgStore {
         items::list(self, filter).await
     }
 
-    async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
+    async fn replace_item(
+        &self,
+        id: Id,
+        item: NewItem,
+        precondition: Option<Condition>,
+    ) -> StoreResult<Item> {
         let patch = ItemPatch {
             name: Some(item.name),
             price: Some(item.price),
         };
-        items::patch(self, id, patch).await
+        items::patch(self, id, patch, precondition.as_ref()).await
     }
 
-    async fn patch_item(&self, id: Id, patch: ItemPatch) -> StoreResult<Item> {
-        items::patch(self, id, patch).await
+    async fn patch_item(
+        &self,
+        id: Id,
+        patch: ItemPatch,
+        precondition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        items::patch(self, id, patch, precondition.as_ref()).await
     }
 
-    async fn delete_item(&self, id: Id) -> StoreResult<Item> {
-        items::delete(self, id).await
+    async fn delete_item(&self, id: Id, precondition: Option<Condition>) -> StoreResult<Item> {
+        items::delete(self, id, precondition.as_ref()).await
     }
 
     async fn create_cart(&self) -> StoreResult<Id> {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
 use super::{SledStore, backend};
+use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
 use crate::store::{StoreError, StoreResult, page};
 
@@ -20,10 +21,13 @@ impl SledStore {
         codec::decode(&bytes).map_err(backend)
     }
 
-    /// Changes a live item atomically (compare-and-swap, retried on a race).
+    /// Changes an item atomically (compare-and-swap, retried on a race).
+    /// `precondition` is checked against the very record the swap replaces,
+    /// so two writers holding the same ETag cannot both win.
     fn update_item(
         &self,
         id: Id,
+        precondition: Option<&Condition>,
         change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
     ) -> StoreResult<ItemRecord> {
         let records = &self.inner.records;
@@ -32,6 +36,12 @@ impl SledStore {
                 .get(Resource::Item, id)?
                 .ok_or(StoreError::ItemNotFound(id))?;
             let mut record: ItemRecord = codec::decode(&old).map_err(backend)?;
+            if let Some(condition) = precondition {
+                let current = etag::of(&item_of(id, record.clone()));
+                if !condition.matches_strongly(&current) {
+                    return Err(StoreError::PreconditionFailed(id));
+                }
+            }
             if !change(&mut record)? {
                 return Ok(record);
             }
@@ -97,8 +107,13 @@ pub(super) fn list(store: &SledStore, filter: ItemFilter) -> StoreResult<Vec<Ite
 }
 
 /// [`Store::replace_item`](crate::store::Store::replace_item).
-pub(super) async fn replace(store: &SledStore, id: Id, item: NewItem) -> StoreResult<Item> {
-    let record = store.update_item(id, |record| {
+pub(super) async fn replace(
+    store: &SledStore,
+    id: Id,
+    item: NewItem,
+    precondition: Option<&Condition>,
+) -> StoreResult<Item> {
+    let record = store.update_item(id, precondition, |record| {
         if record.deleted {
             return Err(StoreError::ItemDeleted(id));
         }
@@ -111,8 +126,13 @@ pub(super) async fn replace(store: &SledStore, id: Id, item: NewItem) -> StoreRe
 }
 
 /// [`Store::patch_item`](crate::store::Store::patch_item).
-pub(super) async fn patch(store: &SledStore, id: Id, patch: ItemPatch) -> StoreResult<Item> {
-    let record = store.update_item(id, |record| {
+pub(super) async fn patch(
+    store: &SledStore,
+    id: Id,
+    patch: ItemPatch,
+    precondition: Option<&Condition>,
+) -> StoreResult<Item> {
+    let record = store.update_item(id, precondition, |record| {
         if record.deleted {
             return Err(StoreError::ItemDeleted(id));
         }
@@ -124,9 +144,13 @@ pub(super) async fn patch(store: &SledStore, id: Id, patch: ItemPatch) -> StoreR
 }
 
 /// [`Store::delete_item`](crate::store::Store::delete_item).
-pub(super) async fn delete(store: &SledStore, id: Id) -> StoreResult<Item> {
+pub(super) async fn delete(
+    store: &SledStore,
+    id: Id,
+    precondition: Option<&Condition>,
+) -> StoreResult<Item> {
     let deleted_now = std::sync::atomic::AtomicBool::new(false);
-    let record = store.update_item(id, |record| {
+    let record = store.update_item(id, precondition, |record| {
         let changes = !record.deleted;
         record.deleted = true;
         deleted_now.store(changes, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 //! Here: the store handle, opening it and the [`Store`] impl, which hands
 //! each call to `items`, `carts` or `transfer` (export snapshot, import).
 
+use crate::domain::etag::Condition;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -227,16 +228,26 @@ impl Store for SledStore {
             .await
     }
 
-    async fn replace_item(&self, id: Id, item: NewItem) -> StoreResult<Item> {
-        items::replace(self, id, item).await
+    async fn replace_item(
+        &self,
+        id: Id,
+        item: NewItem,
+        precondition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        items::replace(self, id, item, precondition.as_ref()).await
     }
 
-    async fn patch_item(&self, id: Id, patch: ItemPatch) -> StoreResult<Item> {
-        items::patch(self, id, patch).await
+    async fn patch_item(
+        &self,
+        id: Id,
+        patch: ItemPatch,
+        precondition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        items::patch(self, id, patch, precondition.as_ref()).await
     }
 
-    async fn delete_item(&self, id: Id) -> StoreResult<Item> {
-        items::delete(self, id).await
+    async fn delete_item(&self, id: Id, precondition: Option<Condition>) -> StoreResult<Item> {
+        items::delete(self, id, precondition.as_ref()).await
     }
 
     async fn create_cart(&self) -> StoreResult<Id> {
