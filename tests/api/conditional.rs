@@ -235,12 +235,13 @@ backend_tests! {
 }
 
 backend_tests! {
-    async fn two_writers_with_the_same_if_match_never_both_win(backend) {
+    async fn writers_with_the_same_if_match_never_both_win(backend) {
         let app = backend.spawn().await;
         app.create_item("Tea", 1.0).await;
-        for round in 0..40 {
+        for round in 0..50 {
             let tag = current(&app, "/item/1").await;
-            let put = |name: String| {
+            let writers = (0..6).map(|writer| {
+                let name = format!("w{writer}-{round}");
                 let request = app
                     .client
                     .put(app.url("/item/1"))
@@ -250,13 +251,19 @@ backend_tests! {
                     let response = request.send().await.expect("PUT");
                     (response.status().as_u16(), name)
                 }
-            };
-            let (a, b) = tokio::join!(put(format!("a{round}")), put(format!("b{round}")));
-            let mut statuses = [a.0, b.0];
-            statuses.sort_unstable();
-            assert_eq!(statuses, [200, 412], "round {round}");
-            let winner = if a.0 == 200 { a.1 } else { b.1 };
-            assert_eq!(app.get_json("/item/1").await["name"], winner.as_str(), "round {round}");
+            });
+            let answers = futures_util::future::join_all(writers).await;
+            let winners: Vec<_> = answers.iter().filter(|(status, _)| *status == 200).collect();
+            assert_eq!(winners.len(), 1, "round {round}: {answers:?}");
+            assert!(
+                answers.iter().all(|(status, _)| *status == 200 || *status == 412),
+                "round {round}: {answers:?}"
+            );
+            assert_eq!(
+                app.get_json("/item/1").await["name"],
+                winners[0].1.as_str(),
+                "round {round}"
+            );
         }
     }
 }
