@@ -70,9 +70,13 @@ pub(super) async fn list<S: Store>(call: Call<S>) -> Result<Response, ApiError> 
     path = "/cart/{id}",
     tag = "carts",
     operation_id = "get_cart",
-    params(super::extract::CartId),
+    params(super::extract::CartId, super::etag::IfNoneMatch),
     responses(
-        (status = 200, description = "The cart", body = Cart),
+        (status = 200, description = "The cart", body = Cart,
+            headers(("ETag" = String, description = "Strong ETag of the cart's representation: \
+                it changes with its lines and with any line's live name, price or availability"))),
+        (status = 304, description = "`If-None-Match` lists the cart's current ETag (compared weakly) or `*`: not modified (no body)",
+            headers(("ETag" = String, description = "The cart's current ETag"))),
         (status = 404, description = "No such cart", body = SentenceBody,
             example = json!({"detail": "Cart 7 not found"})),
         (status = 422, response = super::error::Invalid),

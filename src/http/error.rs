@@ -217,6 +217,20 @@ impl IntoResponses for ItemNotFound {
     }
 }
 
+/// The 412 reply: the `If-Match` sent does not match the item's ETag.
+pub struct PreconditionFailed;
+
+impl<'r> ToResponse<'r> for PreconditionFailed {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": "Item 5 has changed since its ETag was read; read it again",
+        });
+        let description = "`If-Match` lists no current ETag of the item (compared strongly): it changed since it was read; nothing changed";
+        let response = json_response(description, "HTTPError", example);
+        ("PreconditionFailed", response.into())
+    }
+}
+
 /// The 405 reply: a known path asked with a method it does not take.
 pub struct MethodNotAllowed;
 

@@ -2,10 +2,33 @@
 //! `If-None-Match`); the tag itself is [`crate::domain::etag`].
 
 use serde::Serialize;
+use utoipa::IntoParams;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::domain::etag::{self, Condition};
+
+/// The `If-None-Match` header of a conditional read.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfNoneMatch {
+    /// ETags (a comma-separated list, compared weakly) or `*`: when one is
+    /// current, the answer is 304 with no body.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
+/// The `If-Match` header of a conditional write.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatch {
+    /// ETags (a comma-separated list, compared strongly) or `*`: when none
+    /// is the item's current one, the answer is 412 and nothing changes.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
 
 /// A JSON reply carrying the ETag of its body.
 pub fn tagged<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {

@@ -12,8 +12,8 @@ use warp::reply::Response;
 
 use super::admin::Access;
 use super::error::{
-    ApiError, Invalid, IssuesBody, MethodNotAllowed, SentenceBody, TooLarge, TooManyRequests,
-    Unauthorized,
+    ApiError, Invalid, IssuesBody, MethodNotAllowed, PreconditionFailed, SentenceBody, TooLarge,
+    TooManyRequests, Unauthorized,
 };
 use super::router::{Call, Table};
 use super::routes::{Guard, http_method};
@@ -70,7 +70,7 @@ browser (CORS); a chat upgrade from a page of an origin not allowed gets 403.";
             Issue,
             Location
         ),
-        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized, TooManyRequests),
+        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized, TooManyRequests, PreconditionFailed),
     ),
     tags(
         (name = "items", description = "What the shop sells"),
