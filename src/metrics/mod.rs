@@ -15,7 +15,6 @@
 //! handles of each (route, method, status class) are registered once and
 //! kept in a fixed, lock-free table.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -33,11 +32,15 @@ use crate::store::StoreStats;
 
 mod process;
 
+mod labels;
 mod names;
+mod sizes;
+
+use labels::{CLASSES, METHODS, class_index, method_index};
 use names::{
     CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_RESUMES, COUNTERS, DURATION,
-    DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED, REQUEST_SIZE,
-    REQUESTS, RESPONSE_SIZE, STORAGE_AVAILABLE, STORE_UP,
+    DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED, REQUESTS,
+    STORAGE_AVAILABLE, STORE_UP,
 };
 
 /// Why a per-client limit refused a client: the `reason` labels of
@@ -370,82 +373,6 @@ impl Telemetry {
             process::render(&mut out, &sample);
         }
         out
-    }
-
-    /// The size summaries, as the instrumentator renders them: no
-    /// quantiles, only `_sum` and `_count`.
-    fn render_sizes(&self, out: &mut String) {
-        let mut sizes = self
-            .inner
-            .sizes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        sizes.sort_by_key(|(handler, _)| *handler);
-        let families = [
-            (
-                REQUEST_SIZE,
-                "incoming requests",
-                (|s: &Sizes| &s.request_bytes) as fn(&Sizes) -> &AtomicU64,
-            ),
-            (RESPONSE_SIZE, "outgoing responses", |s: &Sizes| {
-                &s.response_bytes
-            }),
-        ];
-        for (name, what, bytes) in families {
-            let _ = writeln!(
-                out,
-                "# HELP {name} Content length of {what} by handler. Only value of header is respected. Otherwise 0.\n# TYPE {name} summary"
-            );
-            for (handler, figures) in &sizes {
-                let handler = escape_label(handler);
-                let count = figures.requests.load(Ordering::Relaxed);
-                let sum = bytes(figures).load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_count{{handler=\"{handler}\"}} {count}");
-                let _ = writeln!(out, "{name}_sum{{handler=\"{handler}\"}} {sum}");
-            }
-            out.push('\n');
-        }
-    }
-}
-
-/// A label value as the text format wants it.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The `method` label values; unusual methods share `OTHER`, so clients
-/// cannot grow the label set.
-const METHODS: [&str; 8] = [
-    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER",
-];
-
-fn method_index(method: &Method) -> u8 {
-    match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PUT => 2,
-        Method::PATCH => 3,
-        Method::DELETE => 4,
-        Method::HEAD => 5,
-        Method::OPTIONS => 6,
-        _ => 7,
-    }
-}
-
-/// The `status` label values.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-fn class_index(status: StatusCode) -> u8 {
-    match status.as_u16() {
-        100..=199 => 0,
-        200..=299 => 1,
-        300..=399 => 2,
-        400..=499 => 3,
-        _ => 4,
     }
 }
 
