@@ -136,6 +136,33 @@ async fn check_precondition(
     }
 }
 
+/// One item write in one transaction: checks `precondition` against the
+/// item (locking it), runs `update` (an UPDATE of the item `RETURNING` it),
+/// re-prices the carts holding it when `reprice`, and commits. `None`,
+/// rolled back, when `update` touched no row.
+async fn update_in_tx(
+    client: &mut deadpool_postgres::Client,
+    (key, id): (i64, Id),
+    precondition: Option<&Condition>,
+    update: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    reprice: bool,
+) -> Result<Option<Item>, Failure> {
+    let tx = client.transaction().await?;
+    check_precondition(&tx, key, id, precondition).await?;
+    let statement = tx.prepare_cached(update).await?;
+    let Some(row) = tx.query_opt(&statement, params).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let item = item_of(&row)?;
+    if reprice {
+        carts::reprice_holders(&tx, key).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(item))
+}
+
 /// [`Store::patch_item`](crate::store::Store::patch_item) (a replace is
 /// a patch of both fields). A new price re-prices the carts holding the
 /// item, in the same transaction.
@@ -147,35 +174,24 @@ pub(super) async fn patch(
 ) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
-        let tx = client.transaction().await?;
-        check_precondition(&tx, key, id, precondition).await?;
-        let statement = tx
-            .prepare_cached(
-                "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
-                 WHERE id = $1 AND NOT deleted
-                 RETURNING id, name, price, deleted",
-            )
-            .await?;
-        let row = tx
-            .query_opt(&statement, &[&key, &patch.name, &patch.price])
-            .await?;
-        match row {
-            Some(row) => {
-                let item = item_of(&row)?;
-                if patch.price.is_some() {
-                    carts::reprice_holders(&tx, key).await?;
-                }
-                tx.commit().await?;
-                Ok(item)
-            }
-            None => {
-                tx.rollback().await?;
-                match item_state(&client, key).await? {
-                    None => Err(StoreError::ItemNotFound(id).into()),
-                    // Deleted, also when a delete won the race with us.
-                    Some(_) => Err(StoreError::ItemDeleted(id).into()),
-                }
-            }
+        let updated = update_in_tx(
+            &mut client,
+            (key, id),
+            precondition,
+            "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
+             WHERE id = $1 AND NOT deleted
+             RETURNING id, name, price, deleted",
+            &[&key, &patch.name, &patch.price],
+            patch.price.is_some(),
+        )
+        .await?;
+        match updated {
+            Some(item) => Ok(item),
+            None => match item_state(&client, key).await? {
+                None => Err(StoreError::ItemNotFound(id).into()),
+                // Deleted, also when a delete won the race with us.
+                Some(_) => Err(StoreError::ItemDeleted(id).into()),
+            },
         }
     })
 }
@@ -190,21 +206,19 @@ pub(super) async fn delete(
 ) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
-        let tx = client.transaction().await?;
-        check_precondition(&tx, key, id, precondition).await?;
-        let statement = tx
-            .prepare_cached(
-                "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted
-                 RETURNING id, name, price, deleted",
-            )
-            .await?;
-        if let Some(row) = tx.query_opt(&statement, &[&key]).await? {
-            let item = item_of(&row)?;
-            carts::reprice_holders(&tx, key).await?;
-            tx.commit().await?;
+        let updated = update_in_tx(
+            &mut client,
+            (key, id),
+            precondition,
+            "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted
+             RETURNING id, name, price, deleted",
+            &[&key],
+            true,
+        )
+        .await?;
+        if let Some(item) = updated {
             return Ok(item);
         }
-        tx.rollback().await?;
         // Already deleted (also by a delete that won the race), or missing.
         let statement = client
             .prepare_cached("SELECT id, name, price, deleted FROM items WHERE id = $1")
