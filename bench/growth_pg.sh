@@ -23,35 +23,10 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 HOT_CARTS=${HOT_CARTS:-10000}
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [[ -z $pgbin ]]; then
-    echo "bench/growth_pg.sh needs PostgreSQL (apt-get install postgresql)" >&2
-    exit 1
-fi
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-as_pg() {
-    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-pgdir="$work/pg"
-mkdir -p "$pgdir"
-if [[ $(id -u) == 0 ]]; then
-    chmod 755 "$work"
-    chown postgres: "$pgdir"
-fi
-as_pg "$pgbin/initdb" -D "$pgdir/data" -U shopd --auth=trust -E UTF8 >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg taskset -c "$SERVER_CPU" "$pgbin/postgres" -D "$pgdir/data" -p "$port" -k "$pgdir" \
-    -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB \
-    >"$pgdir/log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do
-    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
-    sleep 0.05
-done
+start_postgres
 
 # export ITEMS FILE: the store described above, in shopd's export format.
 write_export() {
@@ -103,7 +78,10 @@ for size in $SIZES; do
     started=$(date +%s.%N)
     "$bin/shopd" import --database-url "$url" --in "$work/export.ndjson" >/dev/null
     import_s=$(echo "$(date +%s.%N) - $started" | bc)
-    RUST_LOG=warn shopd "growth-$size" --database-url "$url"
+    # Not the `shopd` helper: it gives a data directory, which shopd refuses
+    # together with a database URL.
+    RUST_LOG=warn start "growth-$size" "$bin/shopd" --listen 127.0.0.1:0 \
+        --config config.toml --database-url "$url"
     server=$pid
     mid=$((size / 2))
     mid_cart=$((size / 6 + 1))

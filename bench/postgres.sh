@@ -18,36 +18,10 @@ ITEMS=${ITEMS:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [[ -z $pgbin ]]; then
-    echo "bench/postgres.sh needs PostgreSQL (apt-get install postgresql)" >&2
-    exit 1
-fi
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-# PostgreSQL refuses to run as root.
-as_pg() {
-    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-pgdir="$work/pg"
-mkdir -p "$pgdir"
-if [[ $(id -u) == 0 ]]; then
-    chmod 755 "$work" # the postgres user goes through it to its own directory
-    chown postgres: "$pgdir"
-fi
-as_pg "$pgbin/initdb" -D "$pgdir/data" -U shopd --auth=trust -E UTF8 >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg taskset -c "$SERVER_CPU" "$pgbin/postgres" -D "$pgdir/data" -p "$port" -k "$pgdir" \
-    -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB \
-    >"$pgdir/log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do
-    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
-    sleep 0.05
-done
+start_postgres
 "$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U shopd -d postgres -c "CREATE DATABASE bench"
 url="postgres://shopd@127.0.0.1:$port/bench"
 
