@@ -236,6 +236,7 @@ impl<S: Store> App<S> {
                     let burst = self.settings.limits.rate_limit_burst.unwrap_or(per_sec);
                     (per_sec.get(), burst.get())
                 }),
+                idempotency_ttl: storage.idempotency_ttl,
             },
         };
         let chat_origins = api::chat_origin::ChatOrigins::new(
@@ -261,6 +262,10 @@ impl<S: Store> App<S> {
             trusted_proxies: server.trusted_proxies.clone(),
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
+        let prune = tokio::spawn(crate::store::idempotency::prune_expired(
+            self.store.clone(),
+            storage.idempotency_ttl,
+        ));
         let rooms = self.rooms.clone();
         let draining = self.draining.clone();
         let shutdown = async move {
@@ -272,6 +277,7 @@ impl<S: Store> App<S> {
         let telemetry = self.telemetry.clone();
         server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
+        prune.abort();
         refresh.abort();
         self.store.close().await.map_err(AppError::Close)?;
         tracing::info!("storage flushed; bye");

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// The change would pass a bound of the resource (a full cart): 409.
     #[error("{0}")]
     Conflict(String),
+    /// A request with the same `Idempotency-Key` still runs: 409 with
+    /// `Retry-After: 1`.
+    #[error("A request with this Idempotency-Key is still being processed; retry shortly")]
+    KeyInFlight,
     /// The client is over its request rate: 429 with `Retry-After`, in
     /// whole seconds (at least 1).
     #[error("Too many requests from this client; retry after {0} seconds")]
@@ -83,6 +87,9 @@ impl From<StoreError> for ApiError {
             | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
             StoreError::ItemDeleted(_) => ApiError::NotModified,
             StoreError::CartFull { .. } => ApiError::Conflict(err.to_string()),
+            // The idempotency layer replays the kept answer; if it cannot
+            // yet, the client retries.
+            StoreError::KeyTaken => ApiError::KeyInFlight,
             StoreError::PreconditionFailed(_) => ApiError::PreconditionFailed(err.to_string()),
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
@@ -257,7 +264,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::KeyInFlight => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -300,6 +307,19 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(warp::http::header::RETRY_AFTER, secs.into());
+                response
+            }
+            ApiError::KeyInFlight => {
+                let mut response = json(
+                    status,
+                    &Detail {
+                        detail: ApiError::KeyInFlight.to_string(),
+                    },
+                );
+                response.headers_mut().insert(
+                    warp::http::header::RETRY_AFTER,
+                    warp::http::HeaderValue::from_static("1"),
+                );
                 response
             }
             ApiError::Busy {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
-use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+use shopd::store::{KeptRecord, Keyed, Snapshot, Store, StoreError, StoreResult, StoreStats};
 
 use crate::helpers::spawn_app_on;
 use crate::nats::metric;
@@ -26,7 +26,7 @@ fn broken<T>() -> StoreResult<T> {
 }
 
 impl Store for BrokenStore {
-    async fn create_item(&self, _: NewItem) -> StoreResult<Item> {
+    async fn create_item(&self, _: NewItem, _: Option<Keyed<Item>>) -> StoreResult<Item> {
         broken()
     }
     async fn item(&self, _: Id) -> StoreResult<Item> {
@@ -35,16 +35,33 @@ impl Store for BrokenStore {
     async fn items(&self, _: ItemFilter) -> StoreResult<Vec<Item>> {
         broken()
     }
-    async fn replace_item(&self, _: Id, _: NewItem, _: Option<Condition>) -> StoreResult<Item> {
+    async fn replace_item(
+        &self,
+        _: Id,
+        _: NewItem,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn patch_item(&self, _: Id, _: ItemPatch, _: Option<Condition>) -> StoreResult<Item> {
+    async fn patch_item(
+        &self,
+        _: Id,
+        _: ItemPatch,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn delete_item(&self, _: Id, _: Option<Condition>) -> StoreResult<Item> {
+    async fn delete_item(
+        &self,
+        _: Id,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn create_cart(&self) -> StoreResult<Id> {
+    async fn create_cart(&self, _: Option<Keyed<Id>>) -> StoreResult<Id> {
         broken()
     }
     async fn cart(&self, _: Id) -> StoreResult<Cart> {
@@ -53,7 +70,19 @@ impl Store for BrokenStore {
     async fn carts(&self, _: CartFilter) -> StoreResult<Vec<Cart>> {
         broken()
     }
-    async fn add_to_cart(&self, _: Id, _: Id, _: usize) -> StoreResult<Cart> {
+    async fn add_to_cart(
+        &self,
+        _: Id,
+        _: Id,
+        _: usize,
+        _: Option<Keyed<Cart>>,
+    ) -> StoreResult<Cart> {
+        broken()
+    }
+    async fn kept(&self, _: &str) -> StoreResult<Option<KeptRecord>> {
+        broken()
+    }
+    async fn prune_kept(&self, _: u64, _: usize) -> StoreResult<usize> {
         broken()
     }
     async fn stats(&self) -> StoreResult<StoreStats> {

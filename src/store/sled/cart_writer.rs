@@ -16,9 +16,10 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
+use super::kept_entry;
 use super::records::{CartTx, Records};
-use crate::domain::{Id, Resource};
-use crate::store::{StoreError, StoreResult};
+use crate::domain::{Cart, Id, Resource};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -28,8 +29,14 @@ struct Add {
     item: Id,
     /// The most distinct lines the cart may hold.
     max_lines: usize,
-    reply: oneshot::Sender<StoreResult<CartRecord>>,
+    /// The idempotency key to keep with the add, if any.
+    keyed: Option<Keyed<Cart>>,
+    reply: oneshot::Sender<StoreResult<Added>>,
 }
+
+/// The cart as an add left it, and, for a keyed add, the cart priced in
+/// its transaction (the answer kept with the key).
+pub(super) type Added = (CartRecord, Option<Cart>);
 
 /// Queues adds for the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -62,12 +69,15 @@ impl CartWriter {
     /// holds it has committed (and, in `sync` mode, is durable), with the
     /// cart as that add left it. A new line is refused with
     /// [`StoreError::CartFull`] when the cart has `max_lines` already.
+    /// With `keyed`, the cart is priced in the transaction and its answer
+    /// kept there under the key.
     pub(super) async fn add(
         &self,
         cart: Id,
         item: Id,
         max_lines: usize,
-    ) -> StoreResult<CartRecord> {
+        keyed: Option<Keyed<Cart>>,
+    ) -> StoreResult<Added> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
         let queue = self.queue.as_ref().ok_or_else(gone)?;
@@ -76,6 +86,7 @@ impl CartWriter {
                 cart,
                 item,
                 max_lines,
+                keyed,
                 reply,
             })
             .map_err(|_| gone())?;
@@ -87,12 +98,13 @@ fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) 
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-        let pairs: Vec<(Id, Id, usize)> = batch
-            .iter()
-            .map(|add| (add.cart, add.item, add.max_lines))
-            .collect();
         // Through the gate for the transaction only, not for the sync.
-        let applied = apply(records, &pairs).map_err(|err| crate::error_chain(&err));
+        let applied = apply(records, &batch)
+            .map(|(outcomes, fresh)| {
+                records.note_kept(fresh);
+                outcomes
+            })
+            .map_err(|err| crate::error_chain(&err));
         let synced = applied.and_then(|outcomes| match disk {
             Some(disk) => disk
                 .sync()
@@ -120,14 +132,38 @@ fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) 
     }
 }
 
+/// Outcomes of a batch, and how many idempotency keys it newly kept.
+type Applied = (Vec<StoreResult<Added>>, u64);
+
+type TxError = ConflictableTransactionError<StoreError>;
+
+fn corrupt(err: codec::CodecError) -> TxError {
+    TxError::Abort(StoreError::backend(err))
+}
+
+/// Cart `id` as `record` holds it, priced from the items the transaction
+/// reads.
+fn priced_in(tx: &CartTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxError> {
+    let mut lines = Vec::with_capacity(record.lines.len());
+    for line in &record.lines {
+        let bytes = tx
+            .get(Resource::Item, line.item)?
+            .ok_or_else(|| TxError::Abort(StoreError::ItemNotFound(line.item)))?;
+        let item: ItemRecord = codec::decode(&bytes).map_err(corrupt)?;
+        lines.push(LineState {
+            item: line.item,
+            quantity: line.quantity,
+            name: item.name,
+            price: item.price,
+            deleted: item.deleted,
+        });
+    }
+    Ok(priced_cart(id, lines))
+}
+
 /// Applies the adds in order in one transaction; each gets its outcome.
-fn apply(
-    records: &Records,
-    adds: &[(Id, Id, usize)],
-) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
-    type TxError = ConflictableTransactionError<StoreError>;
-    let corrupt = |err: codec::CodecError| TxError::Abort(StoreError::backend(err));
-    let mut touched: Vec<Id> = adds.iter().map(|&(cart, _, _)| cart).collect();
+fn apply(records: &Records, adds: &[Add]) -> Result<Applied, TransactionError<StoreError>> {
+    let mut touched: Vec<Id> = adds.iter().map(|add| add.cart).collect();
     touched.sort_unstable();
     touched.dedup();
     records.transact_carts(&touched, |tx: &CartTx<'_>| {
@@ -135,7 +171,9 @@ fn apply(
         // changed cart is written once, at the end.
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(adds.len());
-        for &(cart, item, max_lines) in adds {
+        let mut fresh = 0;
+        for add in adds {
+            let (cart, item, max_lines) = (add.cart, add.item, add.max_lines);
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match tx.get(Resource::Cart, cart)? {
@@ -175,12 +213,20 @@ fn apply(
                 }
                 None => record.lines.push(LineRecord { item, quantity: 1 }),
             }
-            outcomes.push(Ok(record.clone()));
+            let priced = match &add.keyed {
+                Some(keyed) => {
+                    let priced = priced_in(tx, cart, &record)?;
+                    fresh += u64::from(tx.put_kept(&kept_entry(keyed, &priced))?);
+                    Some(priced)
+                }
+                None => None,
+            };
+            outcomes.push(Ok((record.clone(), priced)));
             changed.insert(cart, (record, true));
         }
         for (cart, (record, _)) in changed.iter().filter(|(_, (_, dirty))| *dirty) {
             tx.put_cart(*cart, codec::encode(record).map_err(corrupt)?)?;
         }
-        Ok(outcomes)
+        Ok((outcomes, fresh))
     })
 }

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
-use super::{SledStore, backend};
+use super::{SledStore, backend, kept_entry};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
-use crate::store::{StoreError, StoreResult, page};
+use crate::store::{Kept, Keyed, StoreError, StoreResult, page};
 
 impl SledStore {
     /// The record of item `id`.
@@ -23,11 +23,16 @@ impl SledStore {
 
     /// Changes an item atomically (compare-and-swap, retried on a race).
     /// `precondition` is checked against the very record the swap replaces,
-    /// so two writers holding the same ETag cannot both win.
+    /// so two writers holding the same ETag cannot both win. With `keyed`,
+    /// its answer is kept in the swap's transaction; when `change` changes
+    /// nothing (a deleted item), the answer is kept on its own: a deleted
+    /// item stays deleted, so that answer stays true. `change` answering
+    /// [`StoreError::ItemDeleted`] keeps a 304 so.
     fn update_item(
         &self,
         id: Id,
         precondition: Option<&Condition>,
+        keyed: Option<&Keyed<Item>>,
         change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
     ) -> StoreResult<ItemRecord> {
         let records = &self.inner.records;
@@ -42,11 +47,23 @@ impl SledStore {
                     return Err(StoreError::PreconditionFailed(id));
                 }
             }
-            if !change(&mut record)? {
+            let changes = match (change(&mut record), keyed) {
+                (Err(StoreError::ItemDeleted(_)), Some(keyed)) => {
+                    let kept = keyed.record_of(Kept::not_modified()).encode();
+                    records.keep(&(keyed.key.key.as_bytes().to_vec(), kept))?;
+                    return Err(StoreError::ItemDeleted(id));
+                }
+                (changes, _) => changes?,
+            };
+            let entry = keyed.map(|keyed| kept_entry(keyed, &item_of(id, record.clone())));
+            if !changes {
+                if let Some(entry) = &entry {
+                    records.keep(entry)?;
+                }
                 return Ok(record);
             }
             let new = codec::encode(&record).map_err(backend)?;
-            if records.swap(Resource::Item, id, old, &new)? {
+            if records.swap(Resource::Item, id, (old, &new), entry.as_ref())? {
                 return Ok(record);
             }
         }
@@ -64,14 +81,19 @@ fn item_of(id: Id, record: ItemRecord) -> Item {
 }
 
 /// [`Store::create_item`](crate::store::Store::create_item).
-pub(super) async fn create(store: &SledStore, item: NewItem) -> StoreResult<Item> {
+pub(super) async fn create(
+    store: &SledStore,
+    item: NewItem,
+    keyed: Option<&Keyed<Item>>,
+) -> StoreResult<Item> {
     let record = ItemRecord {
         name: item.name,
         price: item.price,
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let id = store.insert_new(Resource::Item, bytes).await?;
+    let kept = |id| keyed.map(|keyed| kept_entry(keyed, &item_of(id, record.clone())));
+    let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
 }
 
@@ -112,16 +134,18 @@ pub(super) async fn replace(
     id: Id,
     item: NewItem,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let record = store.update_item(id, precondition, |record| {
+    let updated = store.update_item(id, precondition, keyed, |record| {
         if record.deleted {
             return Err(StoreError::ItemDeleted(id));
         }
         record.name.clone_from(&item.name);
         record.price = item.price;
         Ok(true)
-    })?;
-    store.inner.committer.durable().await?;
+    });
+    // A kept 304 must be durable before it is answered, too.
+    let record = durable(store, updated).await?;
     Ok(item_of(id, record))
 }
 
@@ -131,15 +155,17 @@ pub(super) async fn patch(
     id: Id,
     patch: ItemPatch,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let record = store.update_item(id, precondition, |record| {
+    let updated = store.update_item(id, precondition, keyed, |record| {
         if record.deleted {
             return Err(StoreError::ItemDeleted(id));
         }
         patch.clone().apply(&mut record.name, &mut record.price);
         Ok(true)
-    })?;
-    store.inner.committer.durable().await?;
+    });
+    // A kept 304 must be durable before it is answered, too.
+    let record = durable(store, updated).await?;
     Ok(item_of(id, record))
 }
 
@@ -148,9 +174,10 @@ pub(super) async fn delete(
     store: &SledStore,
     id: Id,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
     let deleted_now = std::sync::atomic::AtomicBool::new(false);
-    let record = store.update_item(id, precondition, |record| {
+    let record = store.update_item(id, precondition, keyed, |record| {
         let changes = !record.deleted;
         record.deleted = true;
         deleted_now.store(changes, Ordering::Relaxed);
@@ -162,4 +189,12 @@ pub(super) async fn delete(
     // Also when it was deleted already: that delete may still be in flight.
     store.inner.committer.durable().await?;
     Ok(item_of(id, record))
+}
+
+/// `updated` once durable; a 304 whose answer was kept waits too.
+async fn durable(store: &SledStore, updated: StoreResult<ItemRecord>) -> StoreResult<ItemRecord> {
+    if matches!(updated, Ok(_) | Err(StoreError::ItemDeleted(_))) {
+        store.inner.committer.durable().await?;
+    }
+    updated
 }

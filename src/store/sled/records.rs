@@ -7,6 +7,11 @@
 //! an open export (see `snapshot.rs`), then writes. So a new write path
 //! cannot skip the before-image: there is no other way to reach a tree.
 //!
+//! Idempotency keys live in a third tree, `idempotency`, written only here
+//! and in the same sled transaction as the change they answer (a
+//! [`KeptEntry`] given to the write); a key kept without a change (the
+//! answer to a write that changed nothing) is a plain insert.
+//!
 //! The same function keeps the in-memory indexes (`index.rs`) up to date:
 //! it holds their lock across the write and their update, so they follow
 //! the writes in the order sled took them.
@@ -17,6 +22,7 @@
 //! the first image kept for a record after an export opened was read
 //! before any change to it, so it is the record as it was at that moment.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::IVec;
@@ -36,10 +42,18 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(err)
 }
 
+/// An idempotency key's bytes and its encoded record, to store with a
+/// write.
+pub(super) type KeptEntry = (Vec<u8>, Vec<u8>);
+
 /// The item and cart trees behind the write gate.
 pub(super) struct Records {
     items: sled::Tree,
     carts: sled::Tree,
+    /// Idempotency keys and their kept answers.
+    kept: sled::Tree,
+    /// How many keys `kept` holds.
+    kept_count: AtomicU64,
     /// The open export's capture, if any. Writers hold it shared around
     /// each change (not while waiting for fsync); opening and closing a
     /// capture takes it exclusively, so no change straddles the moment the
@@ -56,10 +70,12 @@ pub(super) type Entry = (Id, IVec);
 
 impl Records {
     /// The gate over the two trees as opened.
-    pub(super) fn new(items: sled::Tree, carts: sled::Tree) -> Records {
+    pub(super) fn new(items: sled::Tree, carts: sled::Tree, kept: sled::Tree) -> Records {
         Records {
             items,
             carts,
+            kept_count: AtomicU64::new(kept.len() as u64),
+            kept,
             capture: RwLock::default(),
             index: RwLock::default(),
         }
@@ -163,18 +179,35 @@ impl Records {
     /// Stores `bytes` as a new record of `resource` under a fresh id from
     /// `ids`, and returns the id. The id and the insert are under one pass:
     /// an export sees both or neither (ids from its moment on are left out).
+    /// With `kept` (given the new id), the key is stored in the same
+    /// transaction.
     pub(super) fn insert_new(
         &self,
         resource: Resource,
         ids: &IdGen,
         bytes: &[u8],
+        kept: impl FnOnce(Id) -> Option<KeptEntry>,
     ) -> StoreResult<Id> {
         let pass = self.pass();
         let id = ids.next()?;
+        let kept = kept(id);
         self.write(&pass, [(resource, id)], |upkeep| {
-            self.tree(resource)
-                .insert(codec::key(id), bytes)
-                .map_err(backend)?;
+            match &kept {
+                None => {
+                    self.tree(resource)
+                        .insert(codec::key(id), bytes)
+                        .map_err(backend)?;
+                }
+                Some((key, record)) => {
+                    let fresh = (self.tree(resource), &self.kept)
+                        .transaction(|(tree, kept)| {
+                            tree.insert(&codec::key(id), bytes)?;
+                            Ok(kept.insert(key.as_slice(), record.as_slice())?.is_none())
+                        })
+                        .map_err(tx_error)?;
+                    self.counted(fresh);
+                }
+            }
             upkeep.stored(resource, id, bytes);
             Ok(id)
         })
@@ -182,24 +215,108 @@ impl Records {
 
     /// Replaces record `id` with `new` if it still holds `old`; `false`
     /// when another writer changed it first (read it again and retry).
+    /// With `kept`, the key is stored in the same transaction.
     pub(super) fn swap(
         &self,
         resource: Resource,
         id: Id,
-        old: IVec,
-        new: &[u8],
+        (old, new): (IVec, &[u8]),
+        kept: Option<&KeptEntry>,
     ) -> StoreResult<bool> {
         let pass = self.pass();
         self.write(&pass, [(resource, id)], |upkeep| {
-            let swapped = self
-                .tree(resource)
-                .compare_and_swap(codec::key(id), Some(old), Some(new))
-                .map_err(backend)?;
-            if swapped.is_ok() {
+            let swapped = match kept {
+                None => self
+                    .tree(resource)
+                    .compare_and_swap(codec::key(id), Some(old), Some(new))
+                    .map_err(backend)?
+                    .is_ok(),
+                Some((key, record)) => {
+                    let outcome = (self.tree(resource), &self.kept)
+                        .transaction(|(tree, kept)| {
+                            if tree.get(codec::key(id))?.as_ref() != Some(&old) {
+                                return Ok(None);
+                            }
+                            tree.insert(&codec::key(id), new)?;
+                            Ok(Some(
+                                kept.insert(key.as_slice(), record.as_slice())?.is_none(),
+                            ))
+                        })
+                        .map_err(tx_error)?;
+                    if let Some(fresh) = outcome {
+                        self.counted(fresh);
+                    }
+                    outcome.is_some()
+                }
+            };
+            if swapped {
                 upkeep.stored(resource, id, new);
             }
-            Ok(swapped.is_ok())
+            Ok(swapped)
         })
+    }
+
+    /// Keeps an idempotency key whose write changed nothing (an answer
+    /// that no transaction has to hold together with a change).
+    pub(super) fn keep(&self, (key, record): &KeptEntry) -> StoreResult<()> {
+        let fresh = self
+            .kept
+            .insert(key.as_slice(), record.as_slice())
+            .map_err(backend)?
+            .is_none();
+        self.counted(fresh);
+        Ok(())
+    }
+
+    /// The record kept under idempotency key `key`.
+    pub(super) fn kept(&self, key: &[u8]) -> StoreResult<Option<IVec>> {
+        self.kept.get(key).map_err(backend)
+    }
+
+    /// How many idempotency keys are kept.
+    pub(super) fn kept_count(&self) -> u64 {
+        self.kept_count.load(Ordering::Relaxed)
+    }
+
+    /// Removes up to `batch` kept keys for which `expired` holds; each is
+    /// removed only if unchanged since it was read (a key run again
+    /// meanwhile stays). Returns how many went.
+    pub(super) fn prune_kept(
+        &self,
+        batch: usize,
+        expired: impl Fn(&[u8]) -> bool,
+    ) -> StoreResult<usize> {
+        let mut removed = 0;
+        let mut seen = 0;
+        for entry in &self.kept {
+            let (key, value) = entry.map_err(backend)?;
+            seen += 1;
+            if expired(&value) {
+                let gone = self
+                    .kept
+                    .compare_and_swap(&key, Some(value), None::<&[u8]>)
+                    .map_err(backend)?;
+                if gone.is_ok() {
+                    self.kept_count.fetch_sub(1, Ordering::Relaxed);
+                    removed += 1;
+                }
+            }
+            if removed >= batch || seen >= batch * 16 {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn counted(&self, fresh: bool) {
+        if fresh {
+            self.note_kept(1);
+        }
+    }
+
+    /// Counts `fresh` keys a committed [`Records::transact_carts`] kept.
+    pub(super) fn note_kept(&self, fresh: u64) {
+        self.kept_count.fetch_add(fresh, Ordering::Relaxed);
     }
 
     /// Stores `records` of `resource` under their own ids in one atomic
@@ -232,13 +349,15 @@ impl Records {
         let pass = self.pass();
         let touched = carts.iter().map(|&id| (Resource::Cart, id));
         let transaction = |upkeep: &mut Upkeep<'_>| {
-            let outcome = (&self.items, &self.carts).transaction(|(items, carts_tree)| {
-                change(&CartTx {
-                    items,
-                    carts: carts_tree,
-                    writable: carts,
-                })
-            });
+            let outcome =
+                (&self.items, &self.carts, &self.kept).transaction(|(items, carts_tree, kept)| {
+                    change(&CartTx {
+                        items,
+                        carts: carts_tree,
+                        kept,
+                        writable: carts,
+                    })
+                });
             if outcome.is_ok() {
                 // Committed: what the declared carts hold now is what it wrote.
                 for &id in carts {
@@ -297,6 +416,7 @@ fn entry(found: sled::Result<(IVec, IVec)>) -> StoreResult<Entry> {
 pub(super) struct CartTx<'a> {
     items: &'a TransactionalTree,
     carts: &'a TransactionalTree,
+    kept: &'a TransactionalTree,
     writable: &'a [Id],
 }
 
@@ -329,6 +449,26 @@ impl CartTx<'_> {
         }
         self.carts.insert(&codec::key(id), bytes)?;
         Ok(())
+    }
+
+    /// Keeps an idempotency key with the transaction's changes; whether
+    /// the key is new.
+    pub(super) fn put_kept(
+        &self,
+        (key, record): &KeptEntry,
+    ) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        Ok(self
+            .kept
+            .insert(key.as_slice(), record.as_slice())?
+            .is_none())
+    }
+}
+
+/// A failed two-tree transaction as a store error.
+fn tx_error(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => backend(err),
     }
 }
 

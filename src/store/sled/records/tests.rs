@@ -8,6 +8,7 @@ fn records() -> Records {
     Records::new(
         db.open_tree("items").unwrap(),
         db.open_tree("carts").unwrap(),
+        db.open_tree("idempotency").unwrap(),
     )
 }
 
@@ -22,9 +23,17 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
         .unwrap();
     let (capture, ()) = records.open_capture(|| ());
     let old = records.get(Resource::Item, 1).unwrap().unwrap();
-    assert!(records.swap(Resource::Item, 1, old, b"two").unwrap());
+    assert!(
+        records
+            .swap(Resource::Item, 1, (old, b"two"), None)
+            .unwrap()
+    );
     let old = records.get(Resource::Item, 1).unwrap().unwrap();
-    assert!(records.swap(Resource::Item, 1, old, b"three").unwrap());
+    assert!(
+        records
+            .swap(Resource::Item, 1, (old, b"three"), None)
+            .unwrap()
+    );
     let attempts = std::sync::atomic::AtomicUsize::new(0);
     records
         .transact_carts(&[7], |tx| {
@@ -46,8 +55,36 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
     assert_eq!(kept(Resource::Item, 2), Some(None));
     // After the capture closed, nothing more is kept.
     let old = records.get(Resource::Item, 2).unwrap().unwrap();
-    assert!(records.swap(Resource::Item, 2, old, b"x").unwrap());
+    assert!(records.swap(Resource::Item, 2, (old, b"x"), None).unwrap());
     assert_eq!(kept(Resource::Item, 2), Some(None));
+}
+
+#[test]
+fn a_key_is_stored_with_its_change_or_not_at_all() {
+    let records = records();
+    records
+        .load(Resource::Item, &[(1, b"one".to_vec())])
+        .unwrap();
+    let entry = (b"k1".to_vec(), b"answer".to_vec());
+    let old = records.get(Resource::Item, 1).unwrap().unwrap();
+    // A lost race stores neither the change nor the key.
+    let stale = IVec::from(&b"other"[..]);
+    assert!(
+        !records
+            .swap(Resource::Item, 1, (stale, b"two"), Some(&entry))
+            .unwrap()
+    );
+    assert_eq!(records.kept(b"k1").unwrap(), None);
+    assert!(
+        records
+            .swap(Resource::Item, 1, (old, b"two"), Some(&entry))
+            .unwrap()
+    );
+    assert_eq!(records.kept(b"k1").unwrap().unwrap(), &b"answer"[..]);
+    assert_eq!(records.kept_count(), 1);
+    let removed = records.prune_kept(10, |value| value == b"answer").unwrap();
+    assert_eq!((removed, records.kept_count()), (1, 0));
+    assert_eq!(records.kept(b"k1").unwrap(), None);
 }
 
 #[test]
