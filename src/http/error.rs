@@ -212,6 +212,33 @@ impl<'r> ToResponse<'r> for TooManyRequests {
     }
 }
 
+/// The `Retry-After` header of a 409, 429 or 503, as documented.
+pub(super) fn retry_after() -> utoipa::openapi::Header {
+    utoipa::openapi::HeaderBuilder::new()
+        .description(Some("Seconds until the client may send again"))
+        .schema(Some(utoipa::openapi::schema::Object::with_type(
+            utoipa::openapi::schema::Type::Integer,
+        )))
+        .build()
+}
+
+/// The 409 reply of a write whose `Idempotency-Key` still runs.
+pub struct IdempotencyInFlight;
+
+impl<'r> ToResponse<'r> for IdempotencyInFlight {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": ApiError::KeyInFlight.to_string(),
+        });
+        let description = "A request with the same `Idempotency-Key` is still being processed: retry after `Retry-After` seconds; nothing was done";
+        let mut response = json_response(description, "HTTPError", example);
+        response
+            .headers
+            .insert("Retry-After".into(), retry_after().into());
+        ("IdempotencyInFlight", response.into())
+    }
+}
+
 /// The 404 reply of the routes of one item: no item has the id. Inlined
 /// in each route's responses, as a `(status = 404, ..)` entry would be.
 pub struct ItemNotFound;

@@ -285,3 +285,41 @@ backend_tests! {
         assert_eq!(app.get_json("/cart").await.as_array().unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn the_document_declares_the_key_and_its_answers_on_every_write() {
+    let app = crate::helpers::spawn_app().await;
+    let document = app.get_json("/openapi.json").await;
+    let mut writes = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array();
+            let declares_key = parameters.into_iter().flatten().any(|parameter| {
+                parameter["name"] == "Idempotency-Key" && parameter["in"] == "header"
+            });
+            if method == "get" {
+                assert!(!declares_key, "GET {path}");
+                continue;
+            }
+            writes += 1;
+            assert!(declares_key, "{method} {path}");
+            let responses = &operation["responses"];
+            assert!(responses.get("409").is_some(), "{method} {path} 409");
+            assert!(responses.get("422").is_some(), "{method} {path} 422");
+            let success = responses
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(status, _)| status.starts_with('2'))
+                .expect("a success");
+            assert!(
+                success.1["headers"].get("Idempotent-Replayed").is_some(),
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(
+        writes, 6,
+        "POST /item, PUT, PATCH, DELETE /item/{{id}}, POST /cart, add"
+    );
+}
