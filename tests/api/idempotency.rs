@@ -5,6 +5,7 @@
 //! nothing.
 
 mod crash;
+mod instances;
 
 use std::net::SocketAddr;
 use std::time::Duration;
