@@ -13,7 +13,7 @@
 //! Without the header a route runs exactly as it would without this layer.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -35,24 +35,31 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// The keys this instance runs now.
+type RunningKeys = Arc<Mutex<HashSet<String>>>;
+
 /// The keys this instance runs now, and how long kept keys hold.
 pub struct Idempotency {
     ttl: Duration,
-    running: Mutex<HashSet<String>>,
+    running: RunningKeys,
     telemetry: Telemetry,
 }
 
-/// A key this instance runs; dropping it (the request ended, or its
-/// connection went) frees the key.
-struct Running<'a> {
-    layer: &'a Idempotency,
+/// A key this instance runs; dropping it (when its write is done) frees
+/// the key.
+struct Running {
+    keys: RunningKeys,
     key: String,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        self.layer.running().remove(&self.key);
+        lock(&self.keys).remove(&self.key);
     }
+}
+
+fn lock(keys: &RunningKeys) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    keys.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Idempotency {
@@ -61,13 +68,9 @@ impl Idempotency {
     pub fn new(ttl: Duration, telemetry: Telemetry) -> Idempotency {
         Idempotency {
             ttl,
-            running: Mutex::default(),
+            running: RunningKeys::default(),
             telemetry,
         }
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `route`'s handler for `call`, under its `Idempotency-Key` when
@@ -94,7 +97,7 @@ impl Idempotency {
             [call.param(0), call.param(1)],
             &body,
         );
-        let _running = self.start(&key)?;
+        let running = self.start(&key)?;
         let store = call.state().store.clone();
         if let Some(answer) = self.replay(&store, &key, &fingerprint).await? {
             return Ok(answer);
@@ -104,7 +107,22 @@ impl Idempotency {
             key: key.clone(),
             fingerprint,
         });
-        match (route.handler)(call).await {
+        // The write runs to its end, and holds its key until then, even if
+        // the client goes away meanwhile: a retry must find either the key
+        // running or its answer kept, never neither while the first write
+        // may still commit.
+        let handler = route.handler;
+        let write = tokio::spawn(async move {
+            let answer = handler(call).await;
+            drop(running);
+            answer
+        });
+        let answer = write.await.unwrap_or_else(|err| {
+            Err(ApiError::Storage(crate::store::StoreError::backend(
+                std::io::Error::other(format!("a keyed write stopped: {err}")),
+            )))
+        });
+        match answer {
             // Another instance kept the key since we looked: its answer.
             Err(ApiError::KeyInFlight) => match self.replay(&store, &key, &fingerprint).await? {
                 Some(answer) => Ok(answer),
@@ -115,10 +133,10 @@ impl Idempotency {
     }
 
     /// Marks `key` running here; a 409 when it already is.
-    fn start(&self, key: &str) -> Result<Running<'_>, ApiError> {
-        if self.running().insert(key.to_owned()) {
+    fn start(&self, key: &str) -> Result<Running, ApiError> {
+        if lock(&self.running).insert(key.to_owned()) {
             Ok(Running {
-                layer: self,
+                keys: self.running.clone(),
                 key: key.to_owned(),
             })
         } else {

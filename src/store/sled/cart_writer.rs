@@ -7,6 +7,11 @@
 //! `sync` mode the same thread then makes the batch durable before it
 //! answers, so an add needs no second hand-off to the flusher; while it
 //! syncs, the next batch gathers.
+//!
+//! Keyed writes of items and new carts (an `Idempotency-Key` kept with
+//! the change) go through the same thread for the same reason: each needs
+//! a transaction over the record's tree and the keys, and one transaction
+//! per batch costs a fraction of one per write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -17,7 +22,7 @@ use tokio::sync::oneshot;
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
 use super::kept_entry;
-use super::records::{CartTx, Records};
+use super::records::{KeptEntry, Records, WriteTx};
 use crate::domain::{Cart, Id, Resource};
 use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
 
@@ -34,6 +39,29 @@ struct Add {
     reply: oneshot::Sender<StoreResult<Added>>,
 }
 
+/// A record written with the idempotency key that answers it, if it
+/// still holds `old` (`None`: a new record).
+struct Put {
+    resource: Resource,
+    id: Id,
+    old: Option<sled::IVec>,
+    new: Vec<u8>,
+    kept: KeptEntry,
+    reply: oneshot::Sender<StoreResult<bool>>,
+}
+
+/// What the writer thread applies.
+enum Job {
+    Add(Add),
+    Put(Put),
+}
+
+/// A job's outcome.
+enum Done {
+    Add(StoreResult<Added>),
+    Put(bool),
+}
+
 /// The cart as an add left it, and, for a keyed add, the cart priced in
 /// its transaction (the answer kept with the key).
 pub(super) type Added = (CartRecord, Option<Cart>);
@@ -41,7 +69,7 @@ pub(super) type Added = (CartRecord, Option<Cart>);
 /// Queues adds for the writer thread; cheap to clone.
 #[derive(Clone)]
 pub(super) struct CartWriter {
-    queue: Option<mpsc::Sender<Add>>,
+    queue: Option<mpsc::Sender<Job>>,
 }
 
 impl CartWriter {
@@ -52,7 +80,7 @@ impl CartWriter {
         records: Arc<Records>,
         disk: Option<Arc<DiskSync>>,
     ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
-        let (queue, rx) = mpsc::channel::<Add>();
+        let (queue, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("shopd-carts".into())
             .spawn(move || writer(&rx, &records, disk.as_deref()))?;
@@ -82,19 +110,46 @@ impl CartWriter {
         let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
         let queue = self.queue.as_ref().ok_or_else(gone)?;
         queue
-            .send(Add {
+            .send(Job::Add(Add {
                 cart,
                 item,
                 max_lines,
                 keyed,
                 reply,
-            })
+            }))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Writes `new` as record `id` of `resource` if it still holds `old`
+    /// (`None`: the record is new), with the idempotency key `kept`, in
+    /// one transaction; `false` when another writer changed the record
+    /// first (nothing is written then). Resolves as [`CartWriter::add`].
+    pub(super) async fn put(
+        &self,
+        (resource, id): (Resource, Id),
+        old: Option<sled::IVec>,
+        new: Vec<u8>,
+        kept: KeptEntry,
+    ) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::backend(std::io::Error::other("the writer stopped"));
+        let queue = self.queue.as_ref().ok_or_else(gone)?;
+        queue
+            .send(Job::Put(Put {
+                resource,
+                id,
+                old,
+                new,
+                kept,
+                reply,
+            }))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
 
-fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) {
+fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -114,26 +169,43 @@ fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) 
         });
         match synced {
             Ok(outcomes) => {
-                for (add, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = add.reply.send(outcome);
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    match (job, outcome) {
+                        (Job::Add(add), Done::Add(outcome)) => {
+                            let _ = add.reply.send(outcome);
+                        }
+                        (Job::Put(put), Done::Put(outcome)) => {
+                            let _ = put.reply.send(Ok(outcome));
+                        }
+                        (job, _) => fail(job, "a job got another job's outcome"),
+                    }
                 }
             }
             Err(message) => {
-                tracing::error!(error = %message, "add-to-cart transaction failed");
-                for add in batch {
-                    let _ = add
-                        .reply
-                        .send(Err(StoreError::backend(std::io::Error::other(
-                            message.clone(),
-                        ))));
+                tracing::error!(error = %message, "write transaction failed");
+                for job in batch {
+                    fail(job, &message);
                 }
             }
         }
     }
 }
 
+/// Answers `job` with a storage failure.
+fn fail(job: Job, message: &str) {
+    let err = || StoreError::backend(std::io::Error::other(message.to_owned()));
+    match job {
+        Job::Add(add) => {
+            let _ = add.reply.send(Err(err()));
+        }
+        Job::Put(put) => {
+            let _ = put.reply.send(Err(err()));
+        }
+    }
+}
+
 /// Outcomes of a batch, and how many idempotency keys it newly kept.
-type Applied = (Vec<StoreResult<Added>>, u64);
+type Applied = (Vec<Done>, u64);
 
 type TxError = ConflictableTransactionError<StoreError>;
 
@@ -143,7 +215,7 @@ fn corrupt(err: codec::CodecError) -> TxError {
 
 /// Cart `id` as `record` holds it, priced from the items the transaction
 /// reads.
-fn priced_in(tx: &CartTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxError> {
+fn priced_in(tx: &WriteTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxError> {
     let mut lines = Vec::with_capacity(record.lines.len());
     for line in &record.lines {
         let bytes = tx
@@ -162,24 +234,45 @@ fn priced_in(tx: &CartTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxErr
 }
 
 /// Applies the adds in order in one transaction; each gets its outcome.
-fn apply(records: &Records, adds: &[Add]) -> Result<Applied, TransactionError<StoreError>> {
-    let mut touched: Vec<Id> = adds.iter().map(|add| add.cart).collect();
+fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<StoreError>> {
+    let mut touched: Vec<(Resource, Id)> = jobs
+        .iter()
+        .map(|job| match job {
+            Job::Add(add) => (Resource::Cart, add.cart),
+            Job::Put(put) => (put.resource, put.id),
+        })
+        .collect();
     touched.sort_unstable();
     touched.dedup();
-    records.transact_carts(&touched, |tx: &CartTx<'_>| {
+    records.transact(&touched, |tx: &WriteTx<'_>| {
         // Carts read by this batch, and whether it changed them; each
         // changed cart is written once, at the end.
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(adds.len());
+        let mut outcomes = Vec::with_capacity(jobs.len());
         let mut fresh = 0;
-        for add in adds {
+        for job in jobs {
+            let add = match job {
+                Job::Add(add) => add,
+                Job::Put(put) => {
+                    // Carts this batch changed are written at its end: a put
+                    // is of an item, or of a cart no add has seen (a new one).
+                    let current = tx.get(put.resource, put.id)?;
+                    let holds = current.as_deref() == put.old.as_deref();
+                    if holds {
+                        tx.put(put.resource, put.id, &put.new)?;
+                        fresh += u64::from(tx.put_kept(&put.kept)?);
+                    }
+                    outcomes.push(Done::Put(holds));
+                    continue;
+                }
+            };
             let (cart, item, max_lines) = (add.cart, add.item, add.max_lines);
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match tx.get(Resource::Cart, cart)? {
                     Some(bytes) => (codec::decode(&bytes).map_err(corrupt)?, false),
                     None => {
-                        outcomes.push(Err(StoreError::CartNotFound(cart)));
+                        outcomes.push(Done::Add(Err(StoreError::CartNotFound(cart))));
                         continue;
                     }
                 },
@@ -202,7 +295,7 @@ fn apply(records: &Records, adds: &[Add]) -> Result<Applied, TransactionError<St
                 limit: max_lines,
             }));
             if let Some(err) = refused {
-                outcomes.push(Err(err));
+                outcomes.push(Done::Add(Err(err)));
                 changed.insert(cart, (record, dirty));
                 continue;
             }
@@ -221,11 +314,15 @@ fn apply(records: &Records, adds: &[Add]) -> Result<Applied, TransactionError<St
                 }
                 None => None,
             };
-            outcomes.push(Ok((record.clone(), priced)));
+            outcomes.push(Done::Add(Ok((record.clone(), priced))));
             changed.insert(cart, (record, true));
         }
         for (cart, (record, _)) in changed.iter().filter(|(_, (_, dirty))| *dirty) {
-            tx.put_cart(*cart, codec::encode(record).map_err(corrupt)?)?;
+            tx.put(
+                Resource::Cart,
+                *cart,
+                &codec::encode(record).map_err(corrupt)?,
+            )?;
         }
         Ok((outcomes, fresh))
     })

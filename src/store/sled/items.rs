@@ -21,14 +21,17 @@ impl SledStore {
         codec::decode(&bytes).map_err(backend)
     }
 
-    /// Changes an item atomically (compare-and-swap, retried on a race).
+    /// Changes an item atomically (compare-and-swap, retried on a race),
+    /// durably on return.
     /// `precondition` is checked against the very record the swap replaces,
     /// so two writers holding the same ETag cannot both win. With `keyed`,
-    /// its answer is kept in the swap's transaction; when `change` changes
-    /// nothing (a deleted item), the answer is kept on its own: a deleted
-    /// item stays deleted, so that answer stays true. `change` answering
-    /// [`StoreError::ItemDeleted`] keeps a 304 so.
-    fn update_item(
+    /// the swap and the key's answer are one transaction, in the writer
+    /// thread's batch (durable when it returns), also when `change`
+    /// changes nothing (a delete of a deleted item) or refuses with
+    /// [`StoreError::ItemDeleted`] (a 304, kept as such): the record is
+    /// then written back as it was, so the key is kept only if it still
+    /// holds that.
+    async fn update_item(
         &self,
         id: Id,
         precondition: Option<&Condition>,
@@ -47,24 +50,40 @@ impl SledStore {
                     return Err(StoreError::PreconditionFailed(id));
                 }
             }
-            let changes = match (change(&mut record), keyed) {
-                (Err(StoreError::ItemDeleted(_)), Some(keyed)) => {
-                    let kept = keyed.record_of(Kept::not_modified()).encode();
-                    records.keep(&(keyed.key.key.as_bytes().to_vec(), kept))?;
-                    return Err(StoreError::ItemDeleted(id));
+            let Some(keyed) = keyed else {
+                if !change(&mut record)? {
+                    // A delete of a deleted item: that delete may still be
+                    // in flight.
+                    self.inner.committer.durable().await?;
+                    return Ok(record);
                 }
-                (changes, _) => changes?,
+                let new = codec::encode(&record).map_err(backend)?;
+                if records.swap(Resource::Item, id, old, &new)? {
+                    self.inner.committer.durable().await?;
+                    return Ok(record);
+                }
+                continue;
             };
-            let entry = keyed.map(|keyed| kept_entry(keyed, &item_of(id, record.clone())));
-            if !changes {
-                if let Some(entry) = &entry {
-                    records.keep(entry)?;
+            let (outcome, answer) = match change(&mut record) {
+                Err(StoreError::ItemDeleted(_)) => (
+                    Err(StoreError::ItemDeleted(id)),
+                    keyed.record_of(Kept::not_modified()),
+                ),
+                changed => {
+                    changed?;
+                    let answer = keyed.record(&item_of(id, record.clone()));
+                    (Ok(record.clone()), answer)
                 }
-                return Ok(record);
-            }
+            };
             let new = codec::encode(&record).map_err(backend)?;
-            if records.swap(Resource::Item, id, (old, &new), entry.as_ref())? {
-                return Ok(record);
+            let entry = (keyed.key.key.as_bytes().to_vec(), answer.encode());
+            let writer = &self.inner.cart_writer;
+            if writer
+                .put((Resource::Item, id), Some(old), new, entry)
+                .await?
+            {
+                self.inner.disk.touch();
+                return outcome;
             }
         }
     }
@@ -92,7 +111,8 @@ pub(super) async fn create(
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let kept = |id| keyed.map(|keyed| kept_entry(keyed, &item_of(id, record.clone())));
+    let answer = record.clone();
+    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &item_of(id, answer)));
     let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
 }
@@ -136,16 +156,16 @@ pub(super) async fn replace(
     precondition: Option<&Condition>,
     keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let updated = store.update_item(id, precondition, keyed, |record| {
-        if record.deleted {
-            return Err(StoreError::ItemDeleted(id));
-        }
-        record.name.clone_from(&item.name);
-        record.price = item.price;
-        Ok(true)
-    });
-    // A kept 304 must be durable before it is answered, too.
-    let record = durable(store, updated).await?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            record.name.clone_from(&item.name);
+            record.price = item.price;
+            Ok(true)
+        })
+        .await?;
     Ok(item_of(id, record))
 }
 
@@ -157,15 +177,15 @@ pub(super) async fn patch(
     precondition: Option<&Condition>,
     keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let updated = store.update_item(id, precondition, keyed, |record| {
-        if record.deleted {
-            return Err(StoreError::ItemDeleted(id));
-        }
-        patch.clone().apply(&mut record.name, &mut record.price);
-        Ok(true)
-    });
-    // A kept 304 must be durable before it is answered, too.
-    let record = durable(store, updated).await?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            patch.clone().apply(&mut record.name, &mut record.price);
+            Ok(true)
+        })
+        .await?;
     Ok(item_of(id, record))
 }
 
@@ -177,24 +197,16 @@ pub(super) async fn delete(
     keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
     let deleted_now = std::sync::atomic::AtomicBool::new(false);
-    let record = store.update_item(id, precondition, keyed, |record| {
-        let changes = !record.deleted;
-        record.deleted = true;
-        deleted_now.store(changes, Ordering::Relaxed);
-        Ok(changes)
-    })?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            let changes = !record.deleted;
+            record.deleted = true;
+            deleted_now.store(changes, Ordering::Relaxed);
+            Ok(changes)
+        })
+        .await?;
     if deleted_now.load(Ordering::Relaxed) {
         store.inner.live_items.fetch_sub(1, Ordering::Relaxed);
     }
-    // Also when it was deleted already: that delete may still be in flight.
-    store.inner.committer.durable().await?;
     Ok(item_of(id, record))
-}
-
-/// `updated` once durable; a 304 whose answer was kept waits too.
-async fn durable(store: &SledStore, updated: StoreResult<ItemRecord>) -> StoreResult<ItemRecord> {
-    if matches!(updated, Ok(_) | Err(StoreError::ItemDeleted(_))) {
-        store.inner.committer.durable().await?;
-    }
-    updated
 }

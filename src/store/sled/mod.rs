@@ -193,21 +193,37 @@ impl SledStore {
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
-    /// (through the write gate, with the idempotency key `kept` renders
-    /// for the id, if any), notes the write in the manifest and counts it,
-    /// then waits until the write is durable.
+    /// (through the write gate; with the idempotency key `kept` renders
+    /// for the id, in one transaction in the writer thread's batch), notes
+    /// the write in the manifest and counts it, then waits until the write
+    /// is durable.
     async fn insert_new(
         &self,
         resource: Resource,
         bytes: Vec<u8>,
-        kept: impl FnOnce(Id) -> Option<KeptEntry>,
+        kept: Option<impl FnOnce(Id) -> KeptEntry>,
     ) -> StoreResult<Id> {
         let inner = &*self.inner;
         let (ids, count) = match resource {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        let id = inner.records.insert_new(resource, ids, &bytes, kept)?;
+        if let Some(entry) = kept {
+            // An id, then the writer thread's transaction: an export opened
+            // in between leaves the new record out, as if it came later.
+            let id = ids.next()?;
+            let entry = entry(id);
+            // Durable on return: in `sync` mode the writer syncs each batch.
+            inner
+                .cart_writer
+                .put((resource, id), None, bytes, entry)
+                .await?;
+            inner.disk.touch();
+            inner.ledger.stored(resource, id);
+            count.fetch_add(1, Ordering::Relaxed);
+            return Ok(id);
+        }
+        let id = inner.records.insert_new(resource, ids, &bytes)?;
         inner.ledger.stored(resource, id);
         count.fetch_add(1, Ordering::Relaxed);
         inner.committer.durable().await?;

@@ -2,15 +2,14 @@
 //! [`Records`] and nothing else holds them once the store is open: the
 //! rest of the store reads records through its read methods and changes
 //! them only through its write methods (`insert_new`, `swap`, `load`,
-//! `transact_carts`), and each of those goes through [`Records::write`],
+//! `transact`), and each of those goes through [`Records::write`],
 //! which keeps the before-image of every record it is about to change for
 //! an open export (see `snapshot.rs`), then writes. So a new write path
 //! cannot skip the before-image: there is no other way to reach a tree.
 //!
-//! Idempotency keys live in a third tree, `idempotency`, written only here
-//! and in the same sled transaction as the change they answer (a
-//! [`KeptEntry`] given to the write); a key kept without a change (the
-//! answer to a write that changed nothing) is a plain insert.
+//! Idempotency keys live in a third tree, `idempotency`, written only in
+//! a [`Records::transact`], the same sled transaction as the change they
+//! answer (the writer thread's batches, `cart_writer.rs`).
 //!
 //! The same function keeps the in-memory indexes (`index.rs`) up to date:
 //! it holds their lock across the write and their update, so they follow
@@ -179,35 +178,18 @@ impl Records {
     /// Stores `bytes` as a new record of `resource` under a fresh id from
     /// `ids`, and returns the id. The id and the insert are under one pass:
     /// an export sees both or neither (ids from its moment on are left out).
-    /// With `kept` (given the new id), the key is stored in the same
-    /// transaction.
     pub(super) fn insert_new(
         &self,
         resource: Resource,
         ids: &IdGen,
         bytes: &[u8],
-        kept: impl FnOnce(Id) -> Option<KeptEntry>,
     ) -> StoreResult<Id> {
         let pass = self.pass();
         let id = ids.next()?;
-        let kept = kept(id);
         self.write(&pass, [(resource, id)], |upkeep| {
-            match &kept {
-                None => {
-                    self.tree(resource)
-                        .insert(codec::key(id), bytes)
-                        .map_err(backend)?;
-                }
-                Some((key, record)) => {
-                    let fresh = (self.tree(resource), &self.kept)
-                        .transaction(|(tree, kept)| {
-                            tree.insert(&codec::key(id), bytes)?;
-                            Ok(kept.insert(key.as_slice(), record.as_slice())?.is_none())
-                        })
-                        .map_err(tx_error)?;
-                    self.counted(fresh);
-                }
-            }
+            self.tree(resource)
+                .insert(codec::key(id), bytes)
+                .map_err(backend)?;
             upkeep.stored(resource, id, bytes);
             Ok(id)
         })
@@ -215,57 +197,24 @@ impl Records {
 
     /// Replaces record `id` with `new` if it still holds `old`; `false`
     /// when another writer changed it first (read it again and retry).
-    /// With `kept`, the key is stored in the same transaction.
     pub(super) fn swap(
         &self,
         resource: Resource,
         id: Id,
-        (old, new): (IVec, &[u8]),
-        kept: Option<&KeptEntry>,
+        old: IVec,
+        new: &[u8],
     ) -> StoreResult<bool> {
         let pass = self.pass();
         self.write(&pass, [(resource, id)], |upkeep| {
-            let swapped = match kept {
-                None => self
-                    .tree(resource)
-                    .compare_and_swap(codec::key(id), Some(old), Some(new))
-                    .map_err(backend)?
-                    .is_ok(),
-                Some((key, record)) => {
-                    let outcome = (self.tree(resource), &self.kept)
-                        .transaction(|(tree, kept)| {
-                            if tree.get(codec::key(id))?.as_ref() != Some(&old) {
-                                return Ok(None);
-                            }
-                            tree.insert(&codec::key(id), new)?;
-                            Ok(Some(
-                                kept.insert(key.as_slice(), record.as_slice())?.is_none(),
-                            ))
-                        })
-                        .map_err(tx_error)?;
-                    if let Some(fresh) = outcome {
-                        self.counted(fresh);
-                    }
-                    outcome.is_some()
-                }
-            };
-            if swapped {
+            let swapped = self
+                .tree(resource)
+                .compare_and_swap(codec::key(id), Some(old), Some(new))
+                .map_err(backend)?;
+            if swapped.is_ok() {
                 upkeep.stored(resource, id, new);
             }
-            Ok(swapped)
+            Ok(swapped.is_ok())
         })
-    }
-
-    /// Keeps an idempotency key whose write changed nothing (an answer
-    /// that no transaction has to hold together with a change).
-    pub(super) fn keep(&self, (key, record): &KeptEntry) -> StoreResult<()> {
-        let fresh = self
-            .kept
-            .insert(key.as_slice(), record.as_slice())
-            .map_err(backend)?
-            .is_none();
-        self.counted(fresh);
-        Ok(())
     }
 
     /// The record kept under idempotency key `key`.
@@ -308,13 +257,7 @@ impl Records {
         Ok(removed)
     }
 
-    fn counted(&self, fresh: bool) {
-        if fresh {
-            self.note_kept(1);
-        }
-    }
-
-    /// Counts `fresh` keys a committed [`Records::transact_carts`] kept.
+    /// Counts `fresh` keys a committed [`Records::transact`] kept.
     pub(super) fn note_kept(&self, fresh: u64) {
         self.kept_count.fetch_add(fresh, Ordering::Relaxed);
     }
@@ -337,38 +280,38 @@ impl Records {
         })
     }
 
-    /// Runs `change` as one transaction over both trees, in which it may
-    /// read any record and write the carts in `carts` (sorted, no
-    /// duplicates) only: a write to another fails the transaction. `change` may run more than once:
-    /// it must have no side effects.
-    pub(super) fn transact_carts<R>(
+    /// Runs `change` as one transaction over the three trees, in which it
+    /// may read any record, keep idempotency keys, and write the records in
+    /// `touched` (sorted, no duplicates) only: a write to another fails the
+    /// transaction. `change` may run more than once: it must have no side
+    /// effects.
+    pub(super) fn transact<R>(
         &self,
-        carts: &[Id],
-        change: impl Fn(&CartTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
+        touched: &[(Resource, Id)],
+        change: impl Fn(&WriteTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
     ) -> Result<R, TransactionError<StoreError>> {
         let pass = self.pass();
-        let touched = carts.iter().map(|&id| (Resource::Cart, id));
         let transaction = |upkeep: &mut Upkeep<'_>| {
             let outcome =
-                (&self.items, &self.carts, &self.kept).transaction(|(items, carts_tree, kept)| {
-                    change(&CartTx {
+                (&self.items, &self.carts, &self.kept).transaction(|(items, carts, kept)| {
+                    change(&WriteTx {
                         items,
-                        carts: carts_tree,
+                        carts,
                         kept,
-                        writable: carts,
+                        writable: touched,
                     })
                 });
             if outcome.is_ok() {
-                // Committed: what the declared carts hold now is what it wrote.
-                for &id in carts {
-                    if let Some(bytes) = self.get(Resource::Cart, id)? {
-                        upkeep.stored(Resource::Cart, id, &bytes);
+                // Committed: what the declared records hold now is what it wrote.
+                for &(resource, id) in touched {
+                    if let Some(bytes) = self.get(resource, id)? {
+                        upkeep.stored(resource, id, &bytes);
                     }
                 }
             }
             Ok(outcome)
         };
-        match self.write(&pass, touched, transaction) {
+        match self.write(&pass, touched.iter().copied(), transaction) {
             Ok(outcome) => outcome,
             Err(err) => Err(TransactionError::Abort(err)),
         }
@@ -411,16 +354,16 @@ fn entry(found: sled::Result<(IVec, IVec)>) -> StoreResult<Entry> {
     Ok((codec::id_of(&key).map_err(backend)?, value))
 }
 
-/// What a transaction of [`Records::transact_carts`] sees: every record to
-/// read, and the carts it declared to write.
-pub(super) struct CartTx<'a> {
+/// What a transaction of [`Records::transact`] sees: every record to
+/// read, and the records it declared to write.
+pub(super) struct WriteTx<'a> {
     items: &'a TransactionalTree,
     carts: &'a TransactionalTree,
     kept: &'a TransactionalTree,
-    writable: &'a [Id],
+    writable: &'a [(Resource, Id)],
 }
 
-impl CartTx<'_> {
+impl WriteTx<'_> {
     /// The bytes of record `id`, if stored.
     pub(super) fn get(
         &self,
@@ -434,20 +377,26 @@ impl CartTx<'_> {
         tree.get(codec::key(id))
     }
 
-    /// Writes cart `id`, which must be one the transaction declared.
-    pub(super) fn put_cart(
+    /// Writes record `id` of `resource`, which must be one the
+    /// transaction declared.
+    pub(super) fn put(
         &self,
+        resource: Resource,
         id: Id,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
-        if self.writable.binary_search(&id).is_err() {
+        if self.writable.binary_search(&(resource, id)).is_err() {
             return Err(ConflictableTransactionError::Abort(backend(
                 std::io::Error::other(format!(
-                    "cart {id} written by a transaction that did not declare it"
+                    "{resource:?} {id} written by a transaction that did not declare it"
                 )),
             )));
         }
-        self.carts.insert(&codec::key(id), bytes)?;
+        let tree = match resource {
+            Resource::Item => self.items,
+            Resource::Cart => self.carts,
+        };
+        tree.insert(&codec::key(id), bytes)?;
         Ok(())
     }
 
@@ -461,14 +410,6 @@ impl CartTx<'_> {
             .kept
             .insert(key.as_slice(), record.as_slice())?
             .is_none())
-    }
-}
-
-/// A failed two-tree transaction as a store error.
-fn tx_error(err: TransactionError<StoreError>) -> StoreError {
-    match err {
-        TransactionError::Abort(err) => err,
-        TransactionError::Storage(err) => backend(err),
     }
 }
 

@@ -23,22 +23,14 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
         .unwrap();
     let (capture, ()) = records.open_capture(|| ());
     let old = records.get(Resource::Item, 1).unwrap().unwrap();
-    assert!(
-        records
-            .swap(Resource::Item, 1, (old, b"two"), None)
-            .unwrap()
-    );
+    assert!(records.swap(Resource::Item, 1, old, b"two").unwrap());
     let old = records.get(Resource::Item, 1).unwrap().unwrap();
-    assert!(
-        records
-            .swap(Resource::Item, 1, (old, b"three"), None)
-            .unwrap()
-    );
+    assert!(records.swap(Resource::Item, 1, old, b"three").unwrap());
     let attempts = std::sync::atomic::AtomicUsize::new(0);
     records
-        .transact_carts(&[7], |tx| {
+        .transact(&[(Resource::Cart, 7)], |tx| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tx.put_cart(7, b"cart, changed".to_vec())
+            tx.put(Resource::Cart, 7, b"cart, changed")
         })
         .unwrap();
     records
@@ -55,31 +47,32 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
     assert_eq!(kept(Resource::Item, 2), Some(None));
     // After the capture closed, nothing more is kept.
     let old = records.get(Resource::Item, 2).unwrap().unwrap();
-    assert!(records.swap(Resource::Item, 2, (old, b"x"), None).unwrap());
+    assert!(records.swap(Resource::Item, 2, old, b"x").unwrap());
     assert_eq!(kept(Resource::Item, 2), Some(None));
 }
 
 #[test]
 fn a_key_is_stored_with_its_change_or_not_at_all() {
     let records = records();
-    records
-        .load(Resource::Item, &[(1, b"one".to_vec())])
-        .unwrap();
     let entry = (b"k1".to_vec(), b"answer".to_vec());
-    let old = records.get(Resource::Item, 1).unwrap().unwrap();
-    // A lost race stores neither the change nor the key.
-    let stale = IVec::from(&b"other"[..]);
-    assert!(
-        !records
-            .swap(Resource::Item, 1, (stale, b"two"), Some(&entry))
-            .unwrap()
-    );
+    let declared = [(Resource::Item, 1)];
+    // A transaction that fails stores neither the change nor the key.
+    let failed = records.transact(&declared, |tx| {
+        tx.put(Resource::Item, 1, b"one")?;
+        tx.put_kept(&entry)?;
+        tx.put(Resource::Item, 2, b"undeclared")
+    });
+    assert!(failed.is_err());
+    assert_eq!(records.get(Resource::Item, 1).unwrap(), None);
     assert_eq!(records.kept(b"k1").unwrap(), None);
-    assert!(
-        records
-            .swap(Resource::Item, 1, (old, b"two"), Some(&entry))
-            .unwrap()
-    );
+    let fresh = records
+        .transact(&declared, |tx| {
+            tx.put(Resource::Item, 1, b"one")?;
+            tx.put_kept(&entry)
+        })
+        .unwrap();
+    assert!(fresh);
+    records.note_kept(1);
     assert_eq!(records.kept(b"k1").unwrap().unwrap(), &b"answer"[..]);
     assert_eq!(records.kept_count(), 1);
     let removed = records.prune_kept(10, |value| value == b"answer").unwrap();
@@ -90,7 +83,8 @@ fn a_key_is_stored_with_its_change_or_not_at_all() {
 #[test]
 fn a_cart_transaction_cannot_write_a_cart_it_did_not_declare() {
     let records = records();
-    let outcome = records.transact_carts(&[1, 2], |tx| tx.put_cart(3, b"x".to_vec()));
+    let declared = [(Resource::Cart, 1), (Resource::Cart, 2)];
+    let outcome = records.transact(&declared, |tx| tx.put(Resource::Cart, 3, b"x"));
     assert!(matches!(outcome, Err(TransactionError::Abort(_))));
     assert_eq!(records.get(Resource::Cart, 3).unwrap(), None);
 }
