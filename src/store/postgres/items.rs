@@ -34,31 +34,64 @@ async fn item_state(client: &deadpool_postgres::Client, id: i64) -> Result<Optio
 }
 
 /// [`Store::create_item`](crate::store::Store::create_item).
-/// With `keyed`, the key is claimed first and kept in the insert's
-/// transaction.
+/// A keyed create: the key (`$1`..`$4`, see [`kept::KEEP`]), then item
+/// `$5` (`$6` name, `$7` price) only if the key was stored.
+static CREATE_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH kept AS ({})
+         INSERT INTO items (id, name, price) SELECT $5, $6, $7 FROM kept
+         RETURNING id",
+        kept::KEEP
+    )
+});
+
+/// With `keyed`: the id is drawn first, so the answer can be rendered,
+/// then one statement stores the key (see `kept`) and, only if it did,
+/// the item: atomic without an explicit transaction.
 pub(super) async fn create(
     store: &PgStore,
     item: NewItem,
     keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    const INSERT: &str = "INSERT INTO items (name, price) VALUES ($1, $2)
-         RETURNING id, name, price, deleted";
     with_client!(store, |client| {
         let Some(keyed) = keyed else {
-            let statement = client.prepare_cached(INSERT).await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO items (name, price) VALUES ($1, $2)
+                     RETURNING id, name, price, deleted",
+                )
+                .await?;
             let row = client
                 .query_one(&statement, &[&item.name, &item.price])
                 .await?;
             return item_of(&row);
         };
-        let tx = client.transaction().await?;
-        kept::claim(&tx, keyed).await?;
-        let statement = tx.prepare_cached(INSERT).await?;
-        let row = tx.query_one(&statement, &[&item.name, &item.price]).await?;
-        let item = item_of(&row)?;
-        kept::keep(&tx, keyed, &keyed.record(&item)).await?;
-        tx.commit().await?;
-        Ok(item)
+        let next = client
+            .prepare_cached("SELECT nextval(pg_get_serial_sequence('items', 'id'))")
+            .await?;
+        let id: i64 = client.query_one(&next, &[]).await?.try_get(0)?;
+        let created = Item {
+            id: api_id(id),
+            name: item.name.clone(),
+            price: item.price,
+            deleted: false,
+        };
+        let statement = client.prepare_cached(&CREATE_KEYED).await?;
+        let (expires, now) = kept::times(keyed);
+        let record = keyed.record(&created).encode();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &keyed.key.key,
+            &expires,
+            &record,
+            &now,
+            &id,
+            &item.name,
+            &item.price,
+        ];
+        match client.query_opt(&statement, &params).await? {
+            Some(_) => Ok(created),
+            None => Err(StoreError::KeyTaken.into()),
+        }
     })
 }
 
@@ -159,10 +192,10 @@ enum Unchanged {
     Current,
 }
 
-/// One item write in one transaction: with `keyed`, claims its key first;
-/// checks `precondition` against the item (locking it), runs `update` (an
-/// UPDATE of the item `RETURNING` it), re-prices the carts holding it when
-/// `reprice`, keeps the key's answer and commits. `None`, rolled back,
+/// One item write in one transaction: checks `precondition` against the
+/// item (locking it), runs `update` (an UPDATE of the item `RETURNING`
+/// it), re-prices the carts holding it when `reprice`, with `keyed` keeps
+/// the key's answer (last: see `kept`), and commits. `None`, rolled back,
 /// when `update` touched no row, unless keyed: then the item's state is
 /// read in the transaction, and for a deleted item the answer `unchanged`
 /// says is kept and committed.
@@ -175,9 +208,6 @@ async fn update_in_tx(
     keyed: Option<(&Keyed<Item>, Unchanged)>,
 ) -> Result<Option<Item>, Failure> {
     let tx = client.transaction().await?;
-    if let Some((keyed, _)) = keyed {
-        kept::claim(&tx, keyed).await?;
-    }
     check_precondition(&tx, key, id, precondition).await?;
     let statement = tx.prepare_cached(update).await?;
     let Some(row) = tx.query_opt(&statement, params).await? else {

@@ -2,56 +2,56 @@
 //! key, when it expires (unix seconds) and its encoded
 //! [`KeptRecord`](crate::store::KeptRecord).
 //!
-//! A keyed write first claims its key in its own transaction: an insert
-//! that, on a live row, inserts nothing ([`StoreError::KeyTaken`]: the
-//! caller replays the row); on an expired one, takes it over. A second
-//! instance claiming the same key meanwhile waits on the unique index
-//! until the first commits (then finds the key taken and replays) or
-//! rolls back (then runs). The write then stores the answer on the
-//! claimed row before it commits, so the change and the key commit
-//! together or not at all. No advisory locks: the engines without them
-//! work the same.
+//! A keyed write stores its key last in its own transaction: an insert
+//! that, on a live row of the key, inserts nothing
+//! ([`StoreError::KeyTaken`]: the write rolls back and the caller replays
+//! the row), and on an expired one takes it over. Another instance
+//! writing with the same key meanwhile waits on the key's unique index
+//! until the first commits (then finds the key taken, rolls back and
+//! replays) or rolls back (then commits its own). So the change and the
+//! key commit together or not at all, and one key runs once across
+//! instances. The key goes last, after every row lock of the write, so
+//! waiting on it never closes a cycle. No advisory locks: the engines
+//! without them work the same.
 
 use deadpool_postgres::Transaction;
 
 use super::PgStore;
 use super::errors::Failure;
-use crate::store::{KeptRecord, Keyed, StoreError, StoreResult, idempotency};
+use crate::store::{Keyed, KeptRecord, StoreError, StoreResult, idempotency};
 
-/// Claims `keyed`'s key in `tx` (see the module doc); errors with
-/// [`StoreError::KeyTaken`] when a live record holds it.
-pub(super) async fn claim<T>(tx: &Transaction<'_>, keyed: &Keyed<T>) -> Result<(), Failure> {
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (key, expires_at, record) VALUES ($1, $2, '')
-             ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = ''
-                 WHERE idempotency_keys.expires_at <= $3
-             RETURNING key",
-        )
-        .await?;
-    let expires = sql_secs(keyed.key.expires);
-    let now = sql_secs(idempotency::now());
-    let claimed = tx
-        .query_opt(&statement, &[&keyed.key.key, &expires, &now])
-        .await?;
-    match claimed {
-        Some(_) => Ok(()),
-        None => Err(StoreError::KeyTaken.into()),
-    }
-}
+/// The insert of a key (`$1` key, `$2` expiry, `$3` record, `$4` now):
+/// a row back when it was stored, none when a live record holds the key.
+pub(super) const KEEP: &str = "INSERT INTO idempotency_keys (key, expires_at, record)
+     VALUES ($1, $2, $3)
+     ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record
+         WHERE idempotency_keys.expires_at <= $4
+     RETURNING key";
 
-/// Stores `record` on the key `claim` took in `tx`.
+/// Stores `record` under `keyed`'s key in `tx` (see the module doc);
+/// [`StoreError::KeyTaken`] when a live record holds the key.
 pub(super) async fn keep<T>(
     tx: &Transaction<'_>,
     keyed: &Keyed<T>,
     record: &KeptRecord,
 ) -> Result<(), Failure> {
-    let statement = tx
-        .prepare_cached("UPDATE idempotency_keys SET record = $2 WHERE key = $1")
+    let statement = tx.prepare_cached(KEEP).await?;
+    let (expires, now) = times(keyed);
+    let stored = tx
+        .query_opt(
+            &statement,
+            &[&keyed.key.key, &expires, &record.encode(), &now],
+        )
         .await?;
-    tx.execute(&statement, &[&keyed.key.key, &record.encode()])
-        .await?;
-    Ok(())
+    match stored {
+        Some(_) => Ok(()),
+        None => Err(StoreError::KeyTaken.into()),
+    }
+}
+
+/// `keyed`'s expiry and the time now, as `BIGINT` unix seconds.
+pub(super) fn times<T>(keyed: &Keyed<T>) -> (i64, i64) {
+    (sql_secs(keyed.key.expires), sql_secs(idempotency::now()))
 }
 
 /// [`Store::kept`](crate::store::Store::kept).
