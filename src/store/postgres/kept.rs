@@ -18,7 +18,7 @@ use deadpool_postgres::Transaction;
 
 use super::PgStore;
 use super::errors::Failure;
-use crate::store::{Keyed, KeptRecord, StoreError, StoreResult, idempotency};
+use crate::store::{KeptRecord, Keyed, StoreError, StoreResult, idempotency};
 
 /// The insert of a key (`$1` key, `$2` expiry, `$3` record, `$4` now):
 /// a row back when it was stored, none when a live record holds the key.

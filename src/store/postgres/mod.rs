@@ -221,9 +221,7 @@ impl Store for PgStore {
     }
 
     async fn create_cart(&self, keyed: Option<Keyed<Id>>) -> StoreResult<Id> {
-        // Keys on carts: with the cart work of `carts` (see `kept`).
-        let _ = keyed;
-        carts::create(self).await
+        carts::create(self, keyed.as_ref()).await
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
@@ -241,8 +239,7 @@ impl Store for PgStore {
         max_lines: usize,
         keyed: Option<Keyed<Cart>>,
     ) -> StoreResult<Cart> {
-        let _ = keyed;
-        carts::add(self, cart, item, max_lines).await
+        carts::add(self, cart, item, max_lines, keyed.as_ref()).await
     }
 
     async fn kept(&self, key: &str) -> StoreResult<Option<KeptRecord>> {
