@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
-use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+use shopd::store::{
+    Chunks, ExportCounts, ExportMode, Snapshot, Store, StoreError, StoreResult, StoreStats,
+};
 
 use crate::helpers::spawn_app_on;
 use crate::nats::metric;
@@ -59,7 +61,7 @@ impl Store for BrokenStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         broken()
     }
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
+    async fn export(&self, _out: Chunks, _mode: ExportMode) -> StoreResult<Option<ExportCounts>> {
         broken()
     }
     async fn import(&self, _: Snapshot) -> StoreResult<()> {
