@@ -22,7 +22,9 @@ pub mod stream;
 use std::future::Future;
 
 pub use export::{ExportCounts, Snapshot};
-pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements};
+pub use postgres::{
+    BACKUP_LOCK, DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements,
+};
 pub use scan::Scans;
 pub use sled::{
     CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,

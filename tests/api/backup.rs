@@ -15,6 +15,7 @@ use crate::helpers::{
 };
 
 mod fixtures;
+mod scheduled;
 
 use fixtures::{api_view, fill, filled_export, run, stderr};
 

@@ -33,6 +33,7 @@ use tokio_postgres::config::Host;
 
 use self::errors::{Failure, Outage};
 pub use self::schema::SchemaError;
+pub use self::transfer::BACKUP_LOCK;
 pub use self::url::DatabaseUrl;
 
 /// The statements filtered lists run, public so that their plans can be

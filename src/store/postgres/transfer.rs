@@ -23,7 +23,9 @@ const BATCH: i32 = 1000;
 
 /// The advisory lock a scheduled backup holds for its transaction, so one
 /// instance of the shop at a time takes one ("shopd" and "bk" in ASCII).
-const BACKUP_LOCK: i64 = 0x7368_6f70_6462_6b00;
+/// Holding it elsewhere (`SELECT pg_advisory_lock(...)`) pauses every
+/// instance's scheduled backups: they skip their ticks.
+pub const BACKUP_LOCK: i64 = 0x7368_6f70_6462_6b00;
 
 /// Writes every item and cart as of one moment (one REPEATABLE READ
 /// transaction) to `out`, [`BATCH`] rows at a time through portals, so
