@@ -64,8 +64,11 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 ///
 /// The same NDJSON as `shopd export` writes (a header line, one line per
 /// item and per cart, a trailer with the counts); `shopd import` reads it.
-/// Writes go on while it is taken. Needs the admin token; without one
-/// configured the route does not exist (404).
+/// Writes go on while it is taken. It is streamed as the store writes it,
+/// so memory does not grow with the store; a failure midway cuts the body
+/// short, without its trailer line. 503 with `Retry-After` when the scans
+/// and exports running and waiting fill their bound. Needs the admin
+/// token; without one configured the route does not exist (404).
 #[utoipa::path(
     get,
     path = "/admin/export",

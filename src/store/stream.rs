@@ -89,3 +89,26 @@ impl Chunks {
 fn gone(why: &str) -> StoreError {
     StoreError::backend(std::io::Error::new(std::io::ErrorKind::BrokenPipe, why))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_that_takes_nothing_ends_the_export_and_one_that_goes_away_too() {
+        let (chunks, mut rx) = Chunks::channel_with_stall(Duration::from_millis(50));
+        for n in 0..CHUNKS_IN_FLIGHT {
+            let mut buffer = vec![b'x'; n + 1];
+            chunks.send(&mut buffer).await.unwrap();
+            assert!(buffer.is_empty());
+        }
+        let stalled = chunks.send(&mut vec![b'y']).await.unwrap_err();
+        assert!(crate::error_chain(&stalled).contains("took nothing for"));
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"x"));
+        drop(rx);
+        let gone = chunks.send(&mut vec![b'z']).await.unwrap_err();
+        assert!(crate::error_chain(&gone).contains("went away"));
+        // Nothing to send is no chunk.
+        chunks.send(&mut Vec::new()).await.unwrap();
+    }
+}
