@@ -5,7 +5,7 @@
 # after each, and the export's size and time.
 #
 #   bench/export_rss.sh                    # this tree, built --release
-#   BENCH_BIN=/path/to/release bench/export_rss.sh   # another build
+#   BENCH_BIN=/path/to/release BENCH_CONFIG=its/config.toml bench/export_rss.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,9 @@ printf '%s\n' "$token" >"$work/token"
 "$bin/examples/seed" --export "$work/seed.ndjson" "$ITEMS" "$CARTS" >/dev/null
 "$bin/shopd" import --data-dir "$work/big" --in "$work/seed.ndjson" 2>/dev/null
 rm "$work/seed.ndjson"
-shopd big --admin-token-file "$work/token"
+# BENCH_CONFIG: the config file of an older build (one without newer keys).
+start big "$bin/shopd" --data-dir "$work/big" --listen 127.0.0.1:0 \
+    --config "${BENCH_CONFIG:-config.toml}" --admin-token-file "$work/token"
 server_pid=$pid
 
 kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$server_pid/status"; }
