@@ -63,20 +63,13 @@ pub struct Imported {
 /// Runs `shopd export`: streamed from the store (or the running shopd)
 /// to the output as it is read, so memory does not grow with the store.
 pub async fn export(args: ExportArgs) -> Result<(), TransferError> {
-    let file_error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| TransferError::File { path, source }
+    let output = Output {
+        path: args.out.as_deref(),
+        created: std::cell::Cell::new(false),
     };
-    let (out, name): (Box<dyn Write + Send>, &Path) = match &args.out {
-        Some(path) => (
-            Box::new(std::fs::File::create(path).map_err(file_error(path))?),
-            path,
-        ),
-        None => (Box::new(std::io::stdout()), Path::new("standard output")),
-    };
-    let written = match (&args.data_dir, &args.database_url, &args.url) {
-        (Some(dir), _, _) => export_from(&open_sled(dir)?, out).await,
-        (_, Some(url), _) => export_from(&connect(url.clone()).await?, out).await,
+    let exported = match (&args.data_dir, &args.database_url, &args.url) {
+        (Some(dir), _, _) => export_from(&open_sled(dir)?, &output).await,
+        (_, Some(url), _) => export_from(&connect(url.clone()).await?, &output).await,
         (_, _, Some(url)) => {
             let token = crate::config::admin_token(
                 std::env::var(ADMIN_TOKEN_ENV).ok(),
@@ -86,23 +79,64 @@ pub async fn export(args: ExportArgs) -> Result<(), TransferError> {
                 url: url.clone(),
                 message: err.to_string(),
             })?;
-            return fetch_export(url, token.as_ref(), out, name).await;
+            fetch_export(url, token.as_ref(), &output).await
         }
         // clap requires one source.
         (None, None, None) => Ok(()),
     };
-    match written {
-        Err(WriteError::Write(source)) => Err(file_error(name)(source)),
-        Err(WriteError::Store(err)) => Err(err.into()),
-        Ok(()) => Ok(()),
+    if exported.is_err() {
+        output.discard();
+    }
+    exported
+}
+
+/// Where `shopd export` writes: `--out FILE` or standard output. The file
+/// is created only once the source answered, and removed when the export
+/// fails, so a failed export leaves no file that looks like one.
+struct Output<'a> {
+    path: Option<&'a Path>,
+    created: std::cell::Cell<bool>,
+}
+
+impl Output<'_> {
+    fn open(&self) -> Result<Box<dyn Write + Send>, TransferError> {
+        match self.path {
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(|source| self.error(source))?;
+                self.created.set(true);
+                Ok(Box::new(file))
+            }
+            None => Ok(Box::new(std::io::stdout())),
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> TransferError {
+        let path = self.path.unwrap_or(Path::new("standard output"));
+        TransferError::File {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn discard(&self) {
+        if let (Some(path), true) = (self.path, self.created.get()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
-/// Exports `store` into `out`, then closes the store.
-async fn export_from<S: Store>(store: &S, out: Box<dyn Write + Send>) -> Result<(), WriteError> {
-    let exported = export_to(store, ExportMode::Online, out).await;
+/// Exports `store` into `output`, then closes the store.
+async fn export_from<S: Store>(store: &S, output: &Output<'_>) -> Result<(), TransferError> {
+    let exported = match output.open() {
+        Ok(out) => match export_to(store, ExportMode::Online, out).await {
+            Ok(_) => Ok(()),
+            Err(WriteError::Write(source)) => Err(output.error(source)),
+            Err(WriteError::Store(err)) => Err(err.into()),
+        },
+        Err(err) => Err(err),
+    };
     store.close().await?;
-    exported.map(|_| ())
+    exported
 }
 
 /// Runs `shopd import`; the whole export is read and checked before the
@@ -148,12 +182,11 @@ async fn connect(url: crate::config::DatabaseUrl) -> Result<PgStore, PgOpenError
 }
 
 /// `GET /admin/export` of the shopd at `url` (`http://HOST:PORT`), written
-/// to `out` (named `name` in errors) as it arrives.
+/// to `output` as it arrives.
 async fn fetch_export(
     url: &str,
     token: Option<&Secret>,
-    mut out: Box<dyn Write + Send>,
-    name: &Path,
+    output: &Output<'_>,
 ) -> Result<(), TransferError> {
     let remote = |message: String| TransferError::Remote {
         url: url.to_owned(),
@@ -203,17 +236,14 @@ async fn fetch_export(
         }
         return Err(remote(message));
     }
-    let file_error = |source| TransferError::File {
-        path: name.display().to_string(),
-        source,
-    };
+    let mut out = output.open()?;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| remote(format!("the export was cut off: {err}")))?;
         if let Some(data) = frame.data_ref() {
-            out.write_all(data).map_err(file_error)?;
+            out.write_all(data).map_err(|source| output.error(source))?;
         }
     }
-    out.flush().map_err(file_error)
+    out.flush().map_err(|source| output.error(source))
 }
 
 /// What to do about a refused `GET /admin/export`, naming the settings.
