@@ -244,3 +244,6 @@ impl std::io::Write for Stoppable {
         self.file.flush()
     }
 }
+
+#[cfg(test)]
+mod tests;
