@@ -1,3 +1,6 @@
+//! The scheduler's unit tests: a backup stopped by shutdown, and when
+//! backups are off.
+
 use std::num::NonZeroUsize;
 
 use super::*;
