@@ -93,9 +93,11 @@ impl<S: Store> Backups<S> {
         Some(backups)
     }
 
-    /// The newest backup's moment in the directory, shown in the metrics.
+    /// The newest backup's moment in the directory, shown in the metrics
+    /// (0 when there is none); a directory that cannot be read leaves the
+    /// metric as it was.
     fn note_newest(&self) -> Option<SystemTime> {
-        let newest = files::newest(&self.dir).ok().flatten();
+        let newest = files::newest(&self.dir).ok()?;
         let secs = newest
             .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
             .map_or(0.0, |since| since.as_secs_f64());
@@ -161,6 +163,8 @@ impl<S: Store> Backups<S> {
             }
             Err(err) => {
                 self.metrics.failures.increment(1);
+                // A backup may be complete with only its pruning failed.
+                self.note_newest();
                 let cause = crate::error_chain(&err);
                 if self.failing.as_deref() != Some(cause.as_str()) {
                     tracing::error!(
