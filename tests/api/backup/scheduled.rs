@@ -4,7 +4,6 @@
 //! from; one instance at a time on PostgreSQL.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,24 +19,10 @@ use crate::helpers::{
     Backend, backend_tests, scratch, spawn_app, spawn_app_in, spawn_app_with, spawn_process,
 };
 use crate::nats::metric;
+use crate::support::eventually;
 
 const LAST_SUCCESS: &str = "shopd_backup_last_success_timestamp_seconds";
 const FAILURES: &str = "shopd_backup_failures_total";
-
-/// Polls `check` until it gives a value; panics naming `what` after 60 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The backups in `dir`, newest first.
 fn backups_in(dir: &Path) -> Vec<(SystemTime, PathBuf)> {
@@ -124,7 +109,7 @@ backend_tests! {
         // and later ones while the writers go on.
         eventually("two scheduled backups", || {
             let found = backups_in(&dir).len() >= 2;
-            async move { found.then_some(()) }
+            async move { found }
         })
         .await;
         let observed = SystemTime::now();
@@ -214,7 +199,7 @@ async fn old_backups_beyond_backup_keep_go_once_a_new_one_is_complete_and_nothin
             seen.insert(newest.clone());
         }
         let done = seen.len() >= 3 && found.len() == 2 && !old.exists();
-        async move { done.then_some(()) }
+        async move { done }
     })
     .await;
     for (name, text) in others {
@@ -228,8 +213,8 @@ async fn old_backups_beyond_backup_keep_go_once_a_new_one_is_complete_and_nothin
     // The metric is the newest backup's own moment.
     eventually("the metric shows the newest backup", || async {
         let newest = unix_secs(backups_in(&dir)[0].0);
-        let shown = metric(&app, LAST_SUCCESS).await?;
-        ((shown - newest).abs() < 0.001).then_some(())
+        let shown = metric(&app, LAST_SUCCESS).await;
+        shown.is_some_and(|shown| (shown - newest).abs() < 0.001)
     })
     .await;
     assert_eq!(metric(&app, FAILURES).await, Some(0.0));
@@ -379,11 +364,12 @@ async fn on_postgresql_a_tick_is_skipped_while_another_instance_holds_the_backup
         )
         .await
         .unwrap();
-    let (_, path) = eventually("a backup once the lock is free", || {
-        let found = backups_in(&dir).into_iter().next();
+    eventually("a backup once the lock is free", || {
+        let found = !backups_in(&dir).is_empty();
         async move { found }
     })
     .await;
+    let (_, path) = backups_in(&dir).swap_remove(0);
     let text = std::fs::read(path).unwrap();
     assert_eq!(Snapshot::read(&text[..]).unwrap().items.len(), 1);
 }
