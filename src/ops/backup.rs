@@ -8,7 +8,9 @@
 //! A failure is counted, logged once with its cause (again only when the
 //! cause changes, and once when backups work again), and retried at the
 //! next tick. On a store shared by several instances (PostgreSQL) one
-//! instance at a time takes a backup; the others skip the tick.
+//! instance at a time takes a backup; the others skip the tick, and skip
+//! it too when the directory (if they share it) holds a backup from the
+//! last half interval.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -182,6 +184,9 @@ impl<S: Store> Backups<S> {
 
     /// One backup: export to a temporary file, fsync, rename, prune.
     async fn take(&self, stop: &CancellationToken) -> Result<Outcome, BackupError> {
+        if self.taken_lately() {
+            return Ok(Outcome::Skipped);
+        }
         // Named for a moment before the export's: every write acknowledged
         // before the name's time is in it.
         let name = files::name_at(SystemTime::now());
@@ -221,6 +226,18 @@ impl<S: Store> Backups<S> {
         .await
         .map_err(|err| file_error(&self.dir)(std::io::Error::other(err)))??;
         Ok(Outcome::Taken { path: done, counts })
+    }
+}
+
+impl<S> Backups<S> {
+    /// Whether the directory holds a backup from the last half interval:
+    /// another instance sharing the directory (and the database) took this
+    /// one, so the shop gets one backup per interval, not one per instance.
+    fn taken_lately(&self) -> bool {
+        let newest = files::newest(&self.dir).ok().flatten();
+        newest
+            .and_then(|time| SystemTime::now().duration_since(time).ok())
+            .is_some_and(|age| age < self.every / 2)
     }
 }
 

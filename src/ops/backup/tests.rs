@@ -65,3 +65,27 @@ fn backups_are_off_without_a_directory_or_an_interval() {
     };
     assert!(Backups::new(store, &no_interval, &telemetry).is_none());
 }
+
+#[tokio::test]
+async fn a_tick_after_another_instance_backed_up_into_the_same_directory_is_skipped() {
+    let data = tempfile::tempdir().unwrap();
+    let store = SledStore::open(data.path(), Durability::Periodic, 500).unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    // Another instance's backup, a minute ago: within half the interval.
+    let theirs = files::name_at(SystemTime::now() - Duration::from_secs(60));
+    std::fs::write(backups.path().join(&theirs), "theirs").unwrap();
+    let mut scheduler = scheduler(store.clone(), backups.path());
+    let skipped = scheduler.tick(&CancellationToken::new()).await;
+    assert!(matches!(skipped, Some(Outcome::Skipped)), "{skipped:?}");
+    assert_eq!(files::list(backups.path()).unwrap().len(), 1);
+    // Half an interval old: this instance takes the next one.
+    let old = SystemTime::now() - Duration::from_secs(1800);
+    std::fs::rename(
+        backups.path().join(&theirs),
+        backups.path().join(files::name_at(old)),
+    )
+    .unwrap();
+    let taken = scheduler.tick(&CancellationToken::new()).await;
+    assert!(matches!(taken, Some(Outcome::Taken { .. })), "{taken:?}");
+    store.close().await.unwrap();
+}
