@@ -159,7 +159,7 @@ impl<S: Store> Backups<S> {
                 } else if matches!(outcome, Outcome::Skipped) {
                     // Another instance took it, perhaps into this directory.
                     self.note_newest();
-                    tracing::debug!("another instance is taking this backup; skipped");
+                    tracing::debug!("another instance took or is taking this backup; skipped");
                 }
                 Some(outcome)
             }
