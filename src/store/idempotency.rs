@@ -135,6 +135,15 @@ impl KeptRecord {
     }
 }
 
+/// What one step of pruning did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Expired keys removed.
+    pub removed: usize,
+    /// Whether expired keys may remain beyond this step.
+    pub more: bool,
+}
+
 /// Unix seconds now.
 #[must_use]
 pub fn now() -> u64 {
@@ -155,11 +164,11 @@ pub async fn prune_expired<S: Store>(store: S, ttl: Duration) {
         tick.tick().await;
         loop {
             match store.prune_kept(now(), PRUNE_BATCH).await {
-                Ok(removed) if removed >= PRUNE_BATCH => {
+                Ok(Pruned { more: true, .. }) => {
                     // More may wait: let requests through first.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok(_) => break,
+                Ok(Pruned { more: false, .. }) => break,
                 Err(err) => {
                     tracing::warn!(error = %crate::error_chain(&err), "pruning expired idempotency keys failed");
                     break;

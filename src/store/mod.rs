@@ -23,7 +23,7 @@ pub mod stream;
 use std::future::Future;
 
 pub use export::{ExportCounts, Snapshot};
-pub use idempotency::{IdempotencyKey, Kept, KeptRecord, Keyed};
+pub use idempotency::{IdempotencyKey, Kept, KeptRecord, Keyed, Pruned};
 pub use postgres::{
     BACKUP_LOCK, DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements,
 };
@@ -191,9 +191,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The record kept under idempotency key `key`, expired or not.
     fn kept(&self, key: &str) -> impl Future<Output = StoreResult<Option<KeptRecord>>> + Send;
     /// Removes at most `batch` records that expired by `now` (unix
-    /// seconds); returns how many went.
-    fn prune_kept(&self, now: u64, batch: usize)
-    -> impl Future<Output = StoreResult<usize>> + Send;
+    /// seconds), a bounded step: each call goes on where the last one
+    /// stopped; says how many went and whether more may be waiting.
+    fn prune_kept(
+        &self,
+        now: u64,
+        batch: usize,
+    ) -> impl Future<Output = StoreResult<Pruned>> + Send;
     /// Current sizes, read from the storage (it may take a round trip; the
     /// metrics read them from a [`StatsCache`] refreshed in the background).
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;

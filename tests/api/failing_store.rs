@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 use shopd::store::{
-    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Snapshot, Store, StoreError, StoreResult,
-    StoreStats,
+    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Pruned, Snapshot, Store, StoreError,
+    StoreResult, StoreStats,
 };
 
 use shopd::config::{ExportArgs, Secret};
@@ -88,7 +88,7 @@ impl Store for BrokenStore {
     async fn kept(&self, _: &str) -> StoreResult<Option<KeptRecord>> {
         broken()
     }
-    async fn prune_kept(&self, _: u64, _: usize) -> StoreResult<usize> {
+    async fn prune_kept(&self, _: u64, _: usize) -> StoreResult<Pruned> {
         broken()
     }
     async fn stats(&self) -> StoreResult<StoreStats> {

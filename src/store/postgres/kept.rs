@@ -18,7 +18,7 @@ use deadpool_postgres::Transaction;
 
 use super::PgStore;
 use super::errors::Failure;
-use crate::store::{KeptRecord, Keyed, StoreError, StoreResult, idempotency};
+use crate::store::{KeptRecord, Keyed, Pruned, StoreError, StoreResult, idempotency};
 
 /// The insert of a key (`$1` key, `$2` expiry, `$3` record, `$4` now):
 /// a row back when it was stored, none when a live record holds the key.
@@ -72,7 +72,7 @@ pub(super) async fn get(store: &PgStore, key: &str) -> StoreResult<Option<KeptRe
 
 /// [`Store::prune_kept`](crate::store::Store::prune_kept): one small
 /// statement per batch, by the expiry index.
-pub(super) async fn prune(store: &PgStore, now: u64, batch: usize) -> StoreResult<usize> {
+pub(super) async fn prune(store: &PgStore, now: u64, batch: usize) -> StoreResult<Pruned> {
     let now = sql_secs(now);
     let limit = super::sql_count(batch);
     with_client!(store, |client| {
@@ -83,7 +83,11 @@ pub(super) async fn prune(store: &PgStore, now: u64, batch: usize) -> StoreResul
             )
             .await?;
         let removed = client.execute(&statement, &[&now, &limit]).await?;
-        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+        let removed = usize::try_from(removed).unwrap_or(usize::MAX);
+        Ok(Pruned {
+            removed,
+            more: removed >= batch,
+        })
     })
 }
 

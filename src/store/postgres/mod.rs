@@ -44,8 +44,8 @@ pub mod list_statements {
     pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
 }
 use super::{
-    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Scans, Snapshot, Store, StoreError,
-    StoreResult, StoreStats,
+    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Pruned, Scans, Snapshot, Store,
+    StoreError, StoreResult, StoreStats,
 };
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
@@ -260,7 +260,7 @@ impl Store for PgStore {
         kept::get(self, key).await
     }
 
-    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<usize> {
+    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<Pruned> {
         kept::prune(self, now, batch).await
     }
 

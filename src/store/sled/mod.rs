@@ -40,7 +40,7 @@ pub use open::{OnDamage, OpenError, check};
 
 use super::export::{ExportCounts, Snapshot};
 use super::stream::{Chunks, ExportMode};
-use super::{KeptRecord, Keyed, Scans, Store, StoreError, StoreResult, StoreStats};
+use super::{KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
@@ -318,7 +318,7 @@ impl Store for SledStore {
         }
     }
 
-    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<usize> {
+    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<Pruned> {
         let store = self.clone();
         // A walk of the tree: off the async threads.
         tokio::task::spawn_blocking(move || {

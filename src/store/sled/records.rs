@@ -35,7 +35,7 @@ use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Pruned, StoreError, StoreResult};
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(err)
@@ -53,6 +53,8 @@ pub(super) struct Records {
     kept: sled::Tree,
     /// How many keys `kept` holds.
     kept_count: AtomicU64,
+    /// The last key the previous prune looked at; `None`: start over.
+    prune_cursor: std::sync::Mutex<Option<IVec>>,
     /// The open export's capture, if any. Writers hold it shared around
     /// each change (not while waiting for fsync); opening and closing a
     /// capture takes it exclusively, so no change straddles the moment the
@@ -74,6 +76,7 @@ impl Records {
             items,
             carts,
             kept_count: AtomicU64::new(kept.len() as u64),
+            prune_cursor: std::sync::Mutex::default(),
             kept,
             capture: RwLock::default(),
             index: RwLock::default(),
@@ -227,17 +230,30 @@ impl Records {
         self.kept_count.load(Ordering::Relaxed)
     }
 
-    /// Removes up to `batch` kept keys for which `expired` holds; each is
-    /// removed only if unchanged since it was read (a key run again
-    /// meanwhile stays). Returns how many went.
+    /// Removes up to `batch` kept keys for which `expired` holds, looking
+    /// at no more than 16 times as many, from where the last call stopped
+    /// (so every key is looked at in turn, however many live keys come
+    /// first). Each is removed only if unchanged since it was read (a key
+    /// run again meanwhile stays).
     pub(super) fn prune_kept(
         &self,
         batch: usize,
         expired: impl Fn(&[u8]) -> bool,
-    ) -> StoreResult<usize> {
-        let mut removed = 0;
+    ) -> StoreResult<Pruned> {
+        let mut cursor = self
+            .prune_cursor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from = match cursor.take() {
+            Some(last) => std::ops::Bound::Excluded(last),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut pruned = Pruned::default();
         let mut seen = 0;
-        for entry in &self.kept {
+        for entry in self
+            .kept
+            .range::<IVec, _>((from, std::ops::Bound::Unbounded))
+        {
             let (key, value) = entry.map_err(backend)?;
             seen += 1;
             if expired(&value) {
@@ -247,14 +263,17 @@ impl Records {
                     .map_err(backend)?;
                 if gone.is_ok() {
                     self.kept_count.fetch_sub(1, Ordering::Relaxed);
-                    removed += 1;
+                    pruned.removed += 1;
                 }
             }
-            if removed >= batch || seen >= batch * 16 {
+            if pruned.removed >= batch || seen >= batch.saturating_mul(16) {
+                // Not at the end: the next call goes on after this key.
+                *cursor = Some(key);
+                pruned.more = true;
                 break;
             }
         }
-        Ok(removed)
+        Ok(pruned)
     }
 
     /// Counts `fresh` keys a committed [`Records::transact`] kept.

@@ -75,9 +75,42 @@ fn a_key_is_stored_with_its_change_or_not_at_all() {
     records.note_kept(1);
     assert_eq!(records.kept(b"k1").unwrap().unwrap(), &b"answer"[..]);
     assert_eq!(records.kept_count(), 1);
-    let removed = records.prune_kept(10, |value| value == b"answer").unwrap();
-    assert_eq!((removed, records.kept_count()), (1, 0));
+    let pruned = records.prune_kept(10, |value| value == b"answer").unwrap();
+    assert_eq!((pruned.removed, records.kept_count()), (1, 0));
     assert_eq!(records.kept(b"k1").unwrap(), None);
+}
+
+#[test]
+fn pruning_goes_on_where_it_stopped_past_live_keys() {
+    let records = records();
+    // 40 live keys sort before 5 expired ones.
+    let mut keys: Vec<(Vec<u8>, &[u8])> = (0..40)
+        .map(|n| (format!("a{n:02}").into_bytes(), &b"live"[..]))
+        .collect();
+    keys.extend((0..5).map(|n| (format!("b{n}").into_bytes(), &b"old"[..])));
+    let declared: [(Resource, Id); 0] = [];
+    records
+        .transact(&declared, |tx| {
+            for (key, value) in &keys {
+                tx.put_kept(&(key.clone(), value.to_vec()))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    records.note_kept(45);
+    let mut removed = 0;
+    let mut steps = 0;
+    loop {
+        let pruned = records.prune_kept(1, |value| value == b"old").unwrap();
+        removed += pruned.removed;
+        steps += 1;
+        if !pruned.more {
+            break;
+        }
+        assert!(steps < 100, "pruning never ends");
+    }
+    assert_eq!((removed, records.kept_count()), (5, 40));
+    assert!(steps > 1, "each step looked at a bounded number of keys");
 }
 
 #[test]
