@@ -21,7 +21,7 @@
 //! the first image kept for a record after an export opened was read
 //! before any change to it, so it is the record as it was at that moment.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::IVec;
@@ -35,7 +35,7 @@ use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
-use crate::store::{Pruned, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(err)
@@ -220,67 +220,6 @@ impl Records {
         })
     }
 
-    /// The record kept under idempotency key `key`.
-    pub(super) fn kept(&self, key: &[u8]) -> StoreResult<Option<IVec>> {
-        self.kept.get(key).map_err(backend)
-    }
-
-    /// How many idempotency keys are kept.
-    pub(super) fn kept_count(&self) -> u64 {
-        self.kept_count.load(Ordering::Relaxed)
-    }
-
-    /// Removes up to `batch` kept keys for which `expired` holds, looking
-    /// at no more than 16 times as many, from where the last call stopped
-    /// (so every key is looked at in turn, however many live keys come
-    /// first). Each is removed only if unchanged since it was read (a key
-    /// run again meanwhile stays).
-    pub(super) fn prune_kept(
-        &self,
-        batch: usize,
-        expired: impl Fn(&[u8]) -> bool,
-    ) -> StoreResult<Pruned> {
-        let mut cursor = self
-            .prune_cursor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let from = match cursor.take() {
-            Some(last) => std::ops::Bound::Excluded(last),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut pruned = Pruned::default();
-        let mut seen = 0;
-        for entry in self
-            .kept
-            .range::<IVec, _>((from, std::ops::Bound::Unbounded))
-        {
-            let (key, value) = entry.map_err(backend)?;
-            seen += 1;
-            if expired(&value) {
-                let gone = self
-                    .kept
-                    .compare_and_swap(&key, Some(value), None::<&[u8]>)
-                    .map_err(backend)?;
-                if gone.is_ok() {
-                    self.kept_count.fetch_sub(1, Ordering::Relaxed);
-                    pruned.removed += 1;
-                }
-            }
-            if pruned.removed >= batch || seen >= batch.saturating_mul(16) {
-                // Not at the end: the next call goes on after this key.
-                *cursor = Some(key);
-                pruned.more = true;
-                break;
-            }
-        }
-        Ok(pruned)
-    }
-
-    /// Counts `fresh` keys a committed [`Records::transact`] kept.
-    pub(super) fn note_kept(&self, fresh: u64) {
-        self.kept_count.fetch_add(fresh, Ordering::Relaxed);
-    }
-
     /// Stores `records` of `resource` under their own ids in one atomic
     /// batch (an import).
     pub(super) fn load(&self, resource: Resource, records: &[(Id, Vec<u8>)]) -> StoreResult<()> {
@@ -432,5 +371,6 @@ impl WriteTx<'_> {
     }
 }
 
+mod kept;
 #[cfg(test)]
 mod tests;
