@@ -20,6 +20,8 @@
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
 //! - [`store`]: the [`store::Store`] trait and its backends.
+//!   - `idempotency`: the answers kept with `Idempotency-Key`s (what both
+//!     backends store, and the background pruning of expired keys).
 //!   - `export`: the NDJSON export format; `stream`: how an export leaves a
 //!     store, in bounded chunks; `stats`: store sizes for `/metrics`;
 //!     `scan`: the bounded pool where scans and exports run, off the runtime.
@@ -29,8 +31,8 @@
 //!     transactions (adds, keyed writes); `codec`, `ids`, `durability`,
 //!     `snapshot`, `open`, `check`, `manifest`).
 //!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `kept`:
-//!     idempotency keys; `client`:
-//!     pooled connection with retries; `schema`, `errors`, `transfer`,
+//!     idempotency keys; `client`: pooled connection with retries;
+//!     `schema`, `errors`, `transfer`,
 //!     `url`: the password-hiding database URL).
 //! - [`http`]: the route table, handlers, errors, extraction, the connection loop.
 //!   - `routes`: **the route table**, every route declared once (method,
