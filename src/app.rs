@@ -289,6 +289,10 @@ impl<S: Store> App<S> {
         upkeep.abort();
         prune.abort();
         refresh.abort();
+        // Both hold the store: gone before it closes, so that once this
+        // returns nothing holds the data directory's lock.
+        let _ = prune.await;
+        let _ = refresh.await;
         if let Some(backups) = backups {
             let _ = backups.await;
         }
