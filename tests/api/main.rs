@@ -18,6 +18,7 @@ mod chat_bus;
 mod chat_page;
 mod chat_page_resume;
 mod chat_resume;
+mod chat_stream;
 mod check;
 mod clients;
 mod cluster;
