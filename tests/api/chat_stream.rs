@@ -149,3 +149,46 @@ async fn when_the_stream_is_lost_the_epoch_changes_and_a_resume_is_incomplete() 
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_jetstream_chat_goes_on_live_and_a_resume_is_told_it_is_incomplete() {
+    let Some(binary) = nats_server("chat without JetStream") else {
+        return;
+    };
+    let nats = Nats::start_with(&binary, "jetstream: disabled\n").await;
+    let a = spawn_on_bus(&nats.url()).await;
+    let b = spawn_on_bus(&nats.url()).await;
+    let (mut ann, welcome) = join_json(a.addr, "degraded", "").await;
+    let (mut bob, _) = join_json(b.addr, "degraded", "").await;
+    let (mut cid, _) = join_json(a.addr, "degraded", "").await;
+    let mine = say_json(&mut ann, "still live").await;
+    assert_eq!(
+        next_chat_line(&mut bob).await.2,
+        "still live",
+        "across instances"
+    );
+    assert_eq!(next_chat_line(&mut cid).await.0, mine);
+    drop(ann);
+    say_json(&mut cid, "while away").await;
+
+    let (mut ann, resumed) = join_json(a.addr, "degraded", &resume_query(&welcome, mine)).await;
+    assert!(!resumed.resumed, "no history to resume from: told so");
+    assert_eq!(resumed.name, welcome.name);
+    say_json(&mut cid, "after").await;
+    // What this instance kept comes first; then the live line.
+    let mut texts = Vec::new();
+    while texts.last().map(String::as_str) != Some("after") {
+        let frame = next_json(&mut ann).await;
+        texts.push(frame["text"].as_str().unwrap_or("(sent)").to_owned());
+    }
+    assert_eq!(texts, ["(sent)", "while away", "after"], "live lines go on");
+
+    let metrics = scrape(&a).await;
+    let errors = |op| {
+        metrics
+            .value("shopd_chat_jetstream_errors_total", &[("op", op)])
+            .unwrap_or_else(|| panic!("errors of {op} shown"))
+    };
+    assert!(errors("stream") >= 1.0);
+    assert_eq!(errors("publish"), 0.0, "no line waited on JetStream");
+}

@@ -70,15 +70,19 @@ impl Nats {
         let dir = tempfile::tempdir().expect("temp dir");
         let monitor = free_port();
         let mut command = Command::new(binary);
-        // JetStream on, where shopd keeps the chat history; a node of a
-        // cluster needs a name of its own for it.
         command
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &monitor.to_string()])
-            .arg("-js")
-            .arg("-sd")
-            .arg(dir.path().join("jetstream"))
-            .args(["-n", &format!("n{port}")])
+            .args(["-n", &format!("n{port}")]);
+        // JetStream on, where shopd keeps the chat history, unless the
+        // config says otherwise; a node of a cluster needs a name for it.
+        if !config.contains("jetstream") {
+            command
+                .arg("-js")
+                .arg("-sd")
+                .arg(dir.path().join("jetstream"));
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

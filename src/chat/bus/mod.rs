@@ -423,6 +423,16 @@ pub(crate) struct RoomLink {
     follower: Option<Follower>,
 }
 
+impl RoomLink {
+    /// False while the room's lines should come from the history stream
+    /// but do not (JetStream down or failing); true without history.
+    pub(crate) fn history_live(&self) -> bool {
+        self.follower
+            .as_ref()
+            .is_none_or(|follower| follower.live.load(Ordering::Relaxed))
+    }
+}
+
 impl Drop for RoomLink {
     fn drop(&mut self) {
         // Dropping the relay's subscriber sends the UNSUB.
