@@ -48,6 +48,7 @@ mod raw;
 mod readme;
 mod robustness;
 mod rolling;
+mod rolling_chat;
 mod routing;
 mod storefront;
 mod support;
