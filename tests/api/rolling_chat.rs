@@ -97,7 +97,6 @@ async fn member(
         let broken = tokio::select! {
             frame = timeout(QUIET, client.next()) => match frame {
                 Err(_) if stop.load(Ordering::Relaxed) => return seen,
-                Err(_) => false,
                 Ok(Some(Ok(Message::Text(text)))) => {
                     let frame: Value = serde_json::from_str(&text).expect("JSON");
                     let offset = frame["offset"].as_u64().expect("offset");
@@ -109,7 +108,8 @@ async fn member(
                     false
                 }
                 Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => true,
-                Ok(Some(Ok(_))) => false,
+                // Quiet while talking, pings and pongs: nothing to do.
+                Err(_) | Ok(Some(Ok(_))) => false,
             },
             _ = tick.tick(), if talking => {
                 said += 1;
