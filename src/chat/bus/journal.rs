@@ -333,8 +333,13 @@ impl Journal {
 /// The secret of resume tokens kept in JetStream under `prefix`, shared by
 /// every instance on the bus: the first instance stores a random one in a
 /// stream of one message that refuses a second; every instance reads the
-/// one stored. `None` when JetStream cannot be reached.
-pub(super) async fn shared_secret(client: Client, prefix: &str) -> Option<Vec<u8>> {
+/// one stored; in `replicas` copies. `None` when JetStream cannot be
+/// reached.
+pub(super) async fn shared_secret(
+    client: Client,
+    prefix: &str,
+    replicas: usize,
+) -> Option<Vec<u8>> {
     let mut context = jetstream::new(client);
     context.set_timeout(REQUEST_TIMEOUT);
     let subject = format!("{prefix}.token-secret");
@@ -343,6 +348,7 @@ pub(super) async fn shared_secret(client: Client, prefix: &str) -> Option<Vec<u8
         name,
         subjects: vec![subject.clone()],
         max_messages: 1,
+        num_replicas: replicas.max(1),
         discard: DiscardPolicy::New,
         storage: StorageType::File,
         ..Config::default()

@@ -206,7 +206,8 @@ impl Bus {
         {
             tracing::info!(bus = %shown, "chat history kept in JetStream");
         }
-        let token_secret = journal::shared_secret(client.clone(), &prefix).await;
+        let replicas = history.map_or(1, |options| options.replicas);
+        let token_secret = journal::shared_secret(client.clone(), &prefix, replicas).await;
         Ok(Bus {
             inner: Arc::new(Inner {
                 client,
