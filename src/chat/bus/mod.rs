@@ -22,31 +22,35 @@
 //! JetStream cannot take a line, it goes out live as above (and the gap
 //! in the offsets tells a resume it is incomplete).
 //!
-//! Here: the connection, subscriptions and the relay; `wire`: the envelope
-//! and the subjects; `urls`: the `--chat-bus` value; `journal`: the
-//! history stream; `follow`: a room's lines from it.
+//! Here: the connection and its events, storing and publishing lines;
+//! `link`: a room's subscription and relay; `wire`: the envelope and the
+//! subjects; `urls`: the `--chat-bus` value; `journal`: the history
+//! stream; `follow`: a room's lines from it.
 
+mod events;
 mod follow;
 mod journal;
+mod link;
 mod urls;
 mod wire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
-use futures_util::StreamExt;
+use async_nats::{Client, ConnectOptions, Subject};
 use rand::RngExt;
 
 use super::deliver::Line;
 
-use self::follow::Follower;
+use self::events::State;
 use self::journal::{Journal, Lost};
 pub use self::journal::{JournalOp, JournalOptions};
+pub(crate) use self::link::{Inbox, RoomLink};
+use self::link::{history_prefix, relay};
 pub use self::urls::BusUrls;
-use self::wire::{ENVELOPE_BYTES, STORED_BYTES, open, seal, seal_stored, subject};
+use self::wire::{ENVELOPE_BYTES, STORED_BYTES, seal, seal_stored, subject};
 
 /// Bytes a line may take beyond its text: the longest user name with its
 /// instance tag (under 40 bytes) and the ` :: ` separator, rounded up.
@@ -59,8 +63,6 @@ const HEADER_BYTES: usize = 112;
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Longest a start-up connection attempt to one node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// At most one slow-consumer log line per this period.
-const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the bus could not be joined at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -118,16 +120,6 @@ struct Inner {
     /// The URLs, redacted, for messages.
     shown: String,
     state: Arc<State>,
-}
-
-/// Kept up to date by the client's event callback.
-#[derive(Default)]
-struct State {
-    connected: AtomicBool,
-    slow_consumers: AtomicU64,
-    /// Milliseconds since start of the last slow-consumer log line, plus one.
-    slow_logged: AtomicU64,
-    started: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl fmt::Debug for Bus {
@@ -360,113 +352,5 @@ impl Bus {
         {
             tracing::debug!(error = %err, "chat line not published");
         }
-    }
-}
-
-impl State {
-    /// Follows the connection and counts slow-consumer events; logs each
-    /// outage once.
-    fn on_event(&self, event: &Event, urls: &str) {
-        match event {
-            Event::Connected => {
-                if !self.connected.swap(true, Ordering::Relaxed) {
-                    tracing::info!(bus = urls, "chat bus connected");
-                }
-            }
-            Event::Disconnected | Event::Closed => {
-                if self.connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(
-                        bus = urls,
-                        "chat bus disconnected: chat goes on within this instance; reconnecting"
-                    );
-                }
-            }
-            Event::SlowConsumer(_)
-            | Event::ServerError(async_nats::ServerError::SlowConsumer(_)) => {
-                let total = self.slow_consumers.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = self
-                    .started
-                    .get()
-                    .map_or(0, |start| start.elapsed().as_millis() as u64)
-                    + 1;
-                let last = self.slow_logged.load(Ordering::Relaxed);
-                let due =
-                    last == 0 || now.saturating_sub(last) >= SLOW_LOG_EVERY.as_millis() as u64;
-                if due
-                    && self
-                        .slow_logged
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    tracing::warn!(
-                        bus = urls,
-                        dropped = total,
-                        "chat bus slow consumer: lines from other instances dropped"
-                    );
-                }
-            }
-            other => tracing::debug!(bus = urls, event = %other, "chat bus event"),
-        }
-    }
-}
-
-/// `{prefix}.h`: where the history subjects are.
-fn history_prefix(prefix: &str) -> String {
-    format!("{prefix}.h")
-}
-
-/// A room's subscription on the bus, and its follower of the history
-/// stream; dropping it unsubscribes.
-#[derive(Debug)]
-pub(crate) struct RoomLink {
-    subject: Subject,
-    relay: Option<tokio::task::JoinHandle<()>>,
-    follower: Option<Follower>,
-}
-
-impl RoomLink {
-    /// False while the room's lines should come from the history stream
-    /// but do not (JetStream down or failing); true without history.
-    pub(crate) fn history_live(&self) -> bool {
-        self.follower
-            .as_ref()
-            .is_none_or(|follower| follower.live.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for RoomLink {
-    fn drop(&mut self) {
-        // Dropping the relay's subscriber sends the UNSUB.
-        if let Some(relay) = &self.relay {
-            relay.abort();
-        }
-    }
-}
-
-/// Where the lines of other instances go: a room of this instance.
-pub(crate) trait Inbox: Send + Sync + 'static {
-    /// Delivers `line` to every local member, waiting at most `stall` on
-    /// a full queue.
-    fn deliver_remote(&self, line: &Line, stall: Duration) -> impl Future<Output = ()> + Send;
-
-    /// Delivers `line`, numbered by the history stream, to every local
-    /// member and keeps it in the room's history.
-    fn deliver_stored(&self, line: Line, stall: Duration) -> impl Future<Output = ()> + Send;
-
-    /// Begins the room's history again from the stream's `lines` under
-    /// its `epoch` (`None`: the stream cannot be read).
-    fn restart(&self, epoch: Option<Arc<str>>, lines: Vec<Line>);
-}
-
-/// Feeds the lines of other instances into `room` until it is gone.
-async fn relay(mut subscriber: Subscriber, room: Weak<impl Inbox>, instance: u64, stall: Duration) {
-    while let Some(message) = subscriber.next().await {
-        let Some(line) = open(&message.payload, instance) else {
-            continue;
-        };
-        let Some(room) = room.upgrade() else {
-            break;
-        };
-        room.deliver_remote(&line, stall).await;
     }
 }
