@@ -50,7 +50,7 @@ start() {
     exit 1
 }
 
-declare -A addrs pids
+declare -A addr_of pid_of
 if [[ " $MODES " == *" js "* || " $MODES " == *" bus "* ]]; then
     nats_port=$(free_port) nats_monitor=$(free_port)
     nats-server -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -js -sd "$work/nats" \
@@ -68,14 +68,14 @@ for mode in $MODES; do
         js) start js --chat-bus "nats://127.0.0.1:$nats_port" ;;
         bus) start bus --chat-bus "nats://127.0.0.1:$nats_port" --chat-history-lines 0 ;;
     esac
-    addrs[$mode]=$addr pids[$mode]=$pid
+    addr_of[$mode]=$addr pid_of[$mode]=$pid
 done
 
 # Memory first, on fresh servers: afterwards the allocator holds what the
 # throughput runs freed, and RSS would hide what history takes.
 for mode in $MODES; do
     echo -n "history $mode: "
-    "$bin/examples/chat_history_memory" --url "ws://${addrs[$mode]}" --pid "${pids[$mode]}"
+    "$bin/examples/chat_history_memory" --url "ws://${addr_of[$mode]}" --pid "${pid_of[$mode]}"
     if [[ $mode == js ]]; then
         curl -s "http://127.0.0.1:$nats_monitor/jsz?streams=true" | jq -r \
             '.account_details[].stream_detail[] | select(.name == "SHOPD_CHAT_HISTORY")
@@ -86,7 +86,7 @@ echo
 
 for round in $(seq 1 "$ROUNDS"); do
     for mode in $MODES; do
-        "$bin/examples/chat_bench" --url "ws://${addrs[$mode]}" --deliveries "$DELIVERIES" --latency-lines 1 \
+        "$bin/examples/chat_bench" --url "ws://${addr_of[$mode]}" --deliveries "$DELIVERIES" --latency-lines 1 \
             | grep "^room of" | sed "s/^/$mode /" | tee -a "$work/rates"
     done
 done

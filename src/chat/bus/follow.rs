@@ -45,6 +45,10 @@ pub(crate) struct Follower {
     pub(super) live: Arc<AtomicBool>,
     /// Tells the task to follow again (the stream was made again).
     kick: Arc<Notify>,
+    /// Held while this instance stores a line of the room: its members'
+    /// lines go one at a time instead of refusing each other's expected
+    /// sequence.
+    pub(super) storing: tokio::sync::Mutex<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -111,6 +115,7 @@ pub(super) async fn start<R: Inbox>(
         cursor,
         live,
         kick,
+        storing: tokio::sync::Mutex::new(()),
         task,
     }
 }

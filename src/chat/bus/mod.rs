@@ -322,6 +322,7 @@ impl Bus {
             return None;
         }
         let envelope = seal_stored(self.inner.instance, member, line);
+        let _turn = follower.storing.lock().await;
         match journal
             .store(&follower.subject, &envelope, &follower.cursor, floor)
             .await

@@ -88,7 +88,9 @@ pub(super) fn open_stored(envelope: &Bytes, offset: u64, instance: u64) -> Optio
     }
     let from = u64::from_be_bytes(envelope[1..9].try_into().ok()?);
     let member = u64::from_be_bytes(envelope[9..STORED_BYTES].try_into().ok()?);
-    let line = Line::from_utf8(envelope.slice(STORED_BYTES..))?;
+    // A copy: a slice would keep the whole buffer the message was read
+    // into alive for as long as the history keeps the line.
+    let line = Line::from_utf8(Bytes::copy_from_slice(&envelope[STORED_BYTES..]))?;
     Some(line.numbered(offset, (from == instance).then_some(member)))
 }
 
