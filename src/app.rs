@@ -16,6 +16,7 @@ use crate::config::{self, Settings};
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
 use crate::metrics::Telemetry;
+use crate::ops::Backups;
 use crate::shutdown::Draining;
 use crate::store::{
     OnDamage, OpenError, PgOpenError, PgOptions, PgStore, Scans, SledStore, StatsCache, Store,
@@ -126,7 +127,11 @@ impl App<PgStore> {
             pool_size: storage.database_pool_size.get(),
             timeout: storage.database_timeout,
         })
-        .await?;
+        .await?
+        .with_scans(Scans::new(
+            storage.scan_workers.get(),
+            storage.scan_queue_len,
+        ));
         // After the store: an unreachable database is reported by it.
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,
@@ -279,11 +284,16 @@ impl<S: Store> App<S> {
             trusted_proxies: server.trusted_proxies.clone(),
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
+        let stop_backups = tokio_util::sync::CancellationToken::new();
+        let backups = Backups::new(self.store.clone(), &self.settings.backup, &self.telemetry)
+            .map(|backups| tokio::spawn(backups.run(stop_backups.clone())));
         let rooms = self.rooms.clone();
         let draining = self.draining.clone();
         let shutdown = async move {
             shutdown.await;
             draining.begin();
+            // A backup running now is abandoned; the store closes after it.
+            stop_backups.cancel();
             // Chats are upgraded connections the HTTP drain does not see.
             rooms.shutdown().await;
         };
@@ -291,6 +301,9 @@ impl<S: Store> App<S> {
         server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
         refresh.abort();
+        if let Some(backups) = backups {
+            let _ = backups.await;
+        }
         self.store.close().await.map_err(AppError::Close)?;
         tracing::info!("storage flushed; bye");
         Ok(())

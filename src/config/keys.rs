@@ -263,6 +263,16 @@ settings! {
         + token: Option<Secret>;
     }
 
+    /// Scheduled backups: where they go, how often, how many stay.
+    backup: Backup {
+        dir <- backup_dir: Option<PathBuf> = none, "SHOPD_BACKUP_DIR", "DIR",
+            "Directory scheduled backups are written to (created if missing); needed by backup_every_secs [default: none, no scheduled backups]";
+        every <- backup_every_secs: Duration as SecsOrZero = 0, "SHOPD_BACKUP_EVERY_SECS", "SECS",
+            "Seconds between scheduled backups (each a whole export, fsynced, in backup_dir); 0 turns them off";
+        keep <- backup_keep: NonZeroUsize = 7, "SHOPD_BACKUP_KEEP", "N",
+            "Scheduled backups kept in backup_dir; older ones are removed once a newer one is complete";
+    }
+
     /// What shopd logs.
     log: Log {
         level <- log_level: LogFilter = "info", "SHOPD_LOG_LEVEL", "FILTER",

@@ -36,6 +36,9 @@ mod labels;
 mod names;
 mod sizes;
 
+mod backup;
+pub use backup::BackupMetrics;
+
 use labels::{CLASSES, METHODS, class_index, method_index};
 use names::{
     CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_JETSTREAM_ERRORS, CHAT_RESUMES, COUNTERS,

@@ -36,6 +36,12 @@ struct Bound {
 /// its request went away while it waited).
 struct Admitted(Arc<Bound>);
 
+/// A turn of the bound: one of the `workers` places, held until dropped.
+pub struct Turn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _admitted: Admitted,
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -69,6 +75,19 @@ impl Scans {
         &self,
         work: impl FnOnce() -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let turn = self.admit().await?;
+        tokio::task::spawn_blocking(move || {
+            let _held = turn;
+            work()
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+
+    /// A turn for long work that runs on the runtime itself (a database
+    /// export, which waits on the network rather than blocking a thread),
+    /// under the same bound as [`Scans::run`]: held until dropped.
+    pub async fn admit(&self) -> StoreResult<Turn> {
         let bound = &self.inner;
         if bound.admitted.fetch_add(1, Ordering::AcqRel) >= bound.most {
             bound.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -77,18 +96,16 @@ impl Scans {
             });
         }
         let admitted = Admitted(bound.clone());
-        let turn = bound
+        let permit = bound
             .turns
             .clone()
             .acquire_owned()
             .await
             .map_err(StoreError::backend)?;
-        tokio::task::spawn_blocking(move || {
-            let _held = (turn, admitted);
-            work()
+        Ok(Turn {
+            _permit: permit,
+            _admitted: admitted,
         })
-        .await
-        .map_err(StoreError::backend)?
     }
 
     /// Pieces running or waiting now.

@@ -33,6 +33,7 @@ use tokio_postgres::config::Host;
 
 use self::errors::{Failure, Outage};
 pub use self::schema::SchemaError;
+pub use self::transfer::BACKUP_LOCK;
 pub use self::url::DatabaseUrl;
 
 /// The statements filtered lists run, public so that their plans can be
@@ -41,7 +42,9 @@ pub mod list_statements {
     pub use super::carts::LIST_FILTERED as CARTS;
     pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
 }
-use super::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+use super::{
+    Chunks, ExportCounts, ExportMode, Scans, Snapshot, Store, StoreError, StoreResult, StoreStats,
+};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// How to reach the database.
@@ -90,6 +93,8 @@ pub enum PgOpenError {
 pub struct PgStore {
     pool: Pool,
     outage: std::sync::Arc<Outage>,
+    /// The bound on long work (exports).
+    scans: Scans,
 }
 
 impl PgStore {
@@ -143,7 +148,15 @@ impl PgStore {
         Ok(PgStore {
             pool,
             outage: std::sync::Arc::default(),
+            scans: Scans::default(),
         })
+    }
+
+    /// The same store with `scans` as the bound on its long work.
+    #[must_use]
+    pub fn with_scans(mut self, scans: Scans) -> PgStore {
+        self.scans = scans;
+        self
     }
 }
 
@@ -261,8 +274,18 @@ impl Store for PgStore {
         })
     }
 
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
-        with_client!(self, |client| transfer::snapshot(&mut client).await)
+    async fn export(&self, out: Chunks, mode: ExportMode) -> StoreResult<Option<ExportCounts>> {
+        // Long work, under the same bound as the embedded store's scans.
+        let _turn = self.scans.admit().await?;
+        // Not retried: chunks already sent cannot be taken back.
+        let result = async {
+            let mut client = self.pool.get().await?;
+            transfer::export(&mut client, &out, mode).await
+        }
+        .await
+        .map_err(Failure::into_store_error);
+        self.outage.note(result.as_ref().err());
+        result
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {
