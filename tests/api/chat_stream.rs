@@ -148,6 +148,8 @@ async fn when_the_stream_is_lost_the_epoch_changes_and_a_resume_is_incomplete() 
         metrics.value("shopd_chat_resumes_total", &[("result", "incomplete")]),
         Some(1.0)
     );
+    let publish = metrics.value("shopd_chat_jetstream_errors_total", &[("op", "publish")]);
+    assert_eq!(publish, Some(1.0), "the line that found no stream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
