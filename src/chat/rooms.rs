@@ -294,13 +294,16 @@ impl Membership {
     /// Where the room stands, and the kept lines `since` asks for; call
     /// once joined, so no line falls between the two.
     pub(crate) fn catch_up(&self, since: Since<'_>) -> Catchup {
-        // While the bus's history is not followed, this instance may lack
-        // lines: no resume is complete (the empty epoch is no room's).
-        let unsure = self
-            .room
-            .link
-            .get()
-            .is_some_and(|link| !link.history_live());
+        // While the bus's history is not followed, or the bus is away,
+        // this instance may lack lines: no resume is complete (the empty
+        // epoch is no room's).
+        let away = self.registry.bus().is_some_and(|bus| !bus.connected());
+        let unsure = away
+            || self
+                .room
+                .link
+                .get()
+                .is_some_and(|link| !link.history_live());
         let since = match since {
             Since::Resume { since, .. } if unsure => Since::Resume { since, epoch: "" },
             since => since,

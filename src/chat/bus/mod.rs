@@ -237,7 +237,8 @@ impl Bus {
         }
     }
 
-    fn connected(&self) -> bool {
+    /// Whether the client is connected to a node now.
+    pub(crate) fn connected(&self) -> bool {
         self.inner.state.connected.load(Ordering::Relaxed)
     }
 
