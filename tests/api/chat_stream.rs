@@ -194,3 +194,75 @@ async fn without_jetstream_chat_goes_on_live_and_a_resume_is_told_it_is_incomple
     assert!(errors("stream") >= 1.0);
     assert_eq!(errors("publish"), 0.0, "no line waited on JetStream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_replicas_the_history_outlives_a_nats_node() {
+    let Some(binary) = nats_server("chat history on a NATS cluster") else {
+        return;
+    };
+    let mut nodes = Nats::cluster(&binary, 3).await;
+    let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
+    let urls = urls.join(",");
+    let spawn = || {
+        crate::support::TestApp::builder()
+            .bus(&urls)
+            .configure(|settings| {
+                settings.chat.history_replicas = std::num::NonZero::new(3).unwrap();
+            })
+            .spawn()
+    };
+    let (a, b) = (spawn().await, spawn().await);
+    // Both rooms follow the stream once their welcomes share its epoch.
+    let mut tries = 0;
+    let (mut bob, mut client, welcome) = loop {
+        let (bob, bob_welcome) = join_json(b.addr, "replicas", "").await;
+        let (client, welcome) = join_json(a.addr, "replicas", "").await;
+        if welcome.epoch == bob_welcome.epoch {
+            break (bob, client, welcome);
+        }
+        tries += 1;
+        assert!(tries < 50, "the rooms never followed the stream");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let jsz = nodes[0]
+        .monitor("jsz?accounts=true&streams=true&config=true")
+        .await
+        .expect("jsz");
+    let replicas: Vec<&serde_json::Value> = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|account| account["stream_detail"].as_array())
+        .flatten()
+        .filter(|stream| stream["name"] == STREAM)
+        .map(|stream| &stream["config"]["num_replicas"])
+        .collect();
+    assert_eq!(replicas, [&serde_json::json!(3)], "{jsz}");
+    let first = say_json(&mut client, "before").await;
+    assert_eq!(next_chat_line(&mut bob).await.0, first);
+    drop(client);
+    for n in 0..3 {
+        say_json(&mut bob, &format!("while away {n}")).await;
+    }
+
+    drop(nodes.remove(0));
+    // Through the remaining two nodes (after a new leader, if the lost
+    // node led the stream), Ann's resume is complete.
+    let query = resume_query(&welcome, first);
+    let addr = a.addr;
+    poll("a complete resume with one node lost", || {
+        let query = query.clone();
+        async move {
+            let (mut ann, again) = join_json(addr, "replicas", &query).await;
+            if !again.resumed {
+                return false;
+            }
+            for n in 0..3 {
+                let (offset, _, text) = next_chat_line(&mut ann).await;
+                assert_eq!((offset, text), (first + 1 + n, format!("while away {n}")));
+            }
+            true
+        }
+    })
+    .await;
+}
