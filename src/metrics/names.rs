@@ -29,6 +29,7 @@ pub(super) const REJECTED: &str = "shopd_rejected_total";
 pub(super) const IDEMPOTENCY_REPLAYS: &str = "shopd_idempotency_replays_total";
 pub(super) const IDEMPOTENCY_CONFLICTS: &str = "shopd_idempotency_conflicts_total";
 pub(super) const IDEMPOTENCY_KEYS: &str = "shopd_idempotency_keys";
+pub(super) const CHAT_JETSTREAM_ERRORS: &str = "shopd_chat_jetstream_errors_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -60,6 +61,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         IDEMPOTENCY_CONFLICTS,
         "Writes refused over their Idempotency-Key since start, by reason: in_flight (409, the same key still running), mismatch (422, the key was used with another request).",
+    ),
+    (
+        CHAT_JETSTREAM_ERRORS,
+        "Failed requests to NATS JetStream, where the chat history is kept with a chat bus, by operation: stream (finding or making the stream), read (a room's kept lines), publish (storing a line; it then went out live only), follow (a room's new lines; followed again after a pause).",
     ),
     (
         CHAT_BUS_SLOW,
