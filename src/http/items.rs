@@ -11,8 +11,9 @@ use super::router::Call;
 use crate::domain::{Item, ItemPatch, NewItem, Resource, parse_item_body, parse_item_patch};
 use crate::store::{Kept, Store, StoreError};
 
-/// The answer to `POST /item`: 201, the item, its `Location` and `ETag`.
-fn created(item: &Item) -> Kept {
+/// The answer to `POST /item`: 201, the item, its `Location` and `ETag`
+/// (a replay of a kept created item renders it here too).
+pub(in crate::http) fn created(item: &Item) -> Kept {
     let mut kept = tagged_answer(StatusCode::CREATED, item);
     kept.location = Some(format!("/item/{}", item.id));
     kept

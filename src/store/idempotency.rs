@@ -6,20 +6,29 @@
 //!
 //! The answer is plain data (status, the headers that matter, body bytes):
 //! the HTTP layer renders it ([`Keyed::answer`]) and replays it; the store
-//! only keeps the bytes.
+//! only keeps the bytes. One answer is kept as what it was rendered from
+//! instead: a created item ([`KeptAnswer::CreatedItem`]), so a store can
+//! keep the key in the statement that draws the item's id (the id is kept
+//! beside the record, not in it), and the HTTP layer renders it at replay
+//! with the function that rendered the first answer.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::domain::{Id, Item};
 
 /// Expired keys removed per store call: small, so a prune never holds
 /// the store long.
 pub const PRUNE_BATCH: usize = 256;
 
 /// The format of a stored record; a later one gets a new byte.
+/// Version 1: fingerprint, expiry and the rendered answer.
 const FORMAT_V1: u8 = 1;
+/// Version 2: fingerprint, expiry and a created item's name and price; its
+/// id is kept beside the record.
+const FORMAT_CREATED_ITEM: u8 = 2;
 
 /// An answer as kept for replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,20 +90,47 @@ impl<T> Keyed<T> {
         KeptRecord {
             fingerprint: self.key.fingerprint,
             expires: self.key.expires,
-            answer,
+            answer: KeptAnswer::Sent(answer),
         }
     }
 }
 
 /// What is stored under a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeptRecord {
     /// The fingerprint of the request that ran.
     pub fingerprint: [u8; 32],
     /// Unix seconds after which the key may run again.
     pub expires: u64,
     /// The answer it got.
-    pub answer: Kept,
+    pub answer: KeptAnswer,
+}
+
+/// A kept answer: as sent, or what it was rendered from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeptAnswer {
+    /// The answer as it was sent.
+    Sent(Kept),
+    /// The answer to `POST /item` that created this item, rendered at
+    /// replay as the route rendered it.
+    CreatedItem(Item),
+}
+
+/// Format 1 as stored.
+#[derive(Serialize, Deserialize)]
+struct SentV1 {
+    fingerprint: [u8; 32],
+    expires: u64,
+    answer: Kept,
+}
+
+/// Format 2 as stored (the item's id is kept beside it).
+#[derive(Serialize, Deserialize)]
+struct CreatedItemV2 {
+    fingerprint: [u8; 32],
+    expires: u64,
+    name: String,
+    price: f64,
 }
 
 /// A stored record that does not read.
@@ -103,25 +139,81 @@ pub struct KeptRecord {
 pub struct KeptCodecError(String);
 
 impl KeptRecord {
-    /// The record's bytes: a format byte, then bincode.
+    /// The record's bytes: a format byte, then bincode. A created item's
+    /// id is not in them: keep it beside them, and give it back to
+    /// [`KeptRecord::decode_with_item`].
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_V1];
+        let config = bincode::config::standard();
         // Plain data of bounded size: encoding cannot fail.
-        let _ = bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard());
-        out
+        match &self.answer {
+            KeptAnswer::Sent(answer) => {
+                let mut out = vec![FORMAT_V1];
+                let stored = SentV1 {
+                    fingerprint: self.fingerprint,
+                    expires: self.expires,
+                    answer: answer.clone(),
+                };
+                let _ = bincode::serde::encode_into_std_write(&stored, &mut out, config);
+                out
+            }
+            KeptAnswer::CreatedItem(item) => {
+                let mut out = vec![FORMAT_CREATED_ITEM];
+                let stored = CreatedItemV2 {
+                    fingerprint: self.fingerprint,
+                    expires: self.expires,
+                    name: item.name.clone(),
+                    price: item.price,
+                };
+                let _ = bincode::serde::encode_into_std_write(&stored, &mut out, config);
+                out
+            }
+        }
     }
 
-    /// Reads bytes written by [`KeptRecord::encode`].
+    /// Reads bytes written by [`KeptRecord::encode`] of an answer as sent.
     ///
     /// # Errors
-    /// When the bytes are not such a record.
+    /// When the bytes are not such a record (a created item's record needs
+    /// its id: [`KeptRecord::decode_with_item`]).
     pub fn decode(bytes: &[u8]) -> Result<KeptRecord, KeptCodecError> {
+        KeptRecord::decode_with_item(bytes, None)
+    }
+
+    /// Reads bytes written by [`KeptRecord::encode`], with the id kept
+    /// beside them when the answer is a created item.
+    ///
+    /// # Errors
+    /// When the bytes are not such a record, or a created item's comes
+    /// without its id.
+    pub fn decode_with_item(bytes: &[u8], item: Option<Id>) -> Result<KeptRecord, KeptCodecError> {
+        let config = bincode::config::standard();
+        let unread = |err: bincode::error::DecodeError| KeptCodecError(err.to_string());
         match bytes.split_first() {
             Some((&FORMAT_V1, rest)) => {
-                bincode::serde::decode_from_slice(rest, bincode::config::standard())
-                    .map(|(record, _)| record)
-                    .map_err(|err| KeptCodecError(err.to_string()))
+                let (stored, _): (SentV1, usize) =
+                    bincode::serde::decode_from_slice(rest, config).map_err(unread)?;
+                Ok(KeptRecord {
+                    fingerprint: stored.fingerprint,
+                    expires: stored.expires,
+                    answer: KeptAnswer::Sent(stored.answer),
+                })
+            }
+            Some((&FORMAT_CREATED_ITEM, rest)) => {
+                let id =
+                    item.ok_or_else(|| KeptCodecError("a created item without its id".into()))?;
+                let (stored, _): (CreatedItemV2, usize) =
+                    bincode::serde::decode_from_slice(rest, config).map_err(unread)?;
+                Ok(KeptRecord {
+                    fingerprint: stored.fingerprint,
+                    expires: stored.expires,
+                    answer: KeptAnswer::CreatedItem(Item {
+                        id,
+                        name: stored.name,
+                        price: stored.price,
+                        deleted: false,
+                    }),
+                })
             }
             Some((version, _)) => Err(KeptCodecError(format!("unknown format {version}"))),
             None => Err(KeptCodecError("empty".into())),
@@ -187,18 +279,70 @@ mod tests {
         let record = KeptRecord {
             fingerprint: [7; 32],
             expires: 1_900_000_000,
-            answer: Kept {
+            answer: KeptAnswer::Sent(Kept {
                 status: 201,
                 location: Some("/item/3".into()),
                 etag: Some("\"abc\"".into()),
                 body: br#"{"id":3}"#.to_vec(),
-            },
+            }),
         };
         let bytes = record.encode();
+        assert_eq!(bytes[0], FORMAT_V1);
         assert_eq!(KeptRecord::decode(&bytes).unwrap(), record);
+        assert_eq!(
+            KeptRecord::decode_with_item(&bytes, Some(9)).unwrap(),
+            record
+        );
         assert!(KeptRecord::decode(&bytes[..3]).is_err());
         assert!(KeptRecord::decode(&[9]).is_err());
         assert!(record.live_at(1_899_999_999));
         assert!(!record.live_at(1_900_000_000));
+    }
+
+    #[test]
+    fn a_format_1_record_as_stored_still_reads() {
+        // Bytes as the first format wrote them, before format 2 existed.
+        let mut bytes = vec![1];
+        bytes.extend([7; 32]);
+        bytes.extend([252, 0x00, 0xb3, 0x3f, 0x71]); // 1_900_000_000, varint
+        bytes.push(201);
+        bytes.extend([1, 7]);
+        bytes.extend(b"/item/3");
+        bytes.push(0);
+        bytes.extend([3]);
+        bytes.extend(b"{}\n");
+        let record = KeptRecord::decode(&bytes).unwrap();
+        assert_eq!(record.fingerprint, [7; 32]);
+        assert_eq!(record.expires, 1_900_000_000);
+        assert_eq!(
+            record.answer,
+            KeptAnswer::Sent(Kept {
+                status: 201,
+                location: Some("/item/3".into()),
+                etag: None,
+                body: b"{}\n".to_vec(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_created_item_reads_back_with_the_id_kept_beside_it() {
+        let record = KeptRecord {
+            fingerprint: [5; 32],
+            expires: 1_900_000_000,
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 42,
+                name: "Tea".into(),
+                price: 2.5,
+                deleted: false,
+            }),
+        };
+        let bytes = record.encode();
+        assert_eq!(bytes[0], FORMAT_CREATED_ITEM);
+        assert_eq!(
+            KeptRecord::decode_with_item(&bytes, Some(42)).unwrap(),
+            record
+        );
+        assert!(KeptRecord::decode(&bytes).is_err(), "needs its id");
     }
 }

@@ -23,7 +23,7 @@ pub mod stream;
 use std::future::Future;
 
 pub use export::{ExportCounts, Snapshot};
-pub use idempotency::{IdempotencyKey, Kept, KeptRecord, Keyed, Pruned};
+pub use idempotency::{IdempotencyKey, Kept, KeptAnswer, KeptRecord, Keyed, Pruned};
 pub use postgres::{
     BACKUP_LOCK, DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements,
 };

@@ -252,6 +252,44 @@ backend_tests! {
         assert_eq!(app.get_json("/item").await.as_array().unwrap().len(), 1);
     }
 
+    async fn a_created_items_replay_is_its_first_answer_byte_for_byte_after_it_changes(backend) {
+        let app = backend.spawn().await;
+        let url = app.url("/item");
+        // A name and a price whose JSON a careless re-rendering would change.
+        let tea = json!({"name": "Thé \"vert\" ✓", "price": 0.1});
+        let first = keyed(&app.client, url.clone(), Method::POST, "create", Some(&tea)).await;
+        assert_eq!(first.status(), 201);
+        let headers = |response: &reqwest::Response| {
+            ["location", "etag", "content-type"].map(|name| response.headers().get(name).cloned())
+        };
+        let sent = headers(&first);
+        let text = first.text().await.unwrap();
+        let item: Value = serde_json::from_str(&text).unwrap();
+        let id = item["id"].as_u64().unwrap();
+        assert_eq!(sent[0].as_ref().unwrap(), &format!("/item/{id}"));
+
+        // The item changes, then is deleted: the replay is still the first answer.
+        let put = app
+            .client
+            .put(app.url(&format!("/item/{id}")))
+            .json(&json!({"name": "Coffee", "price": 3.0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        for round in ["after a change", "after a deletion"] {
+            let again = keyed(&app.client, url.clone(), Method::POST, "create", Some(&tea)).await;
+            assert_eq!(again.status(), 201, "{round}");
+            assert!(replayed(&again), "{round}");
+            assert_eq!(headers(&again), sent, "{round}");
+            assert_eq!(again.text().await.unwrap(), text, "{round}");
+            let deleted = app.client.delete(app.url(&format!("/item/{id}"))).send().await.unwrap();
+            assert!(deleted.status().is_success(), "{round}");
+        }
+        let all = app.get_json("/item?show_deleted=true").await;
+        assert_eq!(all.as_array().unwrap().len(), 1, "one item created: {all}");
+    }
+
     async fn every_write_replays_its_answer_and_a_deleted_items_304(backend) {
         let app = backend.spawn().await;
         let tea = json!({"name": "Tea", "price": 2.5});

@@ -26,7 +26,7 @@ use super::super::router::Call;
 use super::super::routes::Route;
 use crate::domain::{Issue, parse_id, percent_decoded};
 use crate::metrics::{IdempotencyOutcome, Telemetry};
-use crate::store::{IdempotencyKey, KeptRecord, Store, idempotency};
+use crate::store::{IdempotencyKey, KeptAnswer, KeptRecord, Store, idempotency};
 
 /// The request header.
 pub const KEY_HEADER: &str = "idempotency-key";
@@ -178,6 +178,11 @@ impl Idempotency {
         }
         self.telemetry
             .record_idempotency(IdempotencyOutcome::Replay);
+        let answer = match answer {
+            KeptAnswer::Sent(answer) => answer,
+            // Rendered as the route rendered its first answer.
+            KeptAnswer::CreatedItem(item) => crate::http::items::created(&item),
+        };
         let mut response = sent(&answer);
         response.headers_mut().insert(
             HeaderName::from_static(REPLAYED_HEADER),

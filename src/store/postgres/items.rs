@@ -9,7 +9,7 @@ use super::errors::Failure;
 use super::{PgStore, api_id, carts, kept, sql_count, sql_id};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
-use crate::store::{Kept, Keyed, StoreError, StoreResult};
+use crate::store::{Kept, KeptAnswer, KeptRecord, Keyed, StoreError, StoreResult};
 
 /// The item in columns `id, name, price, deleted` of `row`.
 fn item_of(row: &Row) -> Result<Item, Failure> {
@@ -34,20 +34,28 @@ async fn item_state(client: &deadpool_postgres::Client, id: i64) -> Result<Optio
 }
 
 /// [`Store::create_item`](crate::store::Store::create_item).
-/// A keyed create: the key (`$1`..`$4`, see [`kept::KEEP`]), then item
-/// `$5` (`$6` name, `$7` price) only if the key was stored.
-static CREATE_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH kept AS ({})
-         INSERT INTO items (id, name, price) SELECT $5, $6, $7 FROM kept
-         RETURNING id",
-        kept::KEEP
-    )
-});
+/// A keyed create in one statement: the id drawn from the items sequence,
+/// then the key (`$1` key, `$2` expiry, `$3` record, `$4` now, as
+/// [`kept::KEEP`]) with that id beside its record, then the item (`$5`
+/// name, `$6` price) only if the key was stored. A live key held by
+/// another request stores nothing (the id drawn is skipped, as by a failed
+/// plain insert).
+pub const CREATE_KEYED: &str = "WITH drawn AS (
+         SELECT nextval(pg_get_serial_sequence('items', 'id')) AS id),
+     kept AS (
+         INSERT INTO idempotency_keys (key, expires_at, record, item_id)
+         SELECT $1, $2, $3, drawn.id FROM drawn
+         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at,
+             record = EXCLUDED.record, item_id = EXCLUDED.item_id
+             WHERE idempotency_keys.expires_at <= $4
+         RETURNING item_id)
+     INSERT INTO items (id, name, price) SELECT item_id, $5, $6 FROM kept
+     RETURNING id, name, price, deleted";
 
-/// With `keyed`: the id is drawn first, so the answer can be rendered,
-/// then one statement stores the key (see `kept`) and, only if it did,
-/// the item: atomic without an explicit transaction.
+/// With `keyed`: one statement stores the key and, only if it did, the
+/// item (atomic without an explicit transaction, one round trip). The key
+/// keeps the item it created, not its rendered answer (which holds the id,
+/// drawn in the statement): a replay renders it as the route does.
 pub(super) async fn create(
     store: &PgStore,
     item: NewItem,
@@ -66,30 +74,29 @@ pub(super) async fn create(
                 .await?;
             return item_of(&row);
         };
-        let next = client
-            .prepare_cached("SELECT nextval(pg_get_serial_sequence('items', 'id'))")
-            .await?;
-        let id: i64 = client.query_one(&next, &[]).await?.try_get(0)?;
-        let created = Item {
-            id: api_id(id),
-            name: item.name.clone(),
-            price: item.price,
-            deleted: false,
-        };
-        let statement = client.prepare_cached(&CREATE_KEYED).await?;
+        let statement = client.prepare_cached(CREATE_KEYED).await?;
         let (expires, now) = kept::times(keyed);
-        let record = keyed.record(&created).encode();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        let record = KeptRecord {
+            fingerprint: keyed.key.fingerprint,
+            expires: keyed.key.expires,
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 0,
+                name: item.name.clone(),
+                price: item.price,
+                deleted: false,
+            }),
+        }
+        .encode();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &keyed.key.key,
             &expires,
             &record,
             &now,
-            &id,
             &item.name,
             &item.price,
         ];
         match client.query_opt(&statement, &params).await? {
-            Some(_) => Ok(created),
+            Some(row) => item_of(&row),
             None => Err(StoreError::KeyTaken.into()),
         }
     })

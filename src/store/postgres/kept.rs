@@ -1,6 +1,8 @@
 //! Idempotency keys in table `idempotency_keys` (schema version 3): the
 //! key, when it expires (unix seconds) and its encoded
-//! [`KeptRecord`](crate::store::KeptRecord).
+//! [`KeptRecord`](crate::store::KeptRecord); since version 4 also
+//! `item_id`, the id of the item a keyed `POST /item` created (its record
+//! keeps the rest of the item: see [`CREATE_KEYED`](super::items)).
 //!
 //! A keyed write stores its key last in its own transaction: an insert
 //! that, on a live row of the key, inserts nothing
@@ -24,7 +26,8 @@ use crate::store::{KeptRecord, Keyed, Pruned, StoreError, StoreResult, idempoten
 /// a row back when it was stored, none when a live record holds the key.
 pub(super) const KEEP: &str = "INSERT INTO idempotency_keys (key, expires_at, record)
      VALUES ($1, $2, $3)
-     ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record
+     ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record,
+         item_id = NULL
          WHERE idempotency_keys.expires_at <= $4
      RETURNING key";
 
@@ -58,13 +61,14 @@ pub(super) fn times<T>(keyed: &Keyed<T>) -> (i64, i64) {
 pub(super) async fn get(store: &PgStore, key: &str) -> StoreResult<Option<KeptRecord>> {
     with_client!(store, |client| {
         let statement = client
-            .prepare_cached("SELECT record FROM idempotency_keys WHERE key = $1")
+            .prepare_cached("SELECT record, item_id FROM idempotency_keys WHERE key = $1")
             .await?;
         let Some(row) = client.query_opt(&statement, &[&key]).await? else {
             return Ok(None);
         };
         let bytes: Vec<u8> = row.try_get(0)?;
-        KeptRecord::decode(&bytes)
+        let item: Option<i64> = row.try_get(1)?;
+        KeptRecord::decode_with_item(&bytes, item.map(super::api_id))
             .map(Some)
             .map_err(|err| StoreError::backend(err).into())
     })

@@ -79,6 +79,11 @@ const MIGRATIONS: &[&[Step]] = &[
         );
         CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);",
     )],
+    // 4: the id of the item a keyed `POST /item` created, kept beside its
+    // record, so the key, the id and the item are stored in one statement.
+    &[Step::Sql(
+        "ALTER TABLE idempotency_keys ADD COLUMN item_id BIGINT;",
+    )],
 ];
 
 /// The schema version this binary needs.
