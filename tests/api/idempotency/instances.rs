@@ -89,42 +89,12 @@ async fn answer_of(response: reqwest::Response) -> (u16, Option<String>, Option<
     )
 }
 
-#[tokio::test]
-async fn keys_kept_before_schema_version_4_still_replay_after_it() {
-    let Some(database) =
-        fresh_database("keys_kept_before_schema_version_4_still_replay_after_it").await
-    else {
-        return;
-    };
-    let tea = json!({"name": "Tea", "price": 2.5});
-    let before = TestApp::builder()
-        .shared_postgres(&database.url)
-        .spawn()
-        .await;
-    let item = keyed(
-        &before.client,
-        before.url("/item"),
-        Method::POST,
-        "item",
-        Some(&tea),
-    )
-    .await;
-    let item = answer_of(item).await;
-    let cart = keyed(
-        &before.client,
-        before.url("/cart"),
-        Method::POST,
-        "cart",
-        None,
-    )
-    .await;
-    let cart = answer_of(cart).await;
-    assert_eq!((item.0, cart.0), (201, 201));
-    drop(before);
-
-    // The database as a shopd before version 4 left it: the created item's
-    // answer kept as sent (format 1), no `item_id` column.
-    let client = database.client().await;
+/// Leaves the database as a shopd before schema version 4 did: the
+/// created item's answer `item` kept as sent (format 1), no `item_id`.
+async fn downgrade_to_version_3(
+    client: &tokio_postgres::Client,
+    item: &(u16, Option<String>, Option<String>, String),
+) {
     let row = client
         .query_one(
             "SELECT record, item_id FROM idempotency_keys WHERE key = 'item'",
@@ -162,6 +132,43 @@ async fn keys_kept_before_schema_version_4_still_replay_after_it() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn keys_kept_before_schema_version_4_still_replay_after_it() {
+    let Some(database) =
+        fresh_database("keys_kept_before_schema_version_4_still_replay_after_it").await
+    else {
+        return;
+    };
+    let tea = json!({"name": "Tea", "price": 2.5});
+    let before = TestApp::builder()
+        .shared_postgres(&database.url)
+        .spawn()
+        .await;
+    let item = keyed(
+        &before.client,
+        before.url("/item"),
+        Method::POST,
+        "item",
+        Some(&tea),
+    )
+    .await;
+    let item = answer_of(item).await;
+    let cart = keyed(
+        &before.client,
+        before.url("/cart"),
+        Method::POST,
+        "cart",
+        None,
+    )
+    .await;
+    let cart = answer_of(cart).await;
+    assert_eq!((item.0, cart.0), (201, 201));
+    drop(before);
+
+    let client = database.client().await;
+    downgrade_to_version_3(&client, &item).await;
 
     let after = TestApp::builder()
         .shared_postgres(&database.url)
