@@ -10,6 +10,8 @@
 #   bench/run.sh keyed                  # 5 rounds of 5 s each, sled
 #   ROUNDS=7 DURATION=10 bench/run.sh keyed
 #   PG=1 bench/run.sh keyed             # the same on PostgreSQL too
+#   PG=1 BASELINE=/old/shopd bench/run.sh keyed  # and an older shopd's
+#                                       # PostgreSQL pair, in the same rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,17 +21,18 @@ CONNECTIONS=${CONNECTIONS:-64}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PG=${PG:-}
+BASELINE=${BASELINE:-}
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
 body='BENCH_BODY={"name": "bench item", "price": 9.99}'
 
-# serve NAME [FLAG...]: shopd with the shipped config.toml on its own
-# store; sets ${NAME}_addr and ${NAME}_pid.
+# serve NAME [FLAG...]: shopd (or $SHOPD) with the shipped config.toml on
+# its own store; sets ${NAME}_addr and ${NAME}_pid.
 serve() {
     local name=$1
-    start "$name" "$bin/shopd" --listen 127.0.0.1:0 --config config.toml "${@:2}"
+    start "$name" "${SHOPD:-$bin/shopd}" --listen 127.0.0.1:0 --config config.toml "${@:2}"
     printf -v "${name}_addr" '%s' "$addr"
     printf -v "${name}_pid" '%s' "$pid"
 }
@@ -53,6 +56,13 @@ if [[ -n $PG ]]; then
         serve "$db" --database-url "postgres://shopd@127.0.0.1:$port/$db" --stats-refresh-ms 100
     done
     names+=(plain_pg keyed_pg)
+    if [[ -n $BASELINE ]]; then
+        for db in plain_pg_before keyed_pg_before; do
+            as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U shopd "$db"
+            SHOPD=$BASELINE serve "$db" --database-url "postgres://shopd@127.0.0.1:$port/$db" --stats-refresh-ms 100
+        done
+        names+=(plain_pg_before keyed_pg_before)
+    fi
 fi
 
 declare -A results
@@ -73,7 +83,7 @@ done
 echo
 echo "| POST /item, $CONNECTIONS connections, ${ROUNDS} rounds of ${DURATION} s | median rps | cost of the key |"
 echo "|---|---:|---:|"
-for pair in "plain keyed" "plain_pg keyed_pg"; do
+for pair in "plain keyed" "plain_pg keyed_pg" "plain_pg_before keyed_pg_before"; do
     read -r plain keyed <<<"$pair"
     [[ -z ${results[$plain]:-} ]] && continue
     p=$(tr ' ' '\n' <<<"${results[$plain]}" | grep . | median)
@@ -101,4 +111,5 @@ if [[ -n $PG ]]; then
         "SELECT count(*) || ' keys, ' || pg_total_relation_size('idempotency_keys') || ' bytes (table, index, TOAST): ' || round(pg_total_relation_size('idempotency_keys')::numeric / greatest(count(*), 1)) || ' bytes per key' FROM idempotency_keys")
     echo "- PostgreSQL: $per_row"
 fi
+[[ -n $BASELINE && -n $PG ]] && echo "- *_before: $BASELINE; the others: $bin/shopd"
 echo "- machine: $(nproc) CPUs, shopd pinned to CPU $SERVER_CPU, wrk to CPU $LOAD_CPU; release build, shipped config.toml (sync durability, access log on)"
