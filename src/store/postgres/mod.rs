@@ -17,9 +17,11 @@
 #[macro_use]
 mod client;
 
+mod add;
 mod carts;
 mod errors;
 mod items;
+mod pipeline;
 mod schema;
 mod transfer;
 mod url;
@@ -225,7 +227,7 @@ impl Store for PgStore {
     }
 
     async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
-        carts::add(self, cart, item, max_lines).await
+        add::add(self, cart, item, max_lines).await
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
