@@ -118,7 +118,11 @@ impl App<PgStore> {
             pool_size: storage.database_pool_size.get(),
             timeout: storage.database_timeout,
         })
-        .await?;
+        .await?
+        .with_scans(Scans::new(
+            storage.scan_workers.get(),
+            storage.scan_queue_len,
+        ));
         // After the store: an unreachable database is reported by it.
         let secret = match crate::chat::configured_secret(&settings)? {
             Some(secret) => secret,

@@ -32,6 +32,14 @@ struct Bound {
     most: usize,
 }
 
+/// A turn of the bound ([`Scans::turn`]): running work counts until
+/// this is dropped.
+#[must_use = "the turn ends when this is dropped"]
+pub struct Turn {
+    _turn: tokio::sync::OwnedSemaphorePermit,
+    _admitted: Admitted,
+}
+
 /// One admitted piece of work; it leaves the count when dropped (done, or
 /// its request went away while it waited).
 struct Admitted(Arc<Bound>);
@@ -69,6 +77,19 @@ impl Scans {
         &self,
         work: impl FnOnce() -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let turn = self.turn().await?;
+        tokio::task::spawn_blocking(move || {
+            let _held = turn;
+            work()
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+
+    /// Waits for a turn, for long work that runs on the runtime (a query
+    /// whose database does the scan) but must share the bound: held until
+    /// dropped. Refuses as [`run`](Self::run) does.
+    pub async fn turn(&self) -> StoreResult<Turn> {
         let bound = &self.inner;
         if bound.admitted.fetch_add(1, Ordering::AcqRel) >= bound.most {
             bound.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -83,12 +104,10 @@ impl Scans {
             .acquire_owned()
             .await
             .map_err(StoreError::backend)?;
-        tokio::task::spawn_blocking(move || {
-            let _held = (turn, admitted);
-            work()
+        Ok(Turn {
+            _turn: turn,
+            _admitted: admitted,
         })
-        .await
-        .map_err(StoreError::backend)?
     }
 
     /// Pieces running or waiting now.

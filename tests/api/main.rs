@@ -33,7 +33,6 @@ mod full_disk;
 mod helpers;
 mod items;
 mod limits;
-mod list_filters;
 mod lists;
 mod metrics;
 mod nats;

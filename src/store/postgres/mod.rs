@@ -43,7 +43,7 @@ pub mod list_statements {
     pub use super::carts::LIST_FILTERED as CARTS;
     pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
 }
-use super::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+use super::{Scans, Snapshot, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// How to reach the database.
@@ -92,6 +92,10 @@ pub enum PgOpenError {
 pub struct PgStore {
     pool: Pool,
     outage: std::sync::Arc<Outage>,
+    /// Lists and exports take a turn here, so that at most `scan_workers`
+    /// of them hold pool connections at once and point reads and writes
+    /// always find one.
+    scans: Scans,
 }
 
 impl PgStore {
@@ -145,7 +149,16 @@ impl PgStore {
         Ok(PgStore {
             pool,
             outage: std::sync::Arc::default(),
+            scans: Scans::default(),
         })
+    }
+
+    /// This store with lists and exports bounded by `scans` (their turns
+    /// are held while the database works, not on blocking threads).
+    #[must_use]
+    pub fn with_scans(mut self, scans: Scans) -> Self {
+        self.scans = scans;
+        self
     }
 }
 
@@ -185,6 +198,7 @@ impl Store for PgStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+        let _turn = self.scans.turn().await?;
         items::list(self, filter).await
     }
 
@@ -223,6 +237,7 @@ impl Store for PgStore {
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
+        let _turn = self.scans.turn().await?;
         carts::list(self, filter).await
     }
 
@@ -264,6 +279,7 @@ impl Store for PgStore {
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
+        let _turn = self.scans.turn().await?;
         with_client!(self, |client| transfer::snapshot(&mut client).await)
     }
 

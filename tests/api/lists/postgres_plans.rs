@@ -2,6 +2,12 @@
 //! database migrates to filterable totals, and the stored totals stay exact
 //! under concurrent writes.
 
+use std::collections::BTreeMap;
+
+// The statements the PostgreSQL store lists with, as it runs them.
+use shopd::store::list_statements::{CARTS, ITEMS_ALL, ITEMS_LIVE};
+
+use super::model::{Model, PRICES, check};
 use super::*;
 
 async fn plan(
