@@ -1,10 +1,11 @@
 //! The SQL of carts: a cart and its lines are read in one statement
-//! (lines joined with their items) and priced in Rust; add-to-cart is one
-//! upsert, atomic against adds from every instance.
+//! (lines joined with their items) and priced in Rust; add-to-cart is in
+//! `add`.
 //!
 //! Each cart row also keeps its totals, `price` (the price the API
-//! returns for it, computed by the same Rust function, so a filter and a
-//! read agree to the bit) and `quantity`, written in the transaction of
+//! returns for it, computed by the same Rust function or by the same
+//! operations in SQL, so a filter and a read agree to the bit) and
+//! `quantity`, written in the transaction of
 //! every change that moves them: an add, and an item's price change or
 //! deletion (which re-prices every cart holding the item, found through
 //! `cart_lines_by_item`). Lists filter on them with indexes.

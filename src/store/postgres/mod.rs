@@ -3,9 +3,12 @@
 //!
 //! Every operation is one statement where it can be (so it is atomic on its
 //! own and needs no explicit transaction), prepared once per connection,
-//! and retried a few times on SQLSTATE 40001. Add-to-cart is one upsert,
-//! atomic against adds from every instance. Carts are priced in Rust
-//! ([`crate::store::priced_cart`]), as the embedded store prices them.
+//! and retried a few times on SQLSTATE 40001. Add-to-cart is one
+//! transaction sent in one round trip (`add`, `pipeline`), atomic against
+//! adds from every instance. Lists and exports take a turn of the scan
+//! bound, so they never hold every pooled connection. Carts are priced in
+//! Rust ([`crate::store::priced_cart`]), as the embedded store prices them
+//! (an add has PostgreSQL compute the same sum: see `add`).
 //! Ids are `u64` in the API and `BIGINT` here: an id above `i64::MAX` is
 //! one no row has.
 //!
