@@ -12,7 +12,7 @@
 //!
 //! - [`config`]: flags, `SHOPD_*` environment, `config.toml`, defaults,
 //!   grouped by concern ([`config::Server`], `Limits`, `Storage`, `Chat`,
-//!   `Admin`, `Log`).
+//!   `Admin`, `Backup`, `Log`).
 //!   - `keys`: the one list of settings; `value`: reading and checking a
 //!     value; `layers`: where it came from; `cli`: the commands and their
 //!     flags; `secret`: the admin token.
@@ -20,7 +20,8 @@
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
 //! - [`store`]: the [`store::Store`] trait and its backends.
-//!   - `export`: the NDJSON export format; `stats`: store sizes for `/metrics`;
+//!   - `export`: the NDJSON export format; `stream`: how an export leaves a
+//!     store, in bounded chunks; `stats`: store sizes for `/metrics`;
 //!     `scan`: the bounded pool where scans and exports run, off the runtime.
 //!   - `sled`: the embedded default (`items`, `carts`, `transfer`: the
 //!     operations; `records`: the one write gate; `index`: in-memory price
@@ -54,7 +55,11 @@
 //!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
 //!     flow control; `pace`: rate limit; `close`: close reasons; `names`:
 //!     user names; `bus`: rooms across instances over NATS (`wire`: the
-//!     envelope and subjects; `urls`: the `--chat-bus` value).
+//!     envelope and subjects; `urls`: the `--chat-bus` value; `events`:
+//!     the connection's state; `link`: a room's subscription and relay;
+//!     `journal`: the history stream in JetStream, offsets stored with
+//!     optimistic concurrency, the shared token secret; `follow`: a room's
+//!     lines read back from the stream, in one order on every instance).
 //!   - `upgrade`: the WebSocket handshake, with sized buffers.
 //!   - `history`: each room's last lines, offsets and epoch (`disk`: kept
 //!     in the data directory); `protocol`: the `shopd.chat.v1` frames and
@@ -62,6 +67,9 @@
 //! - [`metrics`]: the recorder and its rendering; `names`: the families;
 //!   `process`: `process_*` from `/proc`.
 //! - [`open_files`]: raises the open-file limit to what the settings need.
+//! - [`ops`]: the streaming export (`export`: to a response or a file) and
+//!   scheduled backups (`backup`: the scheduler; `files`: the backup
+//!   directory, names, fsync and pruning).
 //! - [`shutdown`]: the stop signals and the drain before a stop.
 //! - [`transfer`]: `shopd export` and `shopd import`.
 
@@ -72,6 +80,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod open_files;
+pub mod ops;
 pub mod shutdown;
 pub mod store;
 pub mod transfer;

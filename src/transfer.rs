@@ -11,9 +11,11 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::config::{ADMIN_TOKEN_ENV, ExportArgs, ImportArgs, Secret};
+use crate::ops::{WriteError, export_to};
 use crate::store::export::ImportError;
 use crate::store::{
-    Durability, OpenError, PgOpenError, PgOptions, PgStore, SledStore, Snapshot, Store, StoreError,
+    Durability, ExportMode, OpenError, PgOpenError, PgOptions, PgStore, SledStore, Snapshot, Store,
+    StoreError,
 };
 
 /// Why an export or import failed; messages name the file, store or line.
@@ -58,15 +60,16 @@ pub struct Imported {
     pub carts: usize,
 }
 
-/// Runs `shopd export`.
+/// Runs `shopd export`: streamed from the store (or the running shopd)
+/// to the output as it is read, so memory does not grow with the store.
 pub async fn export(args: ExportArgs) -> Result<(), TransferError> {
-    let file_error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| TransferError::File { path, source }
+    let output = Output {
+        path: args.out.as_deref(),
+        created: std::cell::Cell::new(false),
     };
-    let bytes = match (&args.data_dir, &args.database_url, &args.url) {
-        (Some(dir), _, _) => snapshot_of(&open_sled(dir)?).await?.to_bytes(),
-        (_, Some(url), _) => snapshot_of(&connect(url.clone()).await?).await?.to_bytes(),
+    let exported = match (&args.data_dir, &args.database_url, &args.url) {
+        (Some(dir), _, _) => export_from(&open_sled(dir)?, &output).await,
+        (_, Some(url), _) => export_from(&connect(url.clone()).await?, &output).await,
         (_, _, Some(url)) => {
             let token = crate::config::admin_token(
                 std::env::var(ADMIN_TOKEN_ENV).ok(),
@@ -76,17 +79,64 @@ pub async fn export(args: ExportArgs) -> Result<(), TransferError> {
                 url: url.clone(),
                 message: err.to_string(),
             })?;
-            fetch_export(url, token.as_ref()).await?.to_vec()
+            fetch_export(url, token.as_ref(), &output).await
         }
         // clap requires one source.
-        (None, None, None) => Vec::new(),
+        (None, None, None) => Ok(()),
     };
-    match &args.out {
-        Some(path) => std::fs::write(path, &bytes).map_err(file_error(path)),
-        None => std::io::stdout()
-            .write_all(&bytes)
-            .map_err(file_error(Path::new("standard output"))),
+    if exported.is_err() {
+        output.discard();
     }
+    exported
+}
+
+/// Where `shopd export` writes: `--out FILE` or standard output. The file
+/// is created only once the source answered, and removed when the export
+/// fails, so a failed export leaves no file that looks like one.
+struct Output<'a> {
+    path: Option<&'a Path>,
+    created: std::cell::Cell<bool>,
+}
+
+impl Output<'_> {
+    fn open(&self) -> Result<Box<dyn Write + Send>, TransferError> {
+        match self.path {
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(|source| self.error(source))?;
+                self.created.set(true);
+                Ok(Box::new(file))
+            }
+            None => Ok(Box::new(std::io::stdout())),
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> TransferError {
+        let path = self.path.unwrap_or(Path::new("standard output"));
+        TransferError::File {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn discard(&self) {
+        if let (Some(path), true) = (self.path, self.created.get()) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Exports `store` into `output`, then closes the store.
+async fn export_from<S: Store>(store: &S, output: &Output<'_>) -> Result<(), TransferError> {
+    let exported = match output.open() {
+        Ok(out) => match export_to(store, ExportMode::Online, out).await {
+            Ok(_) => Ok(()),
+            Err(WriteError::Write(source)) => Err(output.error(source)),
+            Err(WriteError::Store(err)) => Err(err.into()),
+        },
+        Err(err) => Err(err),
+    };
+    store.close().await?;
+    exported
 }
 
 /// Runs `shopd import`; the whole export is read and checked before the
@@ -131,14 +181,13 @@ async fn connect(url: crate::config::DatabaseUrl) -> Result<PgStore, PgOpenError
     .await
 }
 
-async fn snapshot_of<S: Store>(store: &S) -> Result<Snapshot, StoreError> {
-    let snapshot = store.snapshot().await;
-    store.close().await?;
-    snapshot
-}
-
-/// `GET /admin/export` of the shopd at `url` (`http://HOST:PORT`).
-async fn fetch_export(url: &str, token: Option<&Secret>) -> Result<Bytes, TransferError> {
+/// `GET /admin/export` of the shopd at `url` (`http://HOST:PORT`), written
+/// to `output` as it arrives.
+async fn fetch_export(
+    url: &str,
+    token: Option<&Secret>,
+    output: &Output<'_>,
+) -> Result<(), TransferError> {
     let remote = |message: String| TransferError::Remote {
         url: url.to_owned(),
         message,
@@ -169,13 +218,13 @@ async fn fetch_export(url: &str, token: Option<&Secret>) -> Result<Bytes, Transf
         .await
         .map_err(|err| remote(err.to_string()))?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|err| remote(err.to_string()))?
-        .to_bytes();
+    let mut body = response.into_body();
     if !status.is_success() {
+        let body = body
+            .collect()
+            .await
+            .map_err(|err| remote(err.to_string()))?
+            .to_bytes();
         let detail = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|body| body["detail"].as_str().map(str::to_owned))
@@ -187,7 +236,14 @@ async fn fetch_export(url: &str, token: Option<&Secret>) -> Result<Bytes, Transf
         }
         return Err(remote(message));
     }
-    Ok(body)
+    let mut out = output.open()?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| remote(format!("the export was cut off: {err}")))?;
+        if let Some(data) = frame.data_ref() {
+            out.write_all(data).map_err(|source| output.error(source))?;
+        }
+    }
+    out.flush().map_err(|source| output.error(source))
 }
 
 /// What to do about a refused `GET /admin/export`, naming the settings.

@@ -5,7 +5,7 @@
 //!
 //! Outside, keys are flat snake_case (one `SHOPD_<KEY>` and one `--<key>`
 //! each); inside, [`Settings`] groups them by concern ([`Server`],
-//! [`Limits`], [`Storage`], [`Chat`], [`Admin`], [`Log`]), each field of a
+//! [`Limits`], [`Storage`], [`Chat`], [`Admin`], [`Backup`], [`Log`]), each field of a
 //! type that cannot hold a bad value (`NonZero*`, `Duration`,
 //! `SocketAddr`, ...).
 //!
@@ -25,7 +25,9 @@ use std::path::PathBuf;
 pub use crate::store::DatabaseUrl;
 
 pub use self::cli::{Cli, Command, ExportArgs, ImportArgs, StoreArgs, completions, man};
-pub use self::keys::{Admin, Chat, KEYS, Limits, Log, ServeArgs, Server, Settings, Storage};
+pub use self::keys::{
+    Admin, Backup, Chat, KEYS, Limits, Log, ServeArgs, Server, Settings, Storage,
+};
 pub use self::layers::{Origin, Source};
 pub use self::secret::{ADMIN_TOKEN_ENV, Secret, admin_token};
 pub use self::value::{LogFilter, SubjectPrefix};
@@ -130,6 +132,14 @@ impl Settings {
                 first: sources.of("data_dir"),
                 second: sources.of("database_url"),
                 why: "the data directory is not used with PostgreSQL; set one of them",
+            });
+        }
+        if !self.backup.every.is_zero() && self.backup.dir.is_none() {
+            return Err(ConfigError::Invalid {
+                at: sources.of("backup_every_secs"),
+                message:
+                    "scheduled backups need backup_dir (SHOPD_BACKUP_DIR): where to write them"
+                        .into(),
             });
         }
         if self.admin.protect_catalogue && self.admin.token.is_none() {

@@ -286,3 +286,26 @@ fn unknown_shopd_variables_are_found_and_others_left_alone() {
     let unknown = unknown_variables(names.iter().map(|name| (*name).to_owned()));
     assert_eq!(unknown, ["SHOPD_LISTN"]);
 }
+
+#[test]
+fn scheduled_backups_are_off_by_default_and_need_a_directory_when_on() {
+    let defaults = load(&ServeArgs::default(), &[]).unwrap();
+    assert!(defaults.backup.every.is_zero());
+    assert_eq!((defaults.backup.dir, defaults.backup.keep.get()), (None, 7));
+    let every = ServeArgs {
+        backup_every_secs: Some("60".into()),
+        ..ServeArgs::default()
+    };
+    let message = refusal(&every, &[]);
+    assert!(
+        message.starts_with("--backup-every-secs: scheduled backups need backup_dir"),
+        "{message}"
+    );
+    let settings = load(&every, &[("SHOPD_BACKUP_DIR", "/srv/backups")]).unwrap();
+    assert_eq!(settings.backup.every, Duration::from_secs(60));
+    assert_eq!(settings.backup.dir, Some(PathBuf::from("/srv/backups")));
+    assert!(
+        refusal(&ServeArgs::default(), &[("SHOPD_BACKUP_KEEP", "0")])
+            .starts_with("SHOPD_BACKUP_KEEP")
+    );
+}

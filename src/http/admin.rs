@@ -1,13 +1,16 @@
 //! Who may do what: the admin token, `/admin/*` routes (an online export),
 //! and, when the operator turns it on, the token for item writes.
 
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, header};
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
-use super::reply::typed;
+use futures_util::StreamExt;
+use warp::Reply;
+
 use super::router::Call;
 use crate::config::Secret;
+use crate::ops::ExportStream;
 use crate::store::Store;
 
 /// The admin token and what it guards.
@@ -61,8 +64,11 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 ///
 /// The same NDJSON as `shopd export` writes (a header line, one line per
 /// item and per cart, a trailer with the counts); `shopd import` reads it.
-/// Writes go on while it is taken. Needs the admin token; without one
-/// configured the route does not exist (404).
+/// Writes go on while it is taken. It is streamed as the store writes it,
+/// so memory does not grow with the store; a failure midway cuts the body
+/// short, without its trailer line. 503 with `Retry-After` when the scans
+/// and exports running and waiting fill their bound. Needs the admin
+/// token; without one configured the route does not exist (404).
 #[utoipa::path(
     get,
     path = "/admin/export",
@@ -76,9 +82,20 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     ),
 )]
 pub(super) async fn export<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
-    let snapshot = call.state().store.snapshot().await?;
-    let mut response = typed(StatusCode::OK, "application/x-ndjson", snapshot.to_bytes());
-    response.headers_mut().insert(
+    // Streamed as the store writes it: memory holds a few chunks, however
+    // large the store. A failure before the first chunk (busy, database
+    // down) is still a status; one after it cuts the body short, and the
+    // missing trailer line tells the reader.
+    let mut export = ExportStream::start(&call.state().store);
+    let first = export.first().await?;
+    let chunks = futures_util::stream::iter(first.map(Ok)).chain(export);
+    let mut response = warp::reply::stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    headers.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"shopd-export.ndjson\""),
     );

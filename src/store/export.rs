@@ -100,6 +100,84 @@ enum Line {
     End(Counts),
 }
 
+/// One line after the header, borrowed, to write: serialized exactly as
+/// [`Line`].
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LineRef<'a> {
+    Item(&'a ExportItem),
+    Cart(&'a ExportCart),
+    End(&'a Counts),
+}
+
+/// What an export held: the counts its trailer gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Items, deleted ones included.
+    pub items: u64,
+    /// Carts.
+    pub carts: u64,
+}
+
+/// Writes the export format one record at a time, so an export never
+/// holds more than the record at hand: [`ExportWriter::start`] writes the
+/// header, then every item by ascending id, then every cart, then
+/// [`ExportWriter::finish`] writes the trailer with the counts. The caller
+/// keeps the order (ids ascending, items before carts).
+pub struct ExportWriter<W> {
+    out: W,
+    counts: Counts,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// Writes the header with the next-id counters.
+    pub fn start(mut out: W, next_item_id: Id, next_cart_id: Id) -> std::io::Result<Self> {
+        write_line(
+            &mut out,
+            &Header {
+                format: FORMAT.into(),
+                version: VERSION,
+                shopd: env!("CARGO_PKG_VERSION").into(),
+                next_item_id,
+                next_cart_id,
+            },
+        )?;
+        Ok(ExportWriter {
+            out,
+            counts: Counts { items: 0, carts: 0 },
+        })
+    }
+
+    /// Writes one item.
+    pub fn item(&mut self, item: &ExportItem) -> std::io::Result<()> {
+        write_line(&mut self.out, &LineRef::Item(item))?;
+        self.counts.items += 1;
+        Ok(())
+    }
+
+    /// Writes one cart.
+    pub fn cart(&mut self, cart: &ExportCart) -> std::io::Result<()> {
+        write_line(&mut self.out, &LineRef::Cart(cart))?;
+        self.counts.carts += 1;
+        Ok(())
+    }
+
+    /// What is written so far and not yet taken (to hand on in chunks).
+    pub fn out_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Writes the trailer; returns the output and the counts.
+    pub fn finish(mut self) -> std::io::Result<(W, ExportCounts)> {
+        write_line(&mut self.out, &LineRef::End(&self.counts))?;
+        let counts = ExportCounts {
+            items: self.counts.items,
+            carts: self.counts.carts,
+        };
+        Ok((self.out, counts))
+    }
+}
+
 /// Why a file is not a valid export; `line` is 1-based.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -126,29 +204,14 @@ fn at(line: usize, message: impl Into<String>) -> ImportError {
 impl Snapshot {
     /// Writes the snapshot in the export format.
     pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
-        write_line(
-            out,
-            &Header {
-                format: FORMAT.into(),
-                version: VERSION,
-                shopd: env!("CARGO_PKG_VERSION").into(),
-                next_item_id: self.next_item_id,
-                next_cart_id: self.next_cart_id,
-            },
-        )?;
+        let mut writer = ExportWriter::start(out, self.next_item_id, self.next_cart_id)?;
         for item in &self.items {
-            write_line(out, &Line::Item(item.clone()))?;
+            writer.item(item)?;
         }
         for cart in &self.carts {
-            write_line(out, &Line::Cart(cart.clone()))?;
+            writer.cart(cart)?;
         }
-        write_line(
-            out,
-            &Line::End(Counts {
-                items: self.items.len() as u64,
-                carts: self.carts.len() as u64,
-            }),
-        )
+        writer.finish().map(|_| ())
     }
 
     /// The snapshot as export text.

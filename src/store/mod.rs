@@ -17,16 +17,20 @@ mod postgres;
 mod scan;
 mod sled;
 mod stats;
+pub mod stream;
 
 use std::future::Future;
 
-pub use export::Snapshot;
-pub use postgres::{DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements};
+pub use export::{ExportCounts, Snapshot};
+pub use postgres::{
+    BACKUP_LOCK, DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements,
+};
 pub use scan::Scans;
 pub use sled::{
     CheckReport, Durability, ManifestState, OnDamage, OpenError, Scan, SledStore, Tally, check,
 };
 pub use stats::{StatsCache, StoreStats};
+pub use stream::{Chunks, ExportMode};
 
 use crate::domain::etag::Condition;
 use crate::domain::{
@@ -165,10 +169,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Current sizes, read from the storage (it may take a round trip; the
     /// metrics read them from a [`StatsCache`] refreshed in the background).
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;
-    /// Everything the store holds as of one moment, for an export: no
-    /// half-applied add-to-cart, no cart line whose item is missing, and id
-    /// counters above every id handed out by then. Writes go on meanwhile.
-    fn snapshot(&self) -> impl Future<Output = StoreResult<Snapshot>> + Send;
+    /// Writes everything the store holds as of one moment, in the export
+    /// format, to `out` in chunks (see [`Chunks`]): no half-applied
+    /// add-to-cart, no cart line whose item is missing, and id counters
+    /// above every id handed out by then. Writes go on meanwhile; memory
+    /// does not grow with the store. Returns the counts written, or `None`
+    /// when `mode` is [`ExportMode::Scheduled`] and another instance
+    /// sharing the store is taking one (nothing was written then). Errors
+    /// after the first chunk leave the output without its trailer, so a
+    /// truncated export is never taken for a whole one.
+    fn export(
+        &self,
+        out: Chunks,
+        mode: ExportMode,
+    ) -> impl Future<Output = StoreResult<Option<ExportCounts>>> + Send;
     /// Loads a checked snapshot (see [`Snapshot::read`]) with its ids, and
     /// moves the id counters up to the snapshot's, so no id in it is ever
     /// handed out again. Errors: [`StoreError::NotEmpty`] when the store

@@ -32,17 +32,15 @@ struct Bound {
     most: usize,
 }
 
-/// A turn of the bound ([`Scans::turn`]): running work counts until
-/// this is dropped.
-#[must_use = "the turn ends when this is dropped"]
-pub struct Turn {
-    _turn: tokio::sync::OwnedSemaphorePermit,
-    _admitted: Admitted,
-}
-
 /// One admitted piece of work; it leaves the count when dropped (done, or
 /// its request went away while it waited).
 struct Admitted(Arc<Bound>);
+
+/// A turn of the bound: one of the `workers` places, held until dropped.
+pub struct Turn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _admitted: Admitted,
+}
 
 impl Drop for Admitted {
     fn drop(&mut self) {
@@ -77,7 +75,7 @@ impl Scans {
         &self,
         work: impl FnOnce() -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let turn = self.turn().await?;
+        let turn = self.admit().await?;
         tokio::task::spawn_blocking(move || {
             let _held = turn;
             work()
@@ -86,10 +84,10 @@ impl Scans {
         .map_err(StoreError::backend)?
     }
 
-    /// Waits for a turn, for long work that runs on the runtime (a query
-    /// whose database does the scan) but must share the bound: held until
-    /// dropped. Refuses as [`run`](Self::run) does.
-    pub async fn turn(&self) -> StoreResult<Turn> {
+    /// A turn for long work that runs on the runtime itself (a database
+    /// export, which waits on the network rather than blocking a thread),
+    /// under the same bound as [`Scans::run`]: held until dropped.
+    pub async fn admit(&self) -> StoreResult<Turn> {
         let bound = &self.inner;
         if bound.admitted.fetch_add(1, Ordering::AcqRel) >= bound.most {
             bound.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -98,14 +96,14 @@ impl Scans {
             });
         }
         let admitted = Admitted(bound.clone());
-        let turn = bound
+        let permit = bound
             .turns
             .clone()
             .acquire_owned()
             .await
             .map_err(StoreError::backend)?;
         Ok(Turn {
-            _turn: turn,
+            _permit: permit,
             _admitted: admitted,
         })
     }

@@ -15,6 +15,7 @@ use crate::helpers::{
 };
 
 mod fixtures;
+mod scheduled;
 
 use fixtures::{api_view, fill, filled_export, run, stderr};
 
@@ -348,12 +349,15 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
 fn export_over_http_from_a_shopd_without_a_token_says_which_setting_turns_it_on() {
     let (_cwd, cwd) = scratch();
     let shopd = spawn_process(&cwd, &cwd.join("data"), &[]);
+    let file = cwd.join("shop.ndjson");
     let out = shopd_command(&cwd)
         .env("SHOPD_ADMIN_TOKEN", TOKEN)
         .args(["export", "--url", &format!("http://{}", shopd.addr)])
+        .args(["--out", file.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(!file.exists(), "a failed export left a file");
     let why = stderr(&out);
     assert!(
         why.contains("404") && why.contains("no admin token") && why.contains("--admin-token-file"),

@@ -1,6 +1,7 @@
 //! A store that fails on purpose: every request that reaches it gets a 500
 //! with a plain body, the cause goes to the log in one line, and the
-//! server goes on.
+//! server goes on; an export that fails midway is cut off, never ended as
+//! if whole.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,9 +9,13 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
-use shopd::store::{Snapshot, Store, StoreError, StoreResult, StoreStats};
+use shopd::store::{
+    Chunks, ExportCounts, ExportMode, Snapshot, Store, StoreError, StoreResult, StoreStats,
+};
 
-use crate::helpers::spawn_app_on;
+use shopd::config::{ExportArgs, Secret};
+
+use crate::helpers::{TestApp, scratch, spawn_app_on};
 use crate::nats::metric;
 use crate::support::eventually;
 
@@ -59,7 +64,15 @@ impl Store for BrokenStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         broken()
     }
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
+    async fn export(&self, out: Chunks, _mode: ExportMode) -> StoreResult<Option<ExportCounts>> {
+        // The disk fails after some chunks are out (more than the channel
+        // holds, so the reader has begun): a reader must see the export
+        // cut off, never ended as if whole.
+        let mut header = b"{\"format\":\"shopd-export\",\"version\":1}\n".to_vec();
+        out.send(&mut header).await?;
+        for _ in 0..8 {
+            out.send(&mut vec![b' '; 64 * 1024]).await?;
+        }
         broken()
     }
     async fn import(&self, _: Snapshot) -> StoreResult<()> {
@@ -170,4 +183,46 @@ async fn a_failing_store_shows_as_shopd_store_up_0_and_readyz_503() {
     assert_eq!(app.get("/readyz").await.status(), 503);
     let text = app.get("/metrics").await.text().await.expect("metrics");
     assert!(text.contains("# HELP shopd_store_up "), "{text}");
+}
+
+#[tokio::test]
+async fn an_export_that_fails_midway_is_cut_off_and_shopd_export_keeps_no_file() {
+    const TOKEN: &str = "correct-horse-battery-staple";
+    let app = TestApp::builder()
+        .configure(|s| s.admin.token = Some(Secret::new(TOKEN)))
+        .spawn_on(BrokenStore)
+        .await;
+    // Whether the failure came before the answer's head was sent or
+    // midway through its body, the client sees an error, never a whole
+    // answer that just lacks the trailer line.
+    let whole = match app
+        .client
+        .get(app.url("/admin/export"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+    {
+        Ok(response) => response.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!whole, "the body ended as if whole");
+    let (_cwd, cwd) = scratch();
+    let (token_file, out) = (cwd.join("token"), cwd.join("shop.ndjson"));
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let failed = shopd::transfer::export(ExportArgs {
+        data_dir: None,
+        database_url: None,
+        url: Some(format!("http://{}", app.addr)),
+        admin_token_file: Some(token_file),
+        out: Some(out.clone()),
+    })
+    .await
+    .expect_err("a cut-off export is a failure");
+    assert!(
+        failed.to_string().contains(&app.addr.to_string()),
+        "{failed}"
+    );
+    assert!(!out.exists(), "a half export was left behind");
+    // The server goes on.
+    assert_eq!(app.get("/openapi.json").await.status(), 200);
 }

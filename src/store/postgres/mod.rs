@@ -38,6 +38,7 @@ use tokio_postgres::config::Host;
 
 use self::errors::{Failure, Outage};
 pub use self::schema::SchemaError;
+pub use self::transfer::BACKUP_LOCK;
 pub use self::url::DatabaseUrl;
 
 /// The statements filtered lists run, public so that their plans can be
@@ -46,7 +47,9 @@ pub mod list_statements {
     pub use super::carts::LIST_FILTERED as CARTS;
     pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
 }
-use super::{Scans, Snapshot, Store, StoreError, StoreResult, StoreStats};
+use super::{
+    Chunks, ExportCounts, ExportMode, Scans, Snapshot, Store, StoreError, StoreResult, StoreStats,
+};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
 /// How to reach the database.
@@ -95,9 +98,9 @@ pub enum PgOpenError {
 pub struct PgStore {
     pool: Pool,
     outage: std::sync::Arc<Outage>,
-    /// Lists and exports take a turn here, so that at most `scan_workers`
-    /// of them hold pool connections at once and point reads and writes
-    /// always find one.
+    /// The bound on long work: lists and exports take a turn of it, so
+    /// that at most `scan_workers` of them hold pool connections at once
+    /// and point reads and writes always find one.
     scans: Scans,
 }
 
@@ -156,10 +159,9 @@ impl PgStore {
         })
     }
 
-    /// This store with lists and exports bounded by `scans` (their turns
-    /// are held while the database works, not on blocking threads).
+    /// The same store with `scans` as the bound on its long work.
     #[must_use]
-    pub fn with_scans(mut self, scans: Scans) -> Self {
+    pub fn with_scans(mut self, scans: Scans) -> PgStore {
         self.scans = scans;
         self
     }
@@ -201,7 +203,7 @@ impl Store for PgStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        let _turn = self.scans.turn().await?;
+        let _turn = self.scans.admit().await?;
         items::list(self, filter).await
     }
 
@@ -240,7 +242,7 @@ impl Store for PgStore {
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        let _turn = self.scans.turn().await?;
+        let _turn = self.scans.admit().await?;
         carts::list(self, filter).await
     }
 
@@ -281,9 +283,18 @@ impl Store for PgStore {
         })
     }
 
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
-        let _turn = self.scans.turn().await?;
-        with_client!(self, |client| transfer::snapshot(&mut client).await)
+    async fn export(&self, out: Chunks, mode: ExportMode) -> StoreResult<Option<ExportCounts>> {
+        // Long work, under the same bound as the embedded store's scans.
+        let _turn = self.scans.admit().await?;
+        // Not retried: chunks already sent cannot be taken back.
+        let result = async {
+            let mut client = self.pool.get().await?;
+            transfer::export(&mut client, &out, mode).await
+        }
+        .await
+        .map_err(Failure::into_store_error);
+        self.outage.note(result.as_ref().err());
+        result
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {

@@ -1,5 +1,6 @@
-//! Export and import for PostgreSQL: a snapshot read in one REPEATABLE READ
-//! transaction (one moment of the database, while writes go on), and an
+//! Export and import for PostgreSQL: an export read in one REPEATABLE READ
+//! transaction (one moment of the database, while writes go on) in
+//! batches, and an
 //! import in one transaction that also moves the identity sequences past
 //! the imported ids. An import also computes each cart's totals (see
 //! `carts`); an export leaves them out, as they follow from the rest.
@@ -11,17 +12,46 @@ use tokio_postgres::IsolationLevel;
 
 use super::errors::Failure;
 use super::{api_id, sql_id};
-use crate::store::export::{ExportCart, ExportItem, ExportLine, Snapshot};
+use crate::store::export::{
+    ExportCart, ExportCounts, ExportItem, ExportLine, ExportWriter, Snapshot,
+};
+use crate::store::stream::{CHUNK_BYTES, Chunks, ExportMode};
 use crate::store::{LineState, StoreError, priced_cart};
 
-/// Reads every item and cart as of one moment.
-pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
+/// Rows fetched from the database at a time by an export.
+const BATCH: i32 = 1000;
+
+/// The advisory lock a scheduled backup holds for its transaction, so one
+/// instance of the shop at a time takes one ("shopd" and "bk" in ASCII).
+/// Holding it elsewhere (`SELECT pg_advisory_lock(...)`) pauses every
+/// instance's scheduled backups: they skip their ticks.
+pub const BACKUP_LOCK: i64 = 0x7368_6f70_6462_6b00;
+
+/// Writes every item and cart as of one moment (one REPEATABLE READ
+/// transaction) to `out`, [`BATCH`] rows at a time through portals, so
+/// neither side holds the whole store. `None` when `mode` is scheduled and
+/// another instance holds the backup lock.
+pub(super) async fn export(
+    client: &mut Client,
+    out: &Chunks,
+    mode: ExportMode,
+) -> Result<Option<ExportCounts>, Failure> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
+    if mode == ExportMode::Scheduled {
+        // Released with the transaction, however it ends.
+        let taken: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&BACKUP_LOCK])
+            .await?
+            .try_get(0)?;
+        if !taken {
+            return Ok(None);
+        }
+    }
     // Sequences are not transactional: read after the snapshot began, they
     // are above every id it holds.
     let counters = tx
@@ -37,52 +67,81 @@ pub(super) async fn snapshot(client: &mut Client) -> Result<Snapshot, Failure> {
         let (a, b): (i64, i64) = (counters.try_get(sequence)?, counters.try_get(table)?);
         Ok(api_id(a.max(b)))
     };
-    let mut snapshot = Snapshot {
-        next_item_id: next(0, 2)?,
-        next_cart_id: next(1, 3)?,
-        ..Snapshot::default()
-    };
-    for row in tx
-        .query(
-            "SELECT id, name, price, deleted FROM items ORDER BY id",
-            &[],
-        )
-        .await?
-    {
-        snapshot.items.push(ExportItem {
-            id: api_id(row.try_get(0)?),
-            name: row.try_get(1)?,
-            price: row.try_get(2)?,
-            deleted: row.try_get(3)?,
-        });
+    let buffer = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8);
+    let mut writer = ExportWriter::start(buffer, next(0, 2)?, next(1, 3)?).map_err(io)?;
+    let items = tx
+        .prepare("SELECT id, name, price, deleted FROM items ORDER BY id")
+        .await?;
+    let portal = tx.bind(&items, &[]).await?;
+    loop {
+        let rows = tx.query_portal(&portal, BATCH).await?;
+        for row in &rows {
+            writer
+                .item(&ExportItem {
+                    id: api_id(row.try_get(0)?),
+                    name: row.try_get(1)?,
+                    price: row.try_get(2)?,
+                    deleted: row.try_get(3)?,
+                })
+                .map_err(io)?;
+        }
+        if Chunks::is_due(writer.out_mut()) {
+            out.send(writer.out_mut()).await?;
+        }
+        if rows.len() < BATCH as usize {
+            break;
+        }
     }
-    let rows = tx
-        .query(
+    let carts = tx
+        .prepare(
             "SELECT c.id, l.item_id, l.quantity FROM carts c
              LEFT JOIN cart_lines l ON l.cart_id = c.id
              ORDER BY c.id, l.position",
-            &[],
         )
         .await?;
-    for row in rows {
-        let id = api_id(row.try_get(0)?);
-        if snapshot.carts.last().is_none_or(|cart| cart.id != id) {
-            snapshot.carts.push(ExportCart {
-                id,
-                lines: Vec::new(),
-            });
+    let portal = tx.bind(&carts, &[]).await?;
+    // A cart's lines may span two batches: it is written once the next
+    // cart (or the end) shows it complete.
+    let mut cart: Option<ExportCart> = None;
+    loop {
+        let rows = tx.query_portal(&portal, BATCH).await?;
+        for row in &rows {
+            let id = api_id(row.try_get(0)?);
+            if cart.as_ref().is_none_or(|cart| cart.id != id)
+                && let Some(done) = cart.replace(ExportCart {
+                    id,
+                    lines: Vec::new(),
+                })
+            {
+                writer.cart(&done).map_err(io)?;
+            }
+            let item: Option<i64> = row.try_get(1)?;
+            if let (Some(item), Some(cart)) = (item, cart.as_mut()) {
+                let quantity: i64 = row.try_get(2)?;
+                cart.lines.push(ExportLine {
+                    item: api_id(item),
+                    quantity: u64::try_from(quantity).unwrap_or_default(),
+                });
+            }
         }
-        let item: Option<i64> = row.try_get(1)?;
-        if let (Some(item), Some(cart)) = (item, snapshot.carts.last_mut()) {
-            let quantity: i64 = row.try_get(2)?;
-            cart.lines.push(ExportLine {
-                item: api_id(item),
-                quantity: u64::try_from(quantity).unwrap_or_default(),
-            });
+        if Chunks::is_due(writer.out_mut()) {
+            out.send(writer.out_mut()).await?;
+        }
+        if rows.len() < BATCH as usize {
+            break;
         }
     }
+    if let Some(done) = cart {
+        writer.cart(&done).map_err(io)?;
+    }
+    let (mut rest, counts) = writer.finish().map_err(io)?;
+    out.send(&mut rest).await?;
     tx.commit().await?;
-    Ok(snapshot)
+    Ok(Some(counts))
+}
+
+fn io(err: std::io::Error) -> Failure {
+    Failure::Store(StoreError::backend(err))
 }
 
 /// Each cart's totals (price and quantity, as `carts` keeps them), priced

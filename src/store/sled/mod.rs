@@ -5,7 +5,7 @@
 //! change of an item or a cart goes through the write gate (`records.rs`).
 //!
 //! Here: the store handle, opening it and the [`Store`] impl, which hands
-//! each call to `items`, `carts` or `transfer` (export snapshot, import).
+//! each call to `items`, `carts` or `transfer` (the streaming export, import).
 
 use crate::domain::etag::Condition;
 use std::fs::File;
@@ -38,7 +38,8 @@ pub use durability::Durability;
 use ids::{IdGen, IdHome};
 pub use open::{OnDamage, OpenError, check};
 
-use super::export::Snapshot;
+use super::export::{ExportCounts, Snapshot};
+use super::stream::{Chunks, ExportMode};
 use super::{Scans, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
@@ -277,8 +278,10 @@ impl Store for SledStore {
         })
     }
 
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
-        self.off_runtime(SledStore::read_snapshot).await
+    async fn export(&self, out: Chunks, _mode: ExportMode) -> StoreResult<Option<ExportCounts>> {
+        // One process owns the data directory: no other instance to defer to.
+        self.off_runtime(move |store| store.write_export(&out).map(Some))
+            .await
     }
 
     async fn import(&self, snapshot: Snapshot) -> StoreResult<()> {

@@ -1,4 +1,4 @@
-//! Whole-store transfer: the consistent snapshot an export reads while
+//! Whole-store transfer: the consistent export written, in chunks, while
 //! writes go on (through the gate of `snapshot.rs`), and the import of one
 //! into an empty store.
 
@@ -7,13 +7,18 @@ use std::sync::atomic::Ordering;
 use super::codec::{self, CartRecord, ItemRecord};
 use super::{SledStore, backend};
 use crate::domain::Resource;
-use crate::store::export::{ExportCart, ExportItem, ExportLine, Snapshot};
+use crate::store::export::{
+    ExportCart, ExportCounts, ExportItem, ExportLine, ExportWriter, Snapshot,
+};
+use crate::store::stream::{CHUNK_BYTES, Chunks};
 use crate::store::{StoreError, StoreResult};
 
 impl SledStore {
-    /// Reads every record as of one moment while writes go on (see
-    /// `snapshot.rs`). Blocking: run it off the async threads.
-    pub(super) fn read_snapshot(&self) -> StoreResult<Snapshot> {
+    /// Writes every record as of one moment, in the export format, to
+    /// `out` in chunks while writes go on (see `snapshot.rs`). Blocking:
+    /// run it on the scan pool. Memory: the chunks in flight and the
+    /// before-images of records changed while it runs, not the store.
+    pub(super) fn write_export(&self, out: &Chunks) -> StoreResult<ExportCounts> {
         let _one_at_a_time = self
             .inner
             .exporting
@@ -24,24 +29,27 @@ impl SledStore {
         let (capture, (next_item_id, next_cart_id)) =
             records.open_capture(|| (self.inner.item_ids.peek(), self.inner.cart_ids.peek()));
         let opened = started.elapsed();
-        let read = || -> StoreResult<Snapshot> {
-            let mut snapshot = Snapshot {
-                next_item_id,
-                next_cart_id,
-                ..Snapshot::default()
-            };
+        let write = || -> StoreResult<ExportCounts> {
+            let buffer = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8);
+            let mut writer =
+                ExportWriter::start(buffer, next_item_id, next_cart_id).map_err(backend)?;
             for entry in records.below(Resource::Item, next_item_id) {
                 let (id, now) = entry?;
                 let Some(bytes) = capture.before(Resource::Item, id).unwrap_or(Some(now)) else {
                     continue;
                 };
                 let record: ItemRecord = codec::decode(&bytes).map_err(backend)?;
-                snapshot.items.push(ExportItem {
-                    id,
-                    name: record.name,
-                    price: record.price,
-                    deleted: record.deleted,
-                });
+                writer
+                    .item(&ExportItem {
+                        id,
+                        name: record.name,
+                        price: record.price,
+                        deleted: record.deleted,
+                    })
+                    .map_err(backend)?;
+                if Chunks::is_due(writer.out_mut()) {
+                    out.send_blocking(writer.out_mut())?;
+                }
             }
             for entry in records.below(Resource::Cart, next_cart_id) {
                 let (id, now) = entry?;
@@ -49,36 +57,40 @@ impl SledStore {
                     continue;
                 };
                 let record: CartRecord = codec::decode(&bytes).map_err(backend)?;
-                snapshot.carts.push(ExportCart {
-                    id,
-                    lines: record
-                        .lines
-                        .iter()
-                        .map(|line| ExportLine {
-                            item: line.item,
-                            quantity: line.quantity,
-                        })
-                        .collect(),
+                let lines = record.lines.iter().map(|line| ExportLine {
+                    item: line.item,
+                    quantity: line.quantity,
                 });
+                writer
+                    .cart(&ExportCart {
+                        id,
+                        lines: lines.collect(),
+                    })
+                    .map_err(backend)?;
+                if Chunks::is_due(writer.out_mut()) {
+                    out.send_blocking(writer.out_mut())?;
+                }
             }
-            Ok(snapshot)
+            let (mut rest, counts) = writer.finish().map_err(backend)?;
+            out.send_blocking(&mut rest)?;
+            Ok(counts)
         };
-        let snapshot = read();
+        let written = write();
         let closing = std::time::Instant::now();
         records.close_capture();
         let closed = closing.elapsed();
-        if let Ok(snapshot) = &snapshot {
+        if let Ok(counts) = &written {
             // Writers wait only while the gate opens and closes.
             tracing::info!(
-                items = snapshot.items.len(),
-                carts = snapshot.carts.len(),
+                items = counts.items,
+                carts = counts.carts,
                 millis = started.elapsed().as_millis() as u64,
                 open_micros = opened.as_micros() as u64,
                 close_micros = closed.as_micros() as u64,
                 "snapshot taken"
             );
         }
-        snapshot
+        written
     }
 }
 
