@@ -50,7 +50,8 @@ pub mod list_statements {
 use super::{
     Chunks, ExportCounts, ExportMode, Scans, Snapshot, Store, StoreError, StoreResult, StoreStats,
 };
-use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
+use crate::store::scan::Turn;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -159,6 +160,18 @@ impl PgStore {
         })
     }
 
+    /// A turn of the scan bound for a list that may be long work: any
+    /// filtered one (its plan may walk far to fill a page), and an
+    /// unfiltered one reaching past [`SHORT_LIST`] rows. The first pages
+    /// of an unfiltered list read about `offset + limit` rows by id: they
+    /// run as point reads do, and are never shed.
+    async fn long_list(&self, unfiltered: bool, page: Page) -> StoreResult<Option<Turn>> {
+        if unfiltered && page.offset.saturating_add(page.limit) <= SHORT_LIST {
+            return Ok(None);
+        }
+        self.scans.admit().await.map(Some)
+    }
+
     /// The same store with `scans` as the bound on its long work.
     #[must_use]
     pub fn with_scans(mut self, scans: Scans) -> PgStore {
@@ -166,6 +179,10 @@ impl PgStore {
         self
     }
 }
+
+/// Rows an unfiltered list may read (`offset + limit`) without a turn of
+/// the scan bound.
+const SHORT_LIST: usize = 1000;
 
 /// `host:port` of the first host the config names, for messages.
 fn target_of(config: &tokio_postgres::Config) -> String {
@@ -203,7 +220,8 @@ impl Store for PgStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
-        let _turn = self.scans.admit().await?;
+        let unfiltered = filter.price.min.is_none() && filter.price.max.is_none();
+        let _turn = self.long_list(unfiltered, filter.page).await?;
         items::list(self, filter).await
     }
 
@@ -242,7 +260,11 @@ impl Store for PgStore {
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
-        let _turn = self.scans.admit().await?;
+        let unfiltered = CartFilter {
+            page: filter.page,
+            ..CartFilter::default()
+        } == filter;
+        let _turn = self.long_list(unfiltered, filter.page).await?;
         carts::list(self, filter).await
     }
 
