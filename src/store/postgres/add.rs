@@ -28,9 +28,9 @@ use tokio_postgres::{Row, Statement};
 use super::carts::{line_of, totals};
 use super::errors::Failure;
 use super::pipeline::PipelinedTx;
-use super::{PgStore, sql_id};
+use super::{PgStore, kept, sql_id};
 use crate::domain::{Cart, Id};
-use crate::store::{StoreError, StoreResult, priced_cart};
+use crate::store::{Keyed, StoreError, StoreResult, priced_cart};
 
 /// Locks item `$2` (shared: adds of one item do not wait on each other),
 /// then cart `$1` (a write locks the item first, then carts: see
@@ -116,6 +116,7 @@ pub(super) async fn add(
     cart: Id,
     item: Id,
     max_lines: usize,
+    keyed: Option<&Keyed<Cart>>,
 ) -> StoreResult<Cart> {
     let cart_key = sql_id(cart).ok_or(StoreError::CartNotFound(cart))?;
     let item_key = sql_id(item);
@@ -135,13 +136,17 @@ pub(super) async fn add(
             item: (item_key, item),
             max_lines,
         };
+        if keyed.is_some() {
+            // The key is stored with the reply, which needs the cart first.
+            return add_priced_in_rust(&PipelinedTx::new(&client), keys, keyed).await;
+        }
         let statements = AddStatements::prepare(&client, ADD_PRICE_AND_READ).await?;
         let tx = PipelinedTx::new(&client);
         let rows = match tx.run(statements.send(&client, keys)).await {
             Err(err) if err.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
                 // The price overflowed (or a quantity did, which fails again).
                 drop(tx);
-                return add_priced_in_rust(&PipelinedTx::new(&client), keys).await;
+                return add_priced_in_rust(&PipelinedTx::new(&client), keys, None).await;
             }
             rows => rows?,
         };
@@ -219,17 +224,40 @@ pub(super) fn added_cart((lock, rows): &AddRows, keys: AddKeys) -> Result<Cart, 
     Ok(priced_cart(cart, lines))
 }
 
-/// The add priced in Rust, for carts whose price PostgreSQL cannot add
-/// up (it overflows): the locks and the add, then the totals as Rust
-/// computes them and the `COMMIT`. Two round trips.
-async fn add_priced_in_rust(tx: &PipelinedTx<'_>, keys: AddKeys) -> Result<Cart, Failure> {
+/// The add priced in Rust: for carts whose price PostgreSQL cannot add
+/// up (it overflows), and for keyed adds, whose key is stored with the
+/// reply. The locks and the add, then the totals as Rust computes them
+/// and the `COMMIT` (two round trips); with a key, the totals and the key
+/// (last: see `kept`), then the `COMMIT` once the key is known to be
+/// stored (three: a taken key rolls the add back).
+async fn add_priced_in_rust(
+    tx: &PipelinedTx<'_>,
+    keys: AddKeys,
+    keyed: Option<&Keyed<Cart>>,
+) -> Result<Cart, Failure> {
     let client = tx.client();
     let statements = AddStatements::prepare(client, ADD_AND_READ).await?;
     let store_totals = client.prepare_cached(STORE_TOTALS).await?;
+    let keep = client.prepare_cached(kept::KEEP).await?;
     let rows = tx.begin_with(statements.send(client, keys)).await?;
     let cart = added_cart(&rows, keys)?;
     let (key, price, quantity) = totals(&cart);
-    tx.commit_with(client.execute(&store_totals, &[&key, &price, &quantity]))
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&key, &price, &quantity];
+    let totals_stored = client.execute(&store_totals, &params);
+    let Some(keyed) = keyed else {
+        tx.commit_with(totals_stored).await?;
+        return Ok(cart);
+    };
+    let (expires, now) = kept::times(keyed);
+    let record = keyed.record(&cart).encode();
+    let (_, stored) = try_join(
+        totals_stored,
+        client.query_opt(&keep, &[&keyed.key.key, &expires, &record, &now]),
+    )
+    .await?;
+    if stored.is_none() {
+        return Err(StoreError::KeyTaken.into());
+    }
+    tx.commit_with(async { Ok(()) }).await?;
     Ok(cart)
 }
