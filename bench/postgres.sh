@@ -60,9 +60,18 @@ compare "GET /item?limit=10" \
 compare "POST /item" \
     "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")" \
     "$(pgbench_tps create_item "INSERT INTO items (name, price) VALUES ('bench item', 9.99) RETURNING id, name, price, deleted;")"
+# An add as shopd sends it: BEGIN, the locks, the statement that upserts
+# the line, stores the cart's totals and reads the cart back, and COMMIT,
+# pipelined (src/store/postgres/add.rs).
+add_sql='\startpipeline
+BEGIN;
+SELECT (SELECT deleted FROM items WHERE id = :a FOR SHARE), EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);
+WITH added AS (INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT :a, :a, 1 WHERE EXISTS (SELECT 1 FROM items WHERE id = :a AND NOT deleted) AND EXISTS (SELECT 1 FROM carts WHERE id = :a) AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :a)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1 RETURNING item_id, quantity, position), lines AS (SELECT l.item_id, l.quantity, l.position, TRUE AS changed, i.name, i.price, i.deleted FROM added l JOIN items i ON i.id = l.item_id UNION ALL SELECT l.item_id, l.quantity, l.position, FALSE, i.name, i.price, i.deleted FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = :a AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id)), totals AS (UPDATE carts SET price = 0::FLOAT8 + COALESCE((SELECT SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted) FROM lines l), 0), quantity = (SELECT COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l) WHERE id = :a AND EXISTS (SELECT 1 FROM added)) SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position;
+COMMIT;
+\endpipeline'
 compare "POST /cart/{id}/add/{item_id}, item n to cart n" \
     "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{a} "http://$addr")" \
-    "$(pgbench_tps add 'INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT c.id, i.id, 1 FROM carts c, items i WHERE c.id = :a AND i.id = :a AND NOT i.deleted ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1;')"
+    "$(pgbench_tps add "$add_sql")"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$shopd_pid/status")
 stop "$shopd_pid"
 

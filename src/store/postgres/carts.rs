@@ -1,10 +1,11 @@
 //! The SQL of carts: a cart and its lines are read in one statement
-//! (lines joined with their items) and priced in Rust; add-to-cart is one
-//! upsert, atomic against adds from every instance.
+//! (lines joined with their items) and priced in Rust; add-to-cart is in
+//! `add`.
 //!
 //! Each cart row also keeps its totals, `price` (the price the API
-//! returns for it, computed by the same Rust function, so a filter and a
-//! read agree to the bit) and `quantity`, written in the transaction of
+//! returns for it, computed by the same Rust function or by the same
+//! operations in SQL, so a filter and a read agree to the bit) and
+//! `quantity`, written in the transaction of
 //! every change that moves them: an add, and an item's price change or
 //! deletion (which re-prices every cart holding the item, found through
 //! `cart_lines_by_item`). Lists filter on them with indexes.
@@ -16,10 +17,8 @@
 //! every change committed before.
 
 use deadpool_postgres::Transaction;
-use futures_util::future::try_join;
 use tokio_postgres::Row;
 
-use super::errors::Failure;
 use super::{PgStore, api_id, kept, sql_count, sql_id};
 use crate::domain::{Cart, CartFilter, Id};
 use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
@@ -69,7 +68,7 @@ fn carts_of(rows: &[Row]) -> Result<Vec<Cart>, tokio_postgres::Error> {
 }
 
 /// The line in columns `first..first + 5` of `row`, if the row has one.
-fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, tokio_postgres::Error> {
+pub(super) fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, tokio_postgres::Error> {
     let Some(item) = row.try_get::<_, Option<i64>>(first)? else {
         return Ok(None);
     };
@@ -85,7 +84,7 @@ fn line_of(row: &Row, first: usize) -> Result<Option<LineState>, tokio_postgres:
 
 /// Carts' totals as stored: the API's price and the quantity (clamped to
 /// what `BIGINT` holds).
-fn totals(cart: &Cart) -> (i64, f64, i64) {
+pub(super) fn totals(cart: &Cart) -> (i64, f64, i64) {
     (
         sql_id(cart.id).unwrap_or(i64::MAX),
         cart.price,
@@ -296,127 +295,4 @@ pub(super) async fn list(store: &PgStore, filter: CartFilter) -> StoreResult<Vec
         let rows = client.query(&statement, &[&limit, &offset]).await?;
         Ok(carts_of(&rows)?)
     })
-}
-
-/// [`Store::add_to_cart`](crate::store::Store::add_to_cart): [`add_in`]
-/// in a transaction of its own.
-pub(super) async fn add(
-    store: &PgStore,
-    cart: Id,
-    item: Id,
-    max_lines: usize,
-    keyed: Option<&Keyed<Cart>>,
-) -> StoreResult<Cart> {
-    let cart_key = sql_id(cart).ok_or(StoreError::CartNotFound(cart))?;
-    let item_key = sql_id(item);
-    with_client!(store, |client| {
-        let Some(item_key) = item_key else {
-            // No item has this id; the cart's existence is checked first.
-            return match client
-                .query_opt("SELECT 1 FROM carts WHERE id = $1", &[&cart_key])
-                .await?
-            {
-                Some(_) => Err(StoreError::ItemNotFound(item).into()),
-                None => Err(StoreError::CartNotFound(cart).into()),
-            };
-        };
-        let tx = client.transaction().await?;
-        let priced = add_in(&tx, (cart_key, cart), (item_key, item), max_lines).await?;
-        if let Some(keyed) = keyed {
-            // Last, after the item's and the cart's locks: see `kept`.
-            kept::keep(&tx, keyed, &keyed.record(&priced)).await?;
-        }
-        tx.commit().await?;
-        Ok(priced)
-    })
-}
-
-/// Locks item `$2` (shared: adds of one item do not wait on each other),
-/// then cart `$1`: see the lock order above. One statement, evaluated
-/// left to right.
-const ADD_LOCK: &str = "SELECT (SELECT deleted FROM items WHERE id = $2 FOR SHARE),
-        EXISTS (SELECT 1 FROM carts WHERE id = $1 FOR UPDATE)";
-
-/// Adds one of item `$2` to cart `$1` and reads the cart back, in one
-/// statement: a new line only while the cart has fewer than `$3` lines,
-/// an existing line always, and only for a live item and an existing
-/// cart (checked again here: this statement is sent with [`ADD_LOCK`],
-/// before its answer is known). Run after [`ADD_LOCK`], so its snapshot
-/// sees every change committed before the locks were had, and the count
-/// is exact. The cart's lines come back in order, the changed one from
-/// the upsert (the rest of the statement sees the rows as they were
-/// before it), each with whether it is the one added: none is when
-/// nothing was added.
-const ADD_AND_READ: &str = "WITH added AS (
-        INSERT INTO cart_lines (cart_id, item_id, quantity)
-        SELECT $1, $2, 1
-        WHERE EXISTS (SELECT 1 FROM items WHERE id = $2 AND NOT deleted)
-          AND EXISTS (SELECT 1 FROM carts WHERE id = $1)
-          AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1) < $3
-               OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = $1 AND item_id = $2))
-        ON CONFLICT (cart_id, item_id)
-        DO UPDATE SET quantity = cart_lines.quantity + 1
-        RETURNING item_id, quantity, position
-    ), lines AS (
-        SELECT item_id, quantity, position, TRUE AS changed FROM added
-        UNION ALL
-        SELECT l.item_id, l.quantity, l.position, FALSE FROM cart_lines l
-        WHERE l.cart_id = $1 AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id)
-    )
-    SELECT l.changed, l.item_id, l.quantity, i.name, i.price, i.deleted
-    FROM lines l JOIN items i ON i.id = l.item_id
-    ORDER BY l.position";
-
-/// Stores one cart's totals (the cart is locked by the caller).
-const STORE_TOTALS: &str = "UPDATE carts SET price = $2, quantity = $3 WHERE id = $1";
-
-/// Adds one of item `item` to cart `cart` inside `tx`, which the caller
-/// commits (and may extend with statements of its own): locks the item
-/// and the cart, upserts the line and reads the cart back (these two sent
-/// together, in one round trip), then stores the cart's totals. Errors
-/// in the contract's order: no cart, no item, item deleted, cart full.
-pub(super) async fn add_in(
-    tx: &Transaction<'_>,
-    (cart_key, cart): (i64, Id),
-    (item_key, item): (i64, Id),
-    max_lines: usize,
-) -> Result<Cart, Failure> {
-    let max_lines_sql = i64::try_from(max_lines).unwrap_or(i64::MAX);
-    // Prepared first (cached: no round trip after the first use), so the
-    // two queries below go out back to back, in this order.
-    let lock = tx.prepare_cached(ADD_LOCK).await?;
-    let add = tx.prepare_cached(ADD_AND_READ).await?;
-    let (row, rows) = try_join(
-        tx.query_one(&lock, &[&cart_key, &item_key]),
-        tx.query(&add, &[&cart_key, &item_key, &max_lines_sql]),
-    )
-    .await?;
-    let deleted: Option<bool> = row.try_get(0)?;
-    let cart_exists: bool = row.try_get(1)?;
-    match (cart_exists, deleted) {
-        (false, _) => return Err(StoreError::CartNotFound(cart).into()),
-        (true, None) => return Err(StoreError::ItemNotFound(item).into()),
-        (true, Some(true)) => return Err(StoreError::ItemUnavailable(item).into()),
-        (true, Some(false)) => {}
-    }
-    let mut added = false;
-    let mut lines = Vec::with_capacity(rows.len());
-    for row in &rows {
-        added |= row.try_get::<_, bool>(0)?;
-        lines.extend(line_of(row, 1)?);
-    }
-    if !added {
-        // Live item, existing cart, nothing added: the cart is full.
-        return Err(StoreError::CartFull {
-            cart,
-            limit: max_lines,
-        }
-        .into());
-    }
-    let priced = priced_cart(cart, lines);
-    let (_, price, quantity) = totals(&priced);
-    let statement = tx.prepare_cached(STORE_TOTALS).await?;
-    tx.execute(&statement, &[&cart_key, &price, &quantity])
-        .await?;
-    Ok(priced)
 }

@@ -3,9 +3,12 @@
 //!
 //! Every operation is one statement where it can be (so it is atomic on its
 //! own and needs no explicit transaction), prepared once per connection,
-//! and retried a few times on SQLSTATE 40001. Add-to-cart is one upsert,
-//! atomic against adds from every instance. Carts are priced in Rust
-//! ([`crate::store::priced_cart`]), as the embedded store prices them.
+//! and retried a few times on SQLSTATE 40001. Add-to-cart is one
+//! transaction sent in one round trip (`add`, `pipeline`), atomic against
+//! adds from every instance. Lists and exports take a turn of the scan
+//! bound, so they never hold every pooled connection. Carts are priced in
+//! Rust ([`crate::store::priced_cart`]), as the embedded store prices them
+//! (an add has PostgreSQL compute the same sum: see `add`).
 //! Ids are `u64` in the API and `BIGINT` here: an id above `i64::MAX` is
 //! one no row has.
 //!
@@ -17,10 +20,12 @@
 #[macro_use]
 mod client;
 
+mod add;
 mod carts;
 mod errors;
 mod items;
 mod kept;
+mod pipeline;
 mod schema;
 mod transfer;
 mod url;
@@ -47,7 +52,8 @@ use super::{
     Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Pruned, Scans, Snapshot, Store,
     StoreError, StoreResult, StoreStats,
 };
-use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
+use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Page};
+use crate::store::scan::Turn;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -95,7 +101,9 @@ pub enum PgOpenError {
 pub struct PgStore {
     pool: Pool,
     outage: std::sync::Arc<Outage>,
-    /// The bound on long work (exports).
+    /// The bound on long work: lists and exports take a turn of it, so
+    /// that at most `scan_workers` of them hold pool connections at once
+    /// and point reads and writes always find one.
     scans: Scans,
 }
 
@@ -154,6 +162,18 @@ impl PgStore {
         })
     }
 
+    /// A turn of the scan bound for a list that may be long work: any
+    /// filtered one (its plan may walk far to fill a page), and an
+    /// unfiltered one reaching past [`SHORT_LIST`] rows. The first pages
+    /// of an unfiltered list read about `offset + limit` rows by id: they
+    /// run as point reads do, and are never shed.
+    async fn long_list(&self, unfiltered: bool, page: Page) -> StoreResult<Option<Turn>> {
+        if unfiltered && page.offset.saturating_add(page.limit) <= SHORT_LIST {
+            return Ok(None);
+        }
+        self.scans.admit().await.map(Some)
+    }
+
     /// The same store with `scans` as the bound on its long work.
     #[must_use]
     pub fn with_scans(mut self, scans: Scans) -> PgStore {
@@ -161,6 +181,10 @@ impl PgStore {
         self
     }
 }
+
+/// Rows an unfiltered list may read (`offset + limit`) without a turn of
+/// the scan bound.
+const SHORT_LIST: usize = 1000;
 
 /// `host:port` of the first host the config names, for messages.
 fn target_of(config: &tokio_postgres::Config) -> String {
@@ -198,6 +222,8 @@ impl Store for PgStore {
     }
 
     async fn items(&self, filter: ItemFilter) -> StoreResult<Vec<Item>> {
+        let unfiltered = filter.price.min.is_none() && filter.price.max.is_none();
+        let _turn = self.long_list(unfiltered, filter.page).await?;
         items::list(self, filter).await
     }
 
@@ -243,6 +269,11 @@ impl Store for PgStore {
     }
 
     async fn carts(&self, filter: CartFilter) -> StoreResult<Vec<Cart>> {
+        let unfiltered = CartFilter {
+            page: filter.page,
+            ..CartFilter::default()
+        } == filter;
+        let _turn = self.long_list(unfiltered, filter.page).await?;
         carts::list(self, filter).await
     }
 
@@ -253,7 +284,7 @@ impl Store for PgStore {
         max_lines: usize,
         keyed: Option<Keyed<Cart>>,
     ) -> StoreResult<Cart> {
-        carts::add(self, cart, item, max_lines, keyed.as_ref()).await
+        add::add(self, cart, item, max_lines, keyed.as_ref()).await
     }
 
     async fn kept(&self, key: &str) -> StoreResult<Option<KeptRecord>> {

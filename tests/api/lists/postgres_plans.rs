@@ -2,6 +2,12 @@
 //! database migrates to filterable totals, and the stored totals stay exact
 //! under concurrent writes.
 
+use std::collections::BTreeMap;
+
+// The statements the PostgreSQL store lists with, as it runs them.
+use shopd::store::list_statements::{CARTS, ITEMS_ALL, ITEMS_LIVE};
+
+use super::model::{Model, PRICES, check};
 use super::*;
 
 async fn plan(
@@ -262,6 +268,75 @@ async fn postgres_totals_stay_exact_under_concurrent_writes() {
     assert_totals_exact(&app, &client, &carts).await;
 }
 
+#[tokio::test]
+async fn postgres_totals_stored_by_adds_are_the_prices_carts_show_to_the_bit() {
+    let Some(database) =
+        fresh_database("postgres_totals_stored_by_adds_are_the_prices_carts_show_to_the_bit").await
+    else {
+        return;
+    };
+    let client = database.client().await;
+    let app = std::sync::Arc::new(spawn_pg_app(database, |_| {}).await);
+    // Sums whose last bits depend on the order of the lines; a negative
+    // zero (if one is kept); prices whose sum overflows (then capped, as Rust caps it).
+    let prices = [0.1, 0.2, 0.3, 1e16, 1.0, -0.0, 3.3, f64::MAX, 1e308];
+    let mut items = Vec::new();
+    for (n, price) in prices.into_iter().enumerate() {
+        let item = app.create_item(&format!("item {n}"), price).await;
+        items.push(item["id"].as_u64().unwrap());
+    }
+    // Which items each cart gets, in order (repeats count up a line).
+    let plans: [&[usize]; 6] = [
+        &[0, 1, 2, 0, 2, 2],
+        &[3, 4, 4, 3, 0, 4, 1],
+        &[5, 5],
+        &[5, 0, 5],
+        &[7, 7, 0],
+        &[8, 6, 8, 1],
+    ];
+    let mut carts = Vec::new();
+    for plan in plans {
+        let cart = app.create_cart().await;
+        for &n in plan {
+            let reply = app.post(&format!("/cart/{cart}/add/{}", items[n])).await;
+            assert_eq!(reply.status(), 200);
+        }
+        carts.push(cart);
+    }
+    // Deleting an item re-prices in Rust; adds after it price in SQL again.
+    assert_eq!(
+        app.delete(&format!("/item/{}", items[1])).await.status(),
+        200
+    );
+    assert_eq!(
+        app.post(&format!("/cart/{}/add/{}", carts[0], items[2]))
+            .await
+            .status(),
+        200
+    );
+    assert_totals_exact(&app, &client, &carts).await;
+    // The list filters find each cart at its exact price.
+    for &cart in &carts {
+        // Rust's display of a double: no exponent (whose `+` a query
+        // would read as a space), the same double when parsed.
+        let price = app.get_json(&format!("/cart/{cart}")).await["price"]
+            .as_f64()
+            .unwrap();
+        let found = app
+            .get_json(&format!(
+                "/cart?min_price={price}&max_price={price}&limit=100"
+            ))
+            .await;
+        let ids: Vec<u64> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|cart| cart["id"].as_u64().unwrap())
+            .collect();
+        assert!(ids.contains(&cart), "cart {cart} at {price}: {ids:?}");
+    }
+}
+
 /// Each of `carts` has the price and quantity its lines and the items say,
 /// when read and as stored.
 async fn assert_totals_exact(app: &TestApp, client: &tokio_postgres::Client, carts: &[u64]) {
@@ -292,7 +367,12 @@ async fn assert_totals_exact(app: &TestApp, client: &tokio_postgres::Client, car
             }
             quantity += q;
         }
-        assert_eq!(seen["price"].as_f64(), Some(price), "cart {cart}");
+        // To the bit: a zero is +0.0 as Rust's sum from 0.0 makes it.
+        assert_eq!(
+            seen["price"].as_f64().map(f64::to_bits),
+            Some(price.min(f64::MAX).to_bits()),
+            "cart {cart}"
+        );
         let row = client
             .query_one(
                 "SELECT price, quantity FROM carts WHERE id = $1",
@@ -301,7 +381,11 @@ async fn assert_totals_exact(app: &TestApp, client: &tokio_postgres::Client, car
             .await
             .unwrap();
         let (stored, stored_quantity): (f64, i64) = (row.get(0), row.get(1));
-        assert_eq!(stored, price, "stored price of cart {cart}");
+        assert_eq!(
+            stored.to_bits(),
+            price.min(f64::MAX).to_bits(),
+            "stored price of cart {cart}"
+        );
         assert_eq!(
             u64::try_from(stored_quantity).unwrap(),
             quantity,
