@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
+use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, Subject, Subscriber};
 use futures_util::StreamExt;
 use rand::RngExt;
 
@@ -223,11 +223,20 @@ impl Bus {
             }
         };
         if self.connected() {
-            // The server answers a flush only after it has our SUB.
-            match tokio::time::timeout(SUBSCRIBE_WAIT, self.inner.client.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!(error = %err, "chat bus flush failed"),
-                Err(_) => tracing::debug!("chat bus flush timed out"),
+            // A round trip, so a line published anywhere after the join is
+            // heard: a flush returns once our SUB is written, not once the
+            // server has it. The server takes one connection's commands in
+            // order, so its answer to a request sent after the SUB comes
+            // after the SUB is in. Nothing listens on a fresh inbox: the
+            // answer is "no responders".
+            let probe = self.inner.client.new_inbox();
+            let answer = self.inner.client.request(probe, bytes::Bytes::new());
+            match tokio::time::timeout(SUBSCRIBE_WAIT, answer).await {
+                Ok(Err(err)) if err.kind() != RequestErrorKind::NoResponders => {
+                    tracing::debug!(error = %err, "chat bus subscribe round trip failed");
+                }
+                Ok(_) => {}
+                Err(_) => tracing::debug!("chat bus subscribe round trip timed out"),
             }
         }
         RoomLink { subject, relay }
