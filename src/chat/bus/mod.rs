@@ -228,15 +228,26 @@ impl Bus {
             // server has it. The server takes one connection's commands in
             // order, so its answer to a request sent after the SUB comes
             // after the SUB is in. Nothing listens on a fresh inbox: the
-            // answer is "no responders".
-            let probe = self.inner.client.new_inbox();
-            let answer = self.inner.client.request(probe, bytes::Bytes::new());
-            match tokio::time::timeout(SUBSCRIBE_WAIT, answer).await {
-                Ok(Err(err)) if err.kind() != RequestErrorKind::NoResponders => {
-                    tracing::debug!(error = %err, "chat bus subscribe round trip failed");
+            // answer is "no responders" (NATS 2.2 and later; older servers
+            // never answer, so they get the flush alone).
+            let client = &self.inner.client;
+            let confirmed = if client.server_info().headers {
+                let probe = client.request(client.new_inbox(), bytes::Bytes::new());
+                match tokio::time::timeout(SUBSCRIBE_WAIT, probe).await {
+                    Ok(Err(err)) if err.kind() != RequestErrorKind::NoResponders => {
+                        Err(err.to_string())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(_) => Err("timed out".to_owned()),
                 }
-                Ok(_) => {}
-                Err(_) => tracing::debug!("chat bus subscribe round trip timed out"),
+            } else {
+                match tokio::time::timeout(SUBSCRIBE_WAIT, client.flush()).await {
+                    Ok(result) => result.map_err(|err| err.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            };
+            if let Err(err) = confirmed {
+                tracing::debug!(error = %err, "chat bus subscription not confirmed");
             }
         }
         RoomLink { subject, relay }
