@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use warp::Filter;
 
-use crate::chat::{Bus, BusError, ChatOptions, Rooms};
+use crate::chat::{Bus, BusError, ChatOptions, JournalOptions, Rooms};
 use crate::config::{self, Settings};
 use crate::http::server::{self, Limits, Timeouts};
 use crate::http::{self as api, State};
@@ -92,6 +92,14 @@ impl App<SledStore> {
             None => crate::chat::kept_secret(&storage.data_dir.join("chat").join("token-secret"))?,
         };
         let options = ChatOptions::from_settings(&settings, &secret);
+        // With a bus, the history is kept in it.
+        if settings.chat.bus.is_some() {
+            return Ok(App::with_rooms(
+                store,
+                settings,
+                Rooms::with_options(options),
+            ));
+        }
         let rooms = Rooms::persistent(options, &storage.data_dir).map_err(|source| {
             AppError::ChatHistory {
                 path: storage.data_dir.join("chat"),
@@ -170,10 +178,20 @@ impl<S: Store> App<S> {
         &self.store
     }
 
-    /// Joins the chat to `bus` (from [`connect_bus`]).
+    /// Joins the chat to `bus` (from [`connect_bus`]). On the embedded
+    /// store without `chat_token_secret_file`, resume tokens are signed
+    /// with the secret kept in the bus, which every instance shares.
     #[must_use]
-    pub fn with_bus(self, bus: Option<Bus>) -> Self {
+    pub fn with_bus(mut self, bus: Option<Bus>) -> Self {
         if let Some(bus) = bus {
+            if self.settings.storage.database_url.is_none()
+                && self.settings.chat.token_secret_file.is_none()
+                && self.rooms.stats().connections == 0
+                && let Some(secret) = bus.token_secret()
+            {
+                self.rooms =
+                    Rooms::with_options(ChatOptions::from_settings(&self.settings, secret));
+            }
             let attached = self.rooms.attach_bus(bus);
             debug_assert!(attached, "the bus is attached once, before any member");
         }
@@ -299,10 +317,16 @@ pub async fn connect_bus(chat: &config::Chat) -> Result<Option<Bus>, AppError> {
     let Some(urls) = &chat.bus else {
         return Ok(None);
     };
+    let history = (chat.history_lines > 0).then(|| JournalOptions {
+        lines: chat.history_lines,
+        max_bytes: chat.history_stream_bytes.get(),
+        replicas: chat.history_replicas.get(),
+    });
     let bus = Bus::connect(
         urls,
         chat.bus_subject_prefix.as_str(),
         chat.max_message_bytes.get(),
+        history,
     )
     .await?;
     Ok(Some(bus))

@@ -55,7 +55,11 @@
 //!   - `rooms`: the registry; `session`: one task per socket; `deliver`:
 //!     flow control; `pace`: rate limit; `close`: close reasons; `names`:
 //!     user names; `bus`: rooms across instances over NATS (`wire`: the
-//!     envelope and subjects; `urls`: the `--chat-bus` value).
+//!     envelope and subjects; `urls`: the `--chat-bus` value; `events`:
+//!     the connection's state; `link`: a room's subscription and relay;
+//!     `journal`: the history stream in JetStream, offsets stored with
+//!     optimistic concurrency, the shared token secret; `follow`: a room's
+//!     lines read back from the stream, in one order on every instance).
 //!   - `upgrade`: the WebSocket handshake, with sized buffers.
 //!   - `history`: each room's last lines, offsets and epoch (`disk`: kept
 //!     in the data directory); `protocol`: the `shopd.chat.v1` frames and

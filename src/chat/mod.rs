@@ -60,7 +60,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-pub use bus::{Bus, BusError, BusStats, BusUrls};
+pub use bus::{Bus, BusError, BusStats, BusUrls, JournalOp, JournalOptions};
 use close::CloseReason;
 pub use close::DROP_REASONS;
 use history::{History, Since};

@@ -60,6 +60,9 @@ pub(crate) struct Room {
     /// Set by the first member's upgrade when there is a bus; unsubscribes
     /// when the room is dropped.
     link: OnceCell<RoomLink>,
+    /// The offset of the latest line delivered here, for senders that wait
+    /// for their stored line to come back from the bus.
+    delivered: tokio::sync::watch::Sender<u64>,
 }
 
 /// One member's place in a room; leaving the room is dropping it.
@@ -166,6 +169,7 @@ impl Registry {
                     history: Arc::clone(&self.history),
                     kept: self.history.room(&key),
                     link: OnceCell::new(),
+                    delivered: tokio::sync::watch::Sender::new(0),
                 });
                 rooms.insert(Arc::clone(&key), Arc::clone(&room));
                 self.live_rooms.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +244,21 @@ impl Inbox for Room {
     async fn deliver_remote(&self, line: &Line, stall: Duration) {
         self.deliver(line.clone(), None, stall).await;
     }
+
+    /// A line from the history stream, already numbered, goes to every
+    /// member here (its sender's own lines come back this way too).
+    async fn deliver_stored(&self, line: Line, stall: Duration) {
+        let _order = self.order.lock().await;
+        self.history.append_numbered(&self.kept, &line);
+        let members = Arc::clone(&lock(&self.members));
+        deliver(&members, &line, stall).await;
+        self.delivered
+            .send_modify(|delivered| *delivered = (*delivered).max(line.offset()));
+    }
+
+    fn restart(&self, epoch: Option<Arc<str>>, lines: Vec<Line>) {
+        self.history.restart(&self.kept, epoch, lines);
+    }
 }
 
 impl Membership {
@@ -275,6 +294,20 @@ impl Membership {
     /// Where the room stands, and the kept lines `since` asks for; call
     /// once joined, so no line falls between the two.
     pub(crate) fn catch_up(&self, since: Since<'_>) -> Catchup {
+        // While the bus's history is not followed, or the bus is away,
+        // this instance may lack lines: no resume is complete (the empty
+        // epoch is no room's).
+        let away = self.registry.bus().is_some_and(|bus| !bus.connected());
+        let unsure = away
+            || self
+                .room
+                .link
+                .get()
+                .is_some_and(|link| !link.history_live());
+        let since = match since {
+            Since::Resume { since, .. } if unsure => Since::Resume { since, epoch: "" },
+            since => since,
+        };
         self.registry.history.catch_up(&self.room.kept, since)
     }
 
@@ -286,9 +319,25 @@ impl Membership {
     /// Sends `{name} :: {text}` to every other member of the room (and
     /// back to this one when it takes its own lines): here, waiting while
     /// their queues are full; then once to the bus.
+    ///
+    /// With the history in the bus, the line is stored there first and
+    /// delivered here as it comes back, in the room's order; this waits
+    /// for that (at most the stall time), so a fast sender still goes at
+    /// the pace of the room's readers. When the bus cannot store it, it
+    /// goes out as without history.
     pub(crate) async fn say(&self, text: &str) {
         self.registry.messages.fetch_add(1, Ordering::Relaxed);
         let line = Line::new(&self.name, text);
+        let stall = self.registry.stall;
+        if let (Some(bus), Some(link)) = (self.registry.bus(), self.room.link.get()) {
+            let floor = History::latest(&self.room.kept);
+            if let Some(offset) = bus.store(link, &line, self.id, floor).await {
+                let mut delivered = self.room.delivered.subscribe();
+                let back = delivered.wait_for(|delivered| *delivered >= offset);
+                let _ = tokio::time::timeout(stall, back).await;
+                return;
+            }
+        }
         let line = self
             .room
             .deliver(line, Some(self.id), self.registry.stall)

@@ -232,6 +232,12 @@ settings! {
             "Bytes of chat lines each room keeps at most; the oldest go first";
         history_rooms <- chat_history_rooms: NonZeroUsize = 1000, "SHOPD_CHAT_HISTORY_ROOMS", "N",
             "Rooms whose chat history is kept; the least recently used room without members goes first";
+        history_stream_bytes <- chat_history_stream_bytes: NonZeroU64 = 1073741824,
+            "SHOPD_CHAT_HISTORY_STREAM_BYTES", "BYTES",
+            "With a chat bus: bytes the chat history stream in NATS JetStream keeps at most, all rooms together; the oldest lines go first";
+        history_replicas <- chat_history_replicas: NonZeroUsize as UpTo<5> = 1,
+            "SHOPD_CHAT_HISTORY_REPLICAS", "N",
+            "With a chat bus: copies of the chat history stream across the NATS cluster (at most 5), when shopd creates it";
         token_ttl <- chat_token_ttl_secs: Duration as Secs = 86400, "SHOPD_CHAT_TOKEN_TTL_SECS", "SECS",
             "Seconds a chat resume token stays valid";
         token_secret_file <- chat_token_secret_file: Option<PathBuf> = none,

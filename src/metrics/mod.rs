@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::{
 
 use warp::http::{Method, StatusCode};
 
-use crate::chat::{ChatStats, DROP_REASONS};
+use crate::chat::{ChatStats, DROP_REASONS, JournalOp};
 
 use crate::store::StoreStats;
 
@@ -41,9 +41,9 @@ pub use backup::BackupMetrics;
 
 use labels::{CLASSES, METHODS, class_index, method_index};
 use names::{
-    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_RESUMES, COUNTERS, DURATION,
-    DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED, REQUESTS,
-    STORAGE_AVAILABLE, STORE_UP,
+    CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_JETSTREAM_ERRORS, CHAT_RESUMES, COUNTERS,
+    DURATION, DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED,
+    REQUESTS, STORAGE_AVAILABLE, STORE_UP,
 };
 
 /// Why a per-client limit refused a client: the `reason` labels of
@@ -123,6 +123,9 @@ struct ShopHandles {
     /// Registered at the first scrape that has a bus, so shopd without a
     /// bus shows neither.
     chat_bus: OnceLock<(Gauge, Counter)>,
+    /// `shopd_chat_jetstream_errors_total{op}`, one per [`JournalOp::ALL`];
+    /// registered at the first scrape whose bus keeps the history.
+    chat_jetstream: OnceLock<Vec<Counter>>,
     /// `shopd_rejected_total`, one per reason of [`Rejected::ALL`].
     rejected: Vec<Counter>,
     /// `shopd_chat_history_{rooms,lines,bytes}`.
@@ -179,6 +182,7 @@ impl Telemetry {
                 })
                 .collect(),
             chat_bus: OnceLock::new(),
+            chat_jetstream: OnceLock::new(),
             rejected: Rejected::ALL
                 .iter()
                 .map(|reason| {
@@ -354,6 +358,23 @@ impl Telemetry {
             });
             connected.set(if bus.connected { 1.0 } else { 0.0 });
             slow.absolute(bus.slow_consumers);
+            if let Some(errors) = bus.history_errors {
+                let counters = shop.chat_jetstream.get_or_init(|| {
+                    JournalOp::ALL
+                        .iter()
+                        .map(|op| {
+                            let key = Key::from_parts(
+                                CHAT_JETSTREAM_ERRORS,
+                                vec![Label::new("op", op.label())],
+                            );
+                            self.inner.recorder.register_counter(&key, &METADATA)
+                        })
+                        .collect()
+                });
+                for (counter, &count) in counters.iter().zip(&errors) {
+                    counter.absolute(count);
+                }
+            }
         }
         shop.items.set(store.items as f64);
         shop.carts.set(store.carts as f64);

@@ -26,6 +26,7 @@ pub(super) const STORE_UP: &str = "shopd_store_up";
 pub(super) const STORAGE_AVAILABLE: &str = "shopd_storage_available_bytes";
 pub(super) const CHAT_RESUMES: &str = "shopd_chat_resumes_total";
 pub(super) const REJECTED: &str = "shopd_rejected_total";
+pub(super) const CHAT_JETSTREAM_ERRORS: &str = "shopd_chat_jetstream_errors_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
 /// instrumentator's own words.
@@ -49,6 +50,10 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         REJECTED,
         "Requests and connections refused by the per-client limits since start, by reason: connections (a new connection past max_connections_per_client, closed at once), rate (429 past rate_limit_per_sec), chat_origin (403 to a chat upgrade from an origin not allowed).",
+    ),
+    (
+        CHAT_JETSTREAM_ERRORS,
+        "Failed requests to NATS JetStream, where the chat history is kept with a chat bus, by operation: stream (finding or making the stream), read (a room's kept lines), publish (storing a line; it then went out live only), follow (a room's new lines; followed again after a pause).",
     ),
     (
         CHAT_BUS_SLOW,

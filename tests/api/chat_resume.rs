@@ -13,7 +13,7 @@ use crate::exposition::Exposition;
 use crate::process::{spawn_process, terminate};
 use crate::support::{TestApp, scratch};
 
-mod client;
+pub(crate) mod client;
 
 use client::*;
 

@@ -73,6 +73,16 @@ impl Nats {
         command
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(["-m", &monitor.to_string()])
+            .args(["-n", &format!("n{port}")]);
+        // JetStream on, where shopd keeps the chat history, unless the
+        // config says otherwise; a node of a cluster needs a name for it.
+        if !config.contains("jetstream") {
+            command
+                .arg("-js")
+                .arg("-sd")
+                .arg(dir.path().join("jetstream"));
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -26,13 +26,18 @@ const DRAIN_SECS: &str = "5";
 const CLIENTS: usize = 6;
 
 /// One instance of the rolling restart: its data directory and process.
-struct Instance {
-    process: ShopdProcess,
-    data_dir: std::path::PathBuf,
+pub(crate) struct Instance {
+    pub(crate) process: ShopdProcess,
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 /// shopd on `listen` with the documented drain.
-fn start_instance(cwd: &Path, data_dir: &Path, listen: &str, extra: &[String]) -> ShopdProcess {
+pub(crate) fn start_instance(
+    cwd: &Path,
+    data_dir: &Path,
+    listen: &str,
+    extra: &[String],
+) -> ShopdProcess {
     let mut command = shopd_command(cwd);
     command.env("SHOPD_SHUTDOWN_DRAIN_SECS", DRAIN_SECS);
     // On PostgreSQL shopd refuses a data directory too.
@@ -144,14 +149,14 @@ enum Front<'a> {
 
 /// Three instances on one database and one bus, started with the
 /// documented drain; their processes, data directories and flags.
-struct Shop {
-    instances: Vec<Instance>,
-    extra: Vec<String>,
-    cwd: tempfile::TempDir,
+pub(crate) struct Shop {
+    pub(crate) instances: Vec<Instance>,
+    pub(crate) extra: Vec<String>,
+    pub(crate) cwd: tempfile::TempDir,
 }
 
 impl Shop {
-    fn start(database: &str, bus: &str) -> Shop {
+    pub(crate) fn start(database: &str, bus: &str) -> Shop {
         let (cwd, dir) = scratch();
         let extra: Vec<String> = vec![
             "--database-url".into(),
@@ -173,7 +178,7 @@ impl Shop {
         }
     }
 
-    fn addrs(&self) -> Vec<SocketAddr> {
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         self.instances.iter().map(|i| i.process.addr).collect()
     }
 

@@ -15,36 +15,54 @@
 //! reconnects by itself, to any node of the cluster it was given or has
 //! learned, and resubscribes.
 //!
-//! Here: the connection, subscriptions and the relay; `wire`: the envelope
-//! and the subjects; `urls`: the `--chat-bus` value.
+//! With history on, the rooms' lines are also kept in NATS JetStream
+//! (`journal`): a member's line is stored there first, numbered with the
+//! room's next offset, and each instance with members in the room
+//! delivers it from there (`follow`), in the same order everywhere. While
+//! JetStream cannot take a line, it goes out live as above (and the gap
+//! in the offsets tells a resume it is incomplete).
+//!
+//! Here: the connection and its events, storing and publishing lines;
+//! `link`: a room's subscription and relay; `wire`: the envelope and the
+//! subjects; `urls`: the `--chat-bus` value; `journal`: the history
+//! stream; `follow`: a room's lines from it.
 
+mod events;
+mod follow;
+mod journal;
+mod link;
 mod urls;
 mod wire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event, RequestErrorKind, Subject, Subscriber};
-use futures_util::StreamExt;
+use async_nats::{Client, ConnectOptions, RequestErrorKind, Subject};
 use rand::RngExt;
 
 use super::deliver::Line;
 
+use self::events::State;
+use self::journal::{Journal, Lost};
+pub use self::journal::{JournalOp, JournalOptions};
+pub(crate) use self::link::{Inbox, RoomLink};
+use self::link::{history_prefix, relay};
 pub use self::urls::BusUrls;
-use self::wire::{ENVELOPE_BYTES, open, seal, subject};
+use self::wire::{ENVELOPE_BYTES, STORED_BYTES, seal, seal_stored, subject};
 
 /// Bytes a line may take beyond its text: the longest user name with its
 /// instance tag (under 40 bytes) and the ` :: ` separator, rounded up.
 const NAME_BYTES: usize = 64;
+/// Bytes of the headers of a stored line: the offset and the expected
+/// last sequence, with their names and framing.
+const HEADER_BYTES: usize = 112;
 /// Longest wait for the bus to confirm a new subscription before the
 /// member's upgrade goes ahead anyway.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// Longest a start-up connection attempt to one node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// At most one slow-consumer log line per this period.
-const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the bus could not be joined at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +94,9 @@ pub struct BusStats {
     /// Bus messages dropped because this instance did not take them fast
     /// enough (slow-consumer events) since start.
     pub slow_consumers: u64,
+    /// JetStream failures by operation (in the order of
+    /// [`JournalOp::ALL`]), when the history is kept there.
+    pub history_errors: Option<[u64; JournalOp::ALL.len()]>,
 }
 
 /// A connection to the chat bus; a cheap handle.
@@ -92,19 +113,13 @@ struct Inner {
     /// instance's without asking anyone.
     tag: String,
     prefix: String,
+    /// The rooms' history stream, when history is on.
+    journal: Option<Arc<Journal>>,
+    /// The resume tokens' secret kept in JetStream, if it could be.
+    token_secret: Option<Vec<u8>>,
     /// The URLs, redacted, for messages.
     shown: String,
     state: Arc<State>,
-}
-
-/// Kept up to date by the client's event callback.
-#[derive(Default)]
-struct State {
-    connected: AtomicBool,
-    slow_consumers: AtomicU64,
-    /// Milliseconds since start of the last slow-consumer log line, plus one.
-    slow_logged: AtomicU64,
-    started: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl fmt::Debug for Bus {
@@ -119,11 +134,15 @@ impl fmt::Debug for Bus {
 impl Bus {
     /// Connects to one of `urls` and checks that lines of up to
     /// `max_message_bytes` fit in the servers' messages. Subjects are
-    /// `{prefix}.{room name in hex}`.
+    /// `{prefix}.{room name in hex}`; with `history`, the rooms' lines
+    /// are kept in a JetStream stream over `{prefix}.h.{room name in hex}`
+    /// (made now if missing; when JetStream cannot be reached, chat goes
+    /// on live and each room tries again).
     pub async fn connect(
         urls: &BusUrls,
         prefix: &str,
         max_message_bytes: usize,
+        history: Option<JournalOptions>,
     ) -> Result<Bus, BusError> {
         let shown = urls.to_string();
         let state = Arc::new(State::default());
@@ -148,7 +167,11 @@ impl Bus {
             })?;
         state.connected.store(true, Ordering::Relaxed);
         let payload = client.server_info().max_payload;
-        let overhead = ENVELOPE_BYTES + NAME_BYTES;
+        let overhead = if history.is_some() {
+            STORED_BYTES + HEADER_BYTES + NAME_BYTES
+        } else {
+            ENVELOPE_BYTES + NAME_BYTES
+        };
         if max_message_bytes.saturating_add(overhead) > payload {
             return Err(BusError::TooBig {
                 urls: shown,
@@ -161,16 +184,41 @@ impl Bus {
         let instance: u64 = rand::rng().random();
         let tag = format!("{:06x}", instance & 0x00ff_ffff);
         tracing::info!(urls = %shown, tag, "connected to the chat bus");
+        let prefix = prefix.trim_end_matches('.').to_owned();
+        let journal = history.map(|options| {
+            Arc::new(Journal::new(
+                client.clone(),
+                &prefix,
+                &history_prefix(&prefix),
+                options,
+            ))
+        });
+        if let Some(journal) = &journal
+            && journal.stream().await.is_ok()
+        {
+            tracing::info!(bus = %shown, "chat history kept in JetStream");
+        }
+        let replicas = history.map_or(1, |options| options.replicas);
+        let token_secret = journal::shared_secret(client.clone(), &prefix, replicas).await;
         Ok(Bus {
             inner: Arc::new(Inner {
                 client,
                 instance,
                 tag,
-                prefix: prefix.trim_end_matches('.').to_owned(),
+                prefix,
+                journal,
+                token_secret,
                 shown,
                 state,
             }),
         })
+    }
+
+    /// The secret of resume tokens that every instance on the bus shares
+    /// (kept in JetStream), if JetStream could keep it.
+    #[must_use]
+    pub fn token_secret(&self) -> Option<&[u8]> {
+        self.inner.token_secret.as_deref()
     }
 
     /// The bus's URLs, passwords hidden.
@@ -185,10 +233,12 @@ impl Bus {
         BusStats {
             connected: self.connected(),
             slow_consumers: self.inner.state.slow_consumers.load(Ordering::Relaxed),
+            history_errors: self.inner.journal.as_ref().map(|journal| journal.errors()),
         }
     }
 
-    fn connected(&self) -> bool {
+    /// Whether the client is connected to a node now.
+    pub(crate) fn connected(&self) -> bool {
         self.inner.state.connected.load(Ordering::Relaxed)
     }
 
@@ -215,7 +265,12 @@ impl Bus {
         let relay = match self.inner.client.subscribe(subject.clone()).await {
             Ok(subscriber) => {
                 let instance = self.inner.instance;
-                Some(tokio::spawn(relay(subscriber, room, instance, stall)))
+                Some(tokio::spawn(relay(
+                    subscriber,
+                    room.clone(),
+                    instance,
+                    stall,
+                )))
             }
             Err(err) => {
                 tracing::warn!(error = %err, bus = %self.inner.shown, "cannot subscribe to a chat room on the bus");
@@ -250,7 +305,57 @@ impl Bus {
                 tracing::debug!(error = %err, "chat bus subscription not confirmed");
             }
         }
-        RoomLink { subject, relay }
+        let follower = match &self.inner.journal {
+            Some(journal) => Some(
+                follow::start(
+                    Arc::clone(journal),
+                    wire::subject(&history_prefix(&self.inner.prefix), room_name),
+                    room,
+                    self.inner.instance,
+                    stall,
+                )
+                .await,
+            ),
+            None => None,
+        };
+        RoomLink {
+            subject,
+            relay,
+            follower,
+        }
+    }
+
+    /// Stores `line`, said by member `member`, as the room's next line in
+    /// the history stream; returns its offset, above `floor` (the room's
+    /// latest offset here). The room's follower delivers it, here too.
+    /// `None` when the room's lines are not followed now or JetStream
+    /// failed: the caller sends it live instead.
+    pub(crate) async fn store(
+        &self,
+        link: &RoomLink,
+        line: &Line,
+        member: u64,
+        floor: u64,
+    ) -> Option<u64> {
+        let journal = self.inner.journal.as_ref()?;
+        let follower = link.follower.as_ref()?;
+        if !follower.live.load(Ordering::Relaxed) || !self.connected() {
+            return None;
+        }
+        let envelope = seal_stored(self.inner.instance, member, line);
+        let _turn = follower.storing.lock().await;
+        match journal
+            .store(&follower.subject, &envelope, &follower.cursor, floor)
+            .await
+        {
+            Ok(offset) => Some(offset),
+            Err(lost) => {
+                if lost == Lost::Stream {
+                    follower.restart();
+                }
+                None
+            }
+        }
     }
 
     /// Publishes `line` to the room's subject for the other instances.
@@ -269,88 +374,5 @@ impl Bus {
         {
             tracing::debug!(error = %err, "chat line not published");
         }
-    }
-}
-
-impl State {
-    /// Follows the connection and counts slow-consumer events; logs each
-    /// outage once.
-    fn on_event(&self, event: &Event, urls: &str) {
-        match event {
-            Event::Connected => {
-                if !self.connected.swap(true, Ordering::Relaxed) {
-                    tracing::info!(bus = urls, "chat bus connected");
-                }
-            }
-            Event::Disconnected | Event::Closed => {
-                if self.connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(
-                        bus = urls,
-                        "chat bus disconnected: chat goes on within this instance; reconnecting"
-                    );
-                }
-            }
-            Event::SlowConsumer(_)
-            | Event::ServerError(async_nats::ServerError::SlowConsumer(_)) => {
-                let total = self.slow_consumers.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = self
-                    .started
-                    .get()
-                    .map_or(0, |start| start.elapsed().as_millis() as u64)
-                    + 1;
-                let last = self.slow_logged.load(Ordering::Relaxed);
-                let due =
-                    last == 0 || now.saturating_sub(last) >= SLOW_LOG_EVERY.as_millis() as u64;
-                if due
-                    && self
-                        .slow_logged
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    tracing::warn!(
-                        bus = urls,
-                        dropped = total,
-                        "chat bus slow consumer: lines from other instances dropped"
-                    );
-                }
-            }
-            other => tracing::debug!(bus = urls, event = %other, "chat bus event"),
-        }
-    }
-}
-
-/// A room's subscription on the bus; dropping it unsubscribes.
-#[derive(Debug)]
-pub(crate) struct RoomLink {
-    subject: Subject,
-    relay: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for RoomLink {
-    fn drop(&mut self) {
-        // Dropping the relay's subscriber sends the UNSUB.
-        if let Some(relay) = &self.relay {
-            relay.abort();
-        }
-    }
-}
-
-/// Where the lines of other instances go: a room of this instance.
-pub(crate) trait Inbox: Send + Sync + 'static {
-    /// Delivers `line` to every local member, waiting at most `stall` on
-    /// a full queue.
-    fn deliver_remote(&self, line: &Line, stall: Duration) -> impl Future<Output = ()> + Send;
-}
-
-/// Feeds the lines of other instances into `room` until it is gone.
-async fn relay(mut subscriber: Subscriber, room: Weak<impl Inbox>, instance: u64, stall: Duration) {
-    while let Some(message) = subscriber.next().await {
-        let Some(line) = open(&message.payload, instance) else {
-            continue;
-        };
-        let Some(room) = room.upgrade() else {
-            break;
-        };
-        room.deliver_remote(&line, stall).await;
     }
 }

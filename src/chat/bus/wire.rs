@@ -1,6 +1,7 @@
 //! The bus's wire format: the envelope around a chat line (format
 //! version, sending instance, the line's bytes) and the subject a room's
-//! lines travel on.
+//! lines travel on; for lines kept in the history stream, the stored
+//! envelope (version 2, with the sending member) and the offset header.
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,13 @@ use crate::chat::deliver::Line;
 const ENVELOPE_VERSION: u8 = 1;
 /// Envelope bytes before the line: the version and the instance id.
 pub(super) const ENVELOPE_BYTES: usize = 1 + 8;
+/// First byte of a stored envelope: version 1's fields, then the member.
+const STORED_VERSION: u8 = 2;
+/// Stored envelope bytes before the line: version, instance, member.
+pub(super) const STORED_BYTES: usize = 1 + 8 + 8;
+/// The header that carries a stored line's offset in its room.
+pub(super) const OFFSET_HEADER: &str = "Shopd-Offset";
+
 /// Room names longer than this (in bytes) are hashed into their subject.
 const SUBJECT_NAME_BYTES: usize = 256;
 
@@ -62,6 +70,30 @@ pub(super) fn open(envelope: &Bytes, instance: u64) -> Option<Line> {
     Line::from_utf8(envelope.slice(ENVELOPE_BYTES..))
 }
 
+/// The stored envelope of `line`, said by `member` of `instance`.
+pub(super) fn seal_stored(instance: u64, member: u64, line: &Line) -> Bytes {
+    let mut envelope = BytesMut::with_capacity(STORED_BYTES + line.bytes().len());
+    envelope.put_u8(STORED_VERSION);
+    envelope.put_u64(instance);
+    envelope.put_u64(member);
+    envelope.put_slice(line.bytes());
+    envelope.freeze()
+}
+
+/// The line in a stored envelope, numbered `offset`; its sender is set
+/// when it was said by a member of `instance` (this one).
+pub(super) fn open_stored(envelope: &Bytes, offset: u64, instance: u64) -> Option<Line> {
+    if envelope.len() < STORED_BYTES || envelope[0] != STORED_VERSION {
+        return None;
+    }
+    let from = u64::from_be_bytes(envelope[1..9].try_into().ok()?);
+    let member = u64::from_be_bytes(envelope[9..STORED_BYTES].try_into().ok()?);
+    // A copy: a slice would keep the whole buffer the message was read
+    // into alive for as long as the history keeps the line.
+    let line = Line::from_utf8(Bytes::copy_from_slice(&envelope[STORED_BYTES..]))?;
+    Some(line.numbered(offset, (from == instance).then_some(member)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +126,18 @@ mod tests {
         assert_eq!(open(&envelope, 7), None, "our own line");
         assert_eq!(open(&Bytes::from_static(b"\x02abcdefgh"), 8), None);
         assert_eq!(open(&Bytes::from_static(b"\x01"), 8), None);
+    }
+
+    #[test]
+    fn a_stored_envelope_names_the_member_only_to_its_own_instance() {
+        let line = Line::new("ann", "hi");
+        let envelope = seal_stored(7, 3, &line);
+        let mine = open_stored(&envelope, 5, 7).expect("opens");
+        assert_eq!((mine.offset(), mine.sender()), (5, Some(3)));
+        assert_eq!(mine.as_str(), "ann :: hi");
+        let theirs = open_stored(&envelope, 5, 8).expect("opens");
+        assert_eq!(theirs.sender(), None);
+        assert_eq!(open(&envelope, 8), None, "not a live envelope");
+        assert_eq!(open_stored(&seal(7, &line), 1, 8), None, "not a stored one");
     }
 }

@@ -224,11 +224,25 @@ impl History {
         line: Line,
         sender: Option<u64>,
     ) -> Line {
-        let mut room = lock(room);
-        room.latest += 1;
-        let line = line.numbered(room.latest, sender);
+        let mut guard = lock(room);
+        guard.latest += 1;
+        let line = line.numbered(guard.latest, sender);
+        self.keep(guard, &line);
+        line
+    }
+
+    /// Keeps `line`, numbered elsewhere (by the history stream of a chat
+    /// bus), as a line of `room`.
+    pub(crate) fn append_numbered(&self, room: &Mutex<RoomHistory>, line: &Line) {
+        let mut guard = lock(room);
+        guard.latest = guard.latest.max(line.offset());
+        self.keep(guard, line);
+    }
+
+    /// Keeps `line` in `room`, dropping the oldest lines over the bounds.
+    fn keep(&self, mut room: MutexGuard<'_, RoomHistory>, line: &Line) {
         if self.limits.lines == 0 {
-            return line;
+            return;
         }
         let size = line.bytes().len();
         room.lines.push_back(line.clone());
@@ -246,13 +260,47 @@ impl History {
         add(&self.lines, lines);
         add(&self.bytes, bytes);
         if let Some(disk) = &self.disk {
-            disk.append(&room.name, &room.epoch, &line);
+            disk.append(&room.name, &room.epoch, line);
             drop(room);
             if disk.take_rewrite_due() {
                 disk.rewrite(self.snapshot());
             }
         }
-        line
+    }
+
+    /// Begins `room` again from `lines` (in offset order) under `epoch`, as
+    /// the history stream of a chat bus holds it; `None`: the stream cannot
+    /// be read, so a fresh epoch, which no resume asks for.
+    pub(crate) fn restart(
+        &self,
+        room: &Mutex<RoomHistory>,
+        epoch: Option<Arc<str>>,
+        lines: Vec<Line>,
+    ) {
+        let mut room = lock(room);
+        let (old_lines, old_bytes) = (room.lines.len() as i64, room.bytes as i64);
+        // Offsets only grow here, even under a new epoch, so that no
+        // member sees one go back.
+        let last = lines.last().map_or(0, Line::offset);
+        room.latest = room.latest.max(last);
+        room.epoch = epoch.unwrap_or_else(new_epoch);
+        room.lines = lines.into();
+        room.bytes = room.lines.iter().map(|line| line.bytes().len()).sum();
+        let limits = self.limits;
+        while room.lines.len() > limits.lines
+            || (room.bytes > limits.room_bytes && room.lines.len() > 1)
+        {
+            if let Some(old) = room.lines.pop_front() {
+                room.bytes -= old.bytes().len();
+            }
+        }
+        add(&self.lines, room.lines.len() as i64 - old_lines);
+        add(&self.bytes, room.bytes as i64 - old_bytes);
+    }
+
+    /// The offset of `room`'s latest line.
+    pub(crate) fn latest(room: &Mutex<RoomHistory>) -> u64 {
+        lock(room).latest
     }
 
     /// Where `room` stands and the kept lines `since` asks for. Taken after
@@ -272,9 +320,19 @@ impl History {
             Since::Nothing => (Vec::new(), false),
             Since::Offset(since) => (above(since), false),
             Since::Resume { since, epoch } => {
+                // Lines above `since` must all be kept: none skipped (a
+                // line that went out while the bus's history could not
+                // keep it leaves a gap in the offsets).
+                let contiguous = room
+                    .lines
+                    .iter()
+                    .filter(|line| line.offset() > since)
+                    .zip(since.saturating_add(1)..)
+                    .all(|(line, expected)| line.offset() == expected);
                 let complete = *room.epoch == *epoch
                     && since <= room.latest
-                    && since.saturating_add(1) >= first_kept;
+                    && since.saturating_add(1) >= first_kept
+                    && contiguous;
                 let counter = usize::from(!complete);
                 self.resumes[counter].fetch_add(1, Ordering::Relaxed);
                 if complete {

@@ -96,3 +96,33 @@ fn with_no_lines_kept_offsets_still_count() {
     assert!(history.catch_up(&room, Since::Offset(0)).lines.is_empty());
     assert_eq!(history.stats().lines, 0);
 }
+
+#[test]
+fn lines_numbered_by_the_bus_keep_their_offsets_and_a_gap_makes_a_resume_incomplete() {
+    let history = History::in_memory(HistoryLimits::default());
+    let room = history.room(&"lobby".into());
+    let stored = |offset: u64| Line::new("ann", &offset.to_string()).numbered(offset, None);
+    history.restart(&room, Some("e1".into()), vec![stored(1), stored(2)]);
+    history.append_numbered(&room, &stored(3));
+    // Offset 4 went out live only while the stream could not keep it.
+    history.append_numbered(&room, &stored(5));
+    let resume = |since| history.catch_up(&room, Since::Resume { since, epoch: "e1" });
+    let ok = resume(5);
+    assert!(ok.resumed, "nothing missed");
+    assert_eq!(ok.latest, 5);
+    for since in [1, 3] {
+        let gap = resume(since);
+        assert!(!gap.resumed, "4 is missing after {since}");
+        assert_eq!(gap.lines.len(), 4, "every kept line instead");
+    }
+
+    // The stream made again: a new epoch, offsets never go back.
+    history.restart(&room, Some("e2".into()), Vec::new());
+    let now = history.catch_up(&room, Since::Nothing);
+    assert_eq!((&*now.epoch, now.latest), ("e2", 5));
+    assert!(!resume(5).resumed, "the old epoch");
+    assert_eq!(history.stats().lines, 0);
+    // Unreadable: a fresh epoch nobody resumes under.
+    history.restart(&room, None, Vec::new());
+    assert_ne!(&*history.catch_up(&room, Since::Nothing).epoch, "e2");
+}

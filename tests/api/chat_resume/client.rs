@@ -10,21 +10,21 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-pub(super) const SUBPROTOCOL: &str = "shopd.chat.v1";
+pub(crate) const SUBPROTOCOL: &str = "shopd.chat.v1";
 
 /// What a welcome says.
 #[derive(Debug, Clone)]
-pub(super) struct Welcome {
-    pub(super) name: String,
-    pub(super) epoch: String,
-    pub(super) offset: u64,
-    pub(super) token: String,
-    pub(super) resumed: bool,
+pub(crate) struct Welcome {
+    pub(crate) name: String,
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
+    pub(crate) token: String,
+    pub(crate) resumed: bool,
 }
 
 /// Connects to `/chat/{room}{query}` with the subprotocol; the server must
 /// echo it.
-pub(super) async fn connect(addr: SocketAddr, room: &str, query: &str) -> Client {
+pub(crate) async fn connect(addr: SocketAddr, room: &str, query: &str) -> Client {
     let mut request = format!("ws://{addr}/chat/{room}{query}")
         .into_client_request()
         .expect("request");
@@ -49,7 +49,7 @@ pub(super) async fn connect(addr: SocketAddr, room: &str, query: &str) -> Client
 }
 
 /// The next frame, which must be a JSON object.
-pub(super) async fn next_json(client: &mut Client) -> Value {
+pub(crate) async fn next_json(client: &mut Client) -> Value {
     let frame = timeout(GUARD, client.next())
         .await
         .expect("a frame in time")
@@ -62,7 +62,7 @@ pub(super) async fn next_json(client: &mut Client) -> Value {
 }
 
 /// Joins with the subprotocol and reads the welcome.
-pub(super) async fn join_json(addr: SocketAddr, room: &str, query: &str) -> (Client, Welcome) {
+pub(crate) async fn join_json(addr: SocketAddr, room: &str, query: &str) -> (Client, Welcome) {
     let mut client = connect(addr, room, query).await;
     let frame = next_json(&mut client).await;
     assert_eq!(frame["type"], "welcome", "{frame}");
@@ -76,7 +76,7 @@ pub(super) async fn join_json(addr: SocketAddr, room: &str, query: &str) -> (Cli
     (client, welcome)
 }
 
-pub(super) fn resume_query(welcome: &Welcome, since: u64) -> String {
+pub(crate) fn resume_query(welcome: &Welcome, since: u64) -> String {
     format!(
         "?resume={}&since={since}&epoch={}",
         welcome.token, welcome.epoch
@@ -84,7 +84,7 @@ pub(super) fn resume_query(welcome: &Welcome, since: u64) -> String {
 }
 
 /// The next `line` frame as `(offset, from, text)`.
-pub(super) async fn next_chat_line(client: &mut Client) -> (u64, String, String) {
+pub(crate) async fn next_chat_line(client: &mut Client) -> (u64, String, String) {
     let frame = next_json(client).await;
     assert_eq!(frame["type"], "line", "{frame}");
     (
@@ -95,7 +95,7 @@ pub(super) async fn next_chat_line(client: &mut Client) -> (u64, String, String)
 }
 
 /// Sends `text` and reads its `sent`; returns the offset.
-pub(super) async fn say_json(client: &mut Client, text: &str) -> u64 {
+pub(crate) async fn say_json(client: &mut Client, text: &str) -> u64 {
     say(client, text).await;
     let frame = next_json(client).await;
     assert_eq!(frame["type"], "sent", "{frame}");
@@ -103,7 +103,7 @@ pub(super) async fn say_json(client: &mut Client, text: &str) -> u64 {
 }
 
 /// The close code of the next frame, which must be a close.
-pub(super) async fn closed_with(client: &mut Client) -> u16 {
+pub(crate) async fn closed_with(client: &mut Client) -> u16 {
     let frame = timeout(GUARD, client.next())
         .await
         .expect("a frame in time")
