@@ -13,6 +13,9 @@
 #   bench/run.sh interleaved     # GET /item/{id} against the ceiling, round
 #                                # by round (bench/interleaved.sh)
 #   bench/run.sh postgres        # on PostgreSQL (bench/postgres.sh)
+#   bench/run.sh keyed           # POST /item with and without a fresh
+#                                # Idempotency-Key, round by round, and the
+#                                # bytes kept per key (bench/keyed.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 case ${1:-} in
     postgres) exec bench/postgres.sh ;;
     interleaved) exec bench/interleaved.sh ;;
+    keyed) exec bench/keyed.sh ;;
 esac
 
 # shellcheck source=bench/lib.sh
@@ -60,6 +64,8 @@ row "GET /cart/{id} (3 lines)" "$(load $ids BENCH_PATH=/cart/{a} "http://$addr")
 row "GET /cart?min_price=100" "$(load $ids BENCH_PATH=/cart?min_price=100 "http://$addr")"
 item_body='BENCH_BODY={"name": "bench item", "price": 9.99}'
 row "POST /item (sync)" "$(load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")"
+row "POST /item (sync), a new Idempotency-Key each" \
+    "$(load $ids BENCH_KEYED=1 BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")"
 row "POST /cart/{id}/add/{item_id} (sync), item n to cart n" \
     "$(load $ids BENCH_METHOD=POST BENCH_PATH=/cart/{a}/add/{a} "http://$addr")"
 one_conn=$(CONNECTIONS=1 load $ids BENCH_METHOD=POST BENCH_PATH=/item "$item_body" "http://$addr")

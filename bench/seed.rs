@@ -51,17 +51,17 @@ async fn seed<S: Store>(store: &S, items: u64, carts: u64) {
             name: format!("item {n}"),
             price: (n % 100) as f64 + 0.99,
         };
-        ids.push(store.create_item(item).await.expect("create item").id);
+        ids.push(store.create_item(item, None).await.expect("create item").id);
     }
     for n in 0..carts {
-        let cart = store.create_cart().await.expect("create cart");
+        let cart = store.create_cart(None).await.expect("create cart");
         if ids.is_empty() {
             continue;
         }
         let pick = |k: u64| ids[((n * 3 + k) % ids.len() as u64) as usize];
         for item in [pick(0), pick(1), pick(2), pick(0)] {
             store
-                .add_to_cart(cart, item, usize::MAX)
+                .add_to_cart(cart, item, usize::MAX, None)
                 .await
                 .expect("add to cart");
         }

@@ -259,6 +259,7 @@ impl<S: Store> App<S> {
                     let burst = self.settings.limits.rate_limit_burst.unwrap_or(per_sec);
                     (per_sec.get(), burst.get())
                 }),
+                idempotency_ttl: storage.idempotency_ttl,
             },
         };
         let chat_origins = api::chat_origin::ChatOrigins::new(
@@ -284,6 +285,10 @@ impl<S: Store> App<S> {
             trusted_proxies: server.trusted_proxies.clone(),
         };
         let upkeep = tokio::spawn(upkeep(self.telemetry.clone()));
+        let prune = tokio::spawn(crate::store::idempotency::prune_expired(
+            self.store.clone(),
+            storage.idempotency_ttl,
+        ));
         let stop_backups = tokio_util::sync::CancellationToken::new();
         let backups = Backups::new(self.store.clone(), &self.settings.backup, &self.telemetry)
             .map(|backups| tokio::spawn(backups.run(stop_backups.clone())));
@@ -300,7 +305,12 @@ impl<S: Store> App<S> {
         let telemetry = self.telemetry.clone();
         server::serve(listener, filter, limits, telemetry, shutdown).await;
         upkeep.abort();
+        prune.abort();
         refresh.abort();
+        // Both hold the store: gone before it closes, so that once this
+        // returns nothing holds the data directory's lock.
+        let _ = prune.await;
+        let _ = refresh.await;
         if let Some(backups) = backups {
             let _ = backups.await;
         }

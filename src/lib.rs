@@ -20,15 +20,19 @@
 //! - [`domain`]: items, carts, filters, validation, path-segment decoding; pure.
 //!   - `item`, `cart`: the values; `validate`: bodies and ids, pydantic-style issues.
 //! - [`store`]: the [`store::Store`] trait and its backends.
+//!   - `idempotency`: the answers kept with `Idempotency-Key`s (what both
+//!     backends store, and the background pruning of expired keys).
 //!   - `export`: the NDJSON export format; `stream`: how an export leaves a
 //!     store, in bounded chunks; `stats`: store sizes for `/metrics`;
 //!     `scan`: the bounded pool where scans and exports run, off the runtime.
 //!   - `sled`: the embedded default (`items`, `carts`, `transfer`: the
 //!     operations; `records`: the one write gate; `index`: in-memory price
-//!     and cart-total indexes; `codec`, `ids`, `cart_writer`, `durability`,
+//!     and cart-total indexes; `cart_writer`: the writer thread's batched
+//!     transactions (adds, keyed writes); `codec`, `ids`, `durability`,
 //!     `snapshot`, `open`, `check`, `manifest`).
-//!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `client`:
-//!     pooled connection with retries; `schema`, `errors`, `transfer`,
+//!   - `postgres`: PostgreSQL (`items`, `carts`: the SQL of each; `kept`:
+//!     idempotency keys; `client`: pooled connection with retries;
+//!     `schema`, `errors`, `transfer`,
 //!     `url`: the password-hiding database URL).
 //! - [`http`]: the route table, handlers, errors, extraction, the connection loop.
 //!   - `routes`: **the route table**, every route declared once (method,
@@ -40,7 +44,8 @@
 //!   - `layers`: what wraps every route once, the place for a new
 //!     cross-cutting layer (`measure`: the request metrics; `access`: the
 //!     access log, a queue and its own writer thread; `cors`: CORS headers
-//!     and preflights; `rate`: the request rate per client).
+//!     and preflights; `rate`: the request rate per client; `idempotency`:
+//!     `Idempotency-Key` on writes: check, in flight, replay).
 //!   - `client`: who a request comes from (the peer, or what a trusted
 //!     proxy forwards); `chat_origin`: which pages may open a chat.
 //!   - `items`, `carts`, `health`, `admin`, `metrics`, `chat_page`, `docs`:

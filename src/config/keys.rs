@@ -206,6 +206,9 @@ settings! {
             "Scans waiting for a turn beyond scan_workers; more get 503 with Retry-After";
         stats_refresh <- stats_refresh_ms: Duration as Millis = 5000, "SHOPD_STATS_REFRESH_MS", "MS",
             "Milliseconds between refreshes of the store's sizes shown in /metrics";
+        idempotency_ttl <- idempotency_ttl_secs: Duration as Secs = 86400,
+            "SHOPD_IDEMPOTENCY_TTL_SECS", "SECS",
+            "Seconds an Idempotency-Key and its kept answer hold; after it the key runs again, and expired keys are pruned in the background";
     }
 
     /// Chat rooms: their bounds, flow control, and the bus joining instances.

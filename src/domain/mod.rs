@@ -14,7 +14,7 @@ pub use validate::{Issue, Location, parse_id, parse_integer, parse_item_body, pa
 pub type Id = u64;
 
 /// What an id names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
     /// An item.
     Item,

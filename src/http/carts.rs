@@ -7,10 +7,23 @@ use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
 use super::extract::{path_id, path_ids};
-use super::reply::{created, json};
+use super::reply::{answer, json, sent};
 use super::router::Call;
 use crate::domain::{Cart, Id, Resource};
-use crate::store::Store;
+use crate::store::{Kept, Store};
+
+/// The answer to `POST /cart`: 201, the new id and its `Location`.
+#[allow(clippy::trivially_copy_pass_by_ref)] // every answer is `fn(&T) -> Kept`
+fn created(id: &Id) -> Kept {
+    let mut kept = answer(StatusCode::CREATED, &NewCart { id: *id });
+    kept.location = Some(format!("/cart/{id}"));
+    kept
+}
+
+/// The answer to an add: 200 and the cart.
+fn added(cart: &Cart) -> Kept {
+    answer(StatusCode::OK, cart)
+}
 
 /// The reply to `POST /cart`.
 #[derive(Serialize, ToSchema)]
@@ -41,8 +54,8 @@ pub struct NewCart {
     ),
 )]
 pub(super) async fn create<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
-    let id = call.state().store.create_cart().await?;
-    Ok(created(format!("/cart/{id}"), &NewCart { id }))
+    let id = call.state().store.create_cart(call.keyed(created)).await?;
+    Ok(sent(&created(&id)))
 }
 
 /// Lists carts by ascending id: filters first, then offset, then limit.
@@ -120,7 +133,7 @@ pub(super) async fn add<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let state = call.state();
     let cart = state
         .store
-        .add_to_cart(cart, item, state.max_cart_lines)
+        .add_to_cart(cart, item, state.max_cart_lines, call.keyed(added))
         .await?;
-    Ok(json(StatusCode::OK, &cart))
+    Ok(sent(&added(&cart)))
 }

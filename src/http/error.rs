@@ -51,6 +51,10 @@ pub enum ApiError {
     /// The change would pass a bound of the resource (a full cart): 409.
     #[error("{0}")]
     Conflict(String),
+    /// A request with the same `Idempotency-Key` still runs: 409 with
+    /// `Retry-After: 1`.
+    #[error("A request with this Idempotency-Key is still being processed; retry shortly")]
+    KeyInFlight,
     /// The client is over its request rate: 429 with `Retry-After`, in
     /// whole seconds (at least 1).
     #[error("Too many requests from this client; retry after {0} seconds")]
@@ -83,6 +87,9 @@ impl From<StoreError> for ApiError {
             | StoreError::ItemUnavailable(_) => ApiError::NotFound(err.to_string()),
             StoreError::ItemDeleted(_) => ApiError::NotModified,
             StoreError::CartFull { .. } => ApiError::Conflict(err.to_string()),
+            // The idempotency layer replays the kept answer; if it cannot
+            // yet, the client retries.
+            StoreError::KeyTaken => ApiError::KeyInFlight,
             StoreError::PreconditionFailed(_) => ApiError::PreconditionFailed(err.to_string()),
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("The store is unavailable; try again shortly".into())
@@ -205,6 +212,33 @@ impl<'r> ToResponse<'r> for TooManyRequests {
     }
 }
 
+/// The `Retry-After` header of a 409, 429 or 503, as documented.
+pub(super) fn retry_after() -> utoipa::openapi::Header {
+    utoipa::openapi::HeaderBuilder::new()
+        .description(Some("Seconds until the client may send again"))
+        .schema(Some(utoipa::openapi::schema::Object::with_type(
+            utoipa::openapi::schema::Type::Integer,
+        )))
+        .build()
+}
+
+/// The 409 reply of a write whose `Idempotency-Key` still runs.
+pub struct IdempotencyInFlight;
+
+impl<'r> ToResponse<'r> for IdempotencyInFlight {
+    fn response() -> (&'r str, RefOr<ResponseDoc>) {
+        let example = serde_json::json!({
+            "detail": ApiError::KeyInFlight.to_string(),
+        });
+        let description = "A request with the same `Idempotency-Key` is still being processed: retry after `Retry-After` seconds; nothing was done";
+        let mut response = json_response(description, "HTTPError", example);
+        response
+            .headers
+            .insert("Retry-After".into(), retry_after().into());
+        ("IdempotencyInFlight", response.into())
+    }
+}
+
 /// The 404 reply of the routes of one item: no item has the id. Inlined
 /// in each route's responses, as a `(status = 404, ..)` entry would be.
 pub struct ItemNotFound;
@@ -257,7 +291,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::KeyInFlight => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -300,6 +334,19 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(warp::http::header::RETRY_AFTER, secs.into());
+                response
+            }
+            ApiError::KeyInFlight => {
+                let mut response = json(
+                    status,
+                    &Detail {
+                        detail: ApiError::KeyInFlight.to_string(),
+                    },
+                );
+                response.headers_mut().insert(
+                    warp::http::header::RETRY_AFTER,
+                    warp::http::HeaderValue::from_static("1"),
+                );
                 response
             }
             ApiError::Busy {

@@ -4,12 +4,24 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::error::{ApiError, SentenceBody};
-use super::etag::{fresh_or_ok, if_match, tag, tagged};
+use super::etag::{fresh_or_ok, if_match};
 use super::extract::{path_id, path_ids, with_body};
-use super::reply::{created, json};
+use super::reply::{json, sent, tagged_answer};
 use super::router::Call;
 use crate::domain::{Item, ItemPatch, NewItem, Resource, parse_item_body, parse_item_patch};
-use crate::store::{Store, StoreError};
+use crate::store::{Kept, Store, StoreError};
+
+/// The answer to `POST /item`: 201, the item, its `Location` and `ETag`.
+fn created(item: &Item) -> Kept {
+    let mut kept = tagged_answer(StatusCode::CREATED, item);
+    kept.location = Some(format!("/item/{}", item.id));
+    kept
+}
+
+/// The answer to a change of an item: 200, the item and its `ETag`.
+fn changed(item: &Item) -> Kept {
+    tagged_answer(StatusCode::OK, item)
+}
 
 /// Creates an item; it starts not deleted.
 #[utoipa::path(
@@ -47,8 +59,8 @@ pub(super) async fn create<S: Store>(mut call: Call<S>) -> Result<Response, ApiE
     let body = call.body(call.state().max_body_bytes).await?;
     let state = call.state();
     let item = parse_item_body(&body, state.max_name_chars)?;
-    let item = state.store.create_item(item).await?;
-    Ok(tag(created(format!("/item/{}", item.id), &item), &item))
+    let item = state.store.create_item(item, call.keyed(created)).await?;
+    Ok(sent(&created(&item)))
 }
 
 /// Lists items by ascending id: filters first, then offset, then limit.
@@ -122,9 +134,9 @@ pub(super) async fn replace<S: Store>(mut call: Call<S>) -> Result<Response, Api
     )?;
     let item = state
         .store
-        .replace_item(id, item, if_match(call.headers()))
+        .replace_item(id, item, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(tagged(StatusCode::OK, &item))
+    Ok(sent(&changed(&item)))
 }
 
 /// Changes any of an item's name and price; an empty object changes nothing.
@@ -157,9 +169,9 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
     )?;
     let item = state
         .store
-        .patch_item(id, patch, if_match(call.headers()))
+        .patch_item(id, patch, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(tagged(StatusCode::OK, &item))
+    Ok(sent(&changed(&item)))
 }
 
 /// Marks an item deleted; it stays in carts as unavailable. Idempotent.
@@ -184,7 +196,7 @@ pub(super) async fn delete<S: Store>(call: Call<S>) -> Result<Response, ApiError
     let item = call
         .state()
         .store
-        .delete_item(id, if_match(call.headers()))
+        .delete_item(id, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(tagged(StatusCode::OK, &item))
+    Ok(sent(&changed(&item)))
 }

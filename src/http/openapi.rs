@@ -12,8 +12,8 @@ use warp::reply::Response;
 
 use super::admin::Access;
 use super::error::{
-    ApiError, Invalid, IssuesBody, MethodNotAllowed, PreconditionFailed, SentenceBody, TooLarge,
-    TooManyRequests, Unauthorized,
+    ApiError, IdempotencyInFlight, Invalid, IssuesBody, MethodNotAllowed, PreconditionFailed,
+    SentenceBody, TooLarge, TooManyRequests, Unauthorized,
 };
 use super::router::{Call, Table};
 use super::routes::{Guard, http_method};
@@ -49,7 +49,14 @@ rate gets 429 with `Retry-After` (seconds) and a `detail`, on every route but
 `/healthz`, `/readyz` and `/metrics`; past `max_connections_per_client` open
 connections from one address, a new one is closed at once. With
 `cors_allowed_origins` set, pages of those origins may call the API from a
-browser (CORS); a chat upgrade from a page of an origin not allowed gets 403.";
+browser (CORS); a chat upgrade from a page of an origin not allowed gets 403.
+
+Every write (`POST`, `PUT`, `PATCH`, `DELETE`) takes an `Idempotency-Key`: a
+retry with the same key and request gets the first answer again with
+`Idempotent-Replayed: true` and changes nothing. The key is checked first (a
+bad or reused key is a 422 at `[\"header\", \"Idempotency-Key\"]`, a key still
+running a 409), then the request's own 422, 404, 412 and 304. Only committed
+answers are kept (2xx, and the 304 of a deleted item).";
 
 /// The parts of the API document that are not routes: the overview, the
 /// shared schemas and replies, the tags. The routes come from the table.
@@ -70,7 +77,7 @@ browser (CORS); a chat upgrade from a page of an origin not allowed gets 403.";
             Issue,
             Location
         ),
-        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized, TooManyRequests, PreconditionFailed),
+        responses(Invalid, TooLarge, MethodNotAllowed, Unauthorized, TooManyRequests, PreconditionFailed, IdempotencyInFlight),
     ),
     tags(
         (name = "items", description = "What the shop sells"),
@@ -117,6 +124,9 @@ pub fn typed<S>(table: &Table<S>, access: &Access) -> utoipa::openapi::OpenApi {
             guarded = true;
             operation.security = Some(security);
         }
+        if route.is_write() {
+            idempotent(&mut operation);
+        }
         if !super::layers::UNLIMITED.contains(&route.template) {
             // With `rate_limit_per_sec` set, any of these may be a 429.
             operation.responses.responses.insert(
@@ -132,6 +142,77 @@ pub fn typed<S>(table: &Table<S>, access: &Access) -> utoipa::openapi::OpenApi {
         AdminToken.modify(&mut document);
     }
     document
+}
+
+/// What `Idempotency-Key` adds to a write's operation: the header, the
+/// `Idempotent-Replayed` header on the answers a replay repeats, the 409
+/// while the same key runs and the 422 of a bad or reused key.
+fn idempotent(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{HeaderBuilder, Ref, RefOr, Required};
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(super::layers::idempotency::MAX_KEY_LEN))
+        .pattern(Some("^[!-~]+$"))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes the write safe to retry (1-255 visible ASCII characters, global to the \
+                     shop, kept `idempotency_ttl_secs`, default 24 h). The first request with a key \
+                     runs and its answer (status, body, `Location`, `ETag`) is kept with it, in the \
+                     same transaction as the change; a repeat of the same request (method, path, \
+                     body) gets that answer again with `Idempotent-Replayed: true` and changes \
+                     nothing; the same key with another request is a 422; while the first still \
+                     runs, a 409. A request that fails keeps nothing: correct it and send it again \
+                     with the same key.",
+                ))
+                .schema(Some(key))
+                .build()
+                .into(),
+        );
+    let replayed = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["true"])),
+        ))
+        .description(Some(
+            "`true` when this is the answer kept for the request's `Idempotency-Key`",
+        ))
+        .build();
+    let in_flight = "A request with the same `Idempotency-Key` is still being processed: \
+        retry after `Retry-After` seconds; nothing was done";
+    let responses = &mut operation.responses.responses;
+    for (status, response) in responses.iter_mut() {
+        if let RefOr::T(response) = response {
+            if status.starts_with('2') || status == "304" {
+                response
+                    .headers
+                    .insert("Idempotent-Replayed".into(), replayed.clone().into());
+            } else if status == "409" {
+                // The write's own 409 (a full cart) shares the status.
+                response.description = format!("{}. Or: {in_flight}", response.description);
+                response
+                    .headers
+                    .insert("Retry-After".into(), super::error::retry_after().into());
+            }
+        }
+    }
+    responses
+        .entry("409".into())
+        .or_insert_with(|| Ref::from_response_name("IdempotencyInFlight").into());
+    responses
+        .entry("422".into())
+        .or_insert_with(|| Ref::from_response_name("ValidationFailed").into());
 }
 
 /// `GET /openapi.json`: the document.

@@ -79,6 +79,9 @@ pub struct Route<S> {
     pub guard: Guard,
     /// What answers it.
     pub handler: Handler<S>,
+    /// Whether its handler reads the request body (so the body is part of
+    /// an idempotency key's fingerprint).
+    pub reads_body: bool,
     /// Its operation in the API document; `None` for the few routes the
     /// document leaves out on purpose (itself, Swagger UI, the chat page's
     /// assets).
@@ -93,8 +96,21 @@ impl<S> Route<S> {
             label: template,
             guard: Guard::Open,
             handler,
+            reads_body: false,
             doc: None,
         }
+    }
+
+    /// Notes that the handler reads the body.
+    fn body(mut self) -> Route<S> {
+        self.reads_body = true;
+        self
+    }
+
+    /// Whether the route writes: it takes an `Idempotency-Key`.
+    #[must_use]
+    pub fn is_write(&self) -> bool {
+        ![Method::GET, Method::HEAD, Method::OPTIONS].contains(&self.method)
     }
 
     fn doc(mut self, doc: fn() -> Documented) -> Route<S> {
@@ -130,6 +146,7 @@ pub fn table<S: Store>(access: &Access) -> Vec<Route<S>> {
         // POST /item {"name", "price"} -> 201 item
         Route::new(M::POST, "/item", to!(items::create))
             .guard(Guard::Catalogue)
+            .body()
             .doc(doc::<items::__path_create>),
         // GET /item?offset=..&limit=..&min_price=..&max_price=..&show_deleted=..
         Route::new(M::GET, "/item", to!(items::list)).doc(doc::<items::__path_list>),
@@ -137,10 +154,12 @@ pub fn table<S: Store>(access: &Access) -> Vec<Route<S>> {
         // PUT /item/{id} {"name", "price"}
         Route::new(M::PUT, "/item/{id}", to!(items::replace))
             .guard(Guard::Catalogue)
+            .body()
             .doc(doc::<items::__path_replace>),
         // PATCH /item/{id} {"name"?, "price"?}
         Route::new(M::PATCH, "/item/{id}", to!(items::patch))
             .guard(Guard::Catalogue)
+            .body()
             .doc(doc::<items::__path_patch>),
         Route::new(M::DELETE, "/item/{id}", to!(items::delete))
             .guard(Guard::Catalogue)

@@ -42,9 +42,21 @@ pub use backup::BackupMetrics;
 use labels::{CLASSES, METHODS, class_index, method_index};
 use names::{
     CHAT_BUS_CONNECTED, CHAT_BUS_SLOW, CHAT_DROPPED, CHAT_JETSTREAM_ERRORS, CHAT_RESUMES, COUNTERS,
-    DURATION, DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, METADATA, REJECTED,
-    REQUESTS, STORAGE_AVAILABLE, STORE_UP,
+    DURATION, DURATION_BUCKETS, GAUGES, HIGHR, HIGHR_BUCKETS, HISTOGRAMS, IDEMPOTENCY_CONFLICTS,
+    IDEMPOTENCY_KEYS, IDEMPOTENCY_REPLAYS, METADATA, REJECTED, REQUESTS, STORAGE_AVAILABLE,
+    STORE_UP,
 };
+
+/// What the idempotency layer did with a keyed write, besides running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyOutcome {
+    /// The kept answer was replayed.
+    Replay,
+    /// 409: the same key still runs.
+    InFlight,
+    /// 422: the key was kept for another request.
+    Mismatch,
+}
 
 /// Why a per-client limit refused a client: the `reason` labels of
 /// `shopd_rejected_total`.
@@ -134,6 +146,11 @@ struct ShopHandles {
     chat_resumes: [Counter; 2],
     items: Gauge,
     carts: Gauge,
+    /// `shopd_idempotency_keys`.
+    idempotency_keys: Gauge,
+    /// `shopd_idempotency_replays_total`, then
+    /// `shopd_idempotency_conflicts_total{reason="in_flight"|"mismatch"}`.
+    idempotency: [Counter; 3],
     storage_bytes: Gauge,
     store_up: Gauge,
     /// Registered at the first scrape that knows it (the embedded store).
@@ -201,6 +218,19 @@ impl Telemetry {
             }),
             items: gauge("shopd_items"),
             carts: gauge("shopd_carts"),
+            idempotency_keys: gauge(IDEMPOTENCY_KEYS),
+            idempotency: [
+                Key::from_static_name(IDEMPOTENCY_REPLAYS),
+                Key::from_parts(
+                    IDEMPOTENCY_CONFLICTS,
+                    vec![Label::new("reason", "in_flight")],
+                ),
+                Key::from_parts(
+                    IDEMPOTENCY_CONFLICTS,
+                    vec![Label::new("reason", "mismatch")],
+                ),
+            ]
+            .map(|key| recorder.register_counter(&key, &METADATA)),
             storage_bytes: gauge("shopd_storage_bytes"),
             store_up: gauge(STORE_UP),
             storage_available: OnceLock::new(),
@@ -223,6 +253,16 @@ impl Telemetry {
         if let Some(counter) = self.inner.shop.rejected.get(reason as usize) {
             counter.increment(1);
         }
+    }
+
+    /// Counts what the idempotency layer did with a keyed write.
+    pub fn record_idempotency(&self, outcome: IdempotencyOutcome) {
+        let index = match outcome {
+            IdempotencyOutcome::Replay => 0,
+            IdempotencyOutcome::InFlight => 1,
+            IdempotencyOutcome::Mismatch => 2,
+        };
+        self.inner.shop.idempotency[index].increment(1);
     }
 
     /// Records one answered HTTP request under its route template.
@@ -378,6 +418,7 @@ impl Telemetry {
         }
         shop.items.set(store.items as f64);
         shop.carts.set(store.carts as f64);
+        shop.idempotency_keys.set(store.idempotency_keys as f64);
         if let Some(bytes) = store.storage_bytes {
             shop.storage_bytes.set(bytes as f64);
         }

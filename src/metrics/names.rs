@@ -26,6 +26,9 @@ pub(super) const STORE_UP: &str = "shopd_store_up";
 pub(super) const STORAGE_AVAILABLE: &str = "shopd_storage_available_bytes";
 pub(super) const CHAT_RESUMES: &str = "shopd_chat_resumes_total";
 pub(super) const REJECTED: &str = "shopd_rejected_total";
+pub(super) const IDEMPOTENCY_REPLAYS: &str = "shopd_idempotency_replays_total";
+pub(super) const IDEMPOTENCY_CONFLICTS: &str = "shopd_idempotency_conflicts_total";
+pub(super) const IDEMPOTENCY_KEYS: &str = "shopd_idempotency_keys";
 pub(super) const CHAT_JETSTREAM_ERRORS: &str = "shopd_chat_jetstream_errors_total";
 
 /// Names and HELP texts of the recorder's metrics; the HTTP ones are the
@@ -50,6 +53,14 @@ pub(super) const COUNTERS: &[(&str, &str)] = &[
     (
         REJECTED,
         "Requests and connections refused by the per-client limits since start, by reason: connections (a new connection past max_connections_per_client, closed at once), rate (429 past rate_limit_per_sec), chat_origin (403 to a chat upgrade from an origin not allowed).",
+    ),
+    (
+        IDEMPOTENCY_REPLAYS,
+        "Writes answered with the answer kept for their Idempotency-Key (Idempotent-Replayed: true) since start.",
+    ),
+    (
+        IDEMPOTENCY_CONFLICTS,
+        "Writes refused over their Idempotency-Key since start, by reason: in_flight (409, the same key still running), mismatch (422, the key was used with another request).",
     ),
     (
         CHAT_JETSTREAM_ERRORS,
@@ -90,6 +101,10 @@ pub(super) const GAUGES: &[(&str, &str)] = &[
         "1 while the chat bus (NATS) is connected, 0 while it is not; absent without a bus.",
     ),
     ("shopd_items", "Items that are not deleted."),
+    (
+        IDEMPOTENCY_KEYS,
+        "Idempotency keys kept with their answers (expired ones not yet pruned included).",
+    ),
     ("shopd_carts", "Carts."),
     ("shopd_storage_bytes", "Bytes the store takes on disk."),
     (

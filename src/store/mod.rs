@@ -13,6 +13,7 @@
 //! module and nowhere else.
 
 pub mod export;
+pub mod idempotency;
 mod postgres;
 mod scan;
 mod sled;
@@ -22,6 +23,7 @@ pub mod stream;
 use std::future::Future;
 
 pub use export::{ExportCounts, Snapshot};
+pub use idempotency::{IdempotencyKey, Kept, KeptRecord, Keyed, Pruned};
 pub use postgres::{
     BACKUP_LOCK, DatabaseUrl, PgOpenError, PgOptions, PgStore, SchemaError, list_statements,
 };
@@ -69,6 +71,11 @@ pub enum StoreError {
     /// is not one of them.
     #[error("Cart {cart} has the most lines allowed ({limit})")]
     CartFull { cart: Id, limit: usize },
+    /// A write with the same idempotency key was kept since this one
+    /// looked (on another instance): nothing was done; answer with the
+    /// kept record.
+    #[error("the idempotency key was used meanwhile")]
+    KeyTaken,
     /// Too much long work (scans, exports) runs and waits already: shed,
     /// not queued (see [`Scans`]); the same request may succeed later.
     #[error("shopd is busy with other lists and exports; try again in {retry_after_secs} s")]
@@ -109,7 +116,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Clone + Send + Sync + 'static {
     /// Stores a new item and returns it with its new id, which is higher
     /// than every id handed out before.
-    fn create_item(&self, item: NewItem) -> impl Future<Output = StoreResult<Item>> + Send;
+    ///
+    /// With `keyed`, the answer it renders is kept under its key in the
+    /// same transaction (so for every write below; a failed write keeps
+    /// nothing, except the 304 of a deleted item, which is an answer).
+    /// Errors: with `keyed`, [`StoreError::KeyTaken`] when another
+    /// instance kept the key first (for every write below too).
+    fn create_item(
+        &self,
+        item: NewItem,
+        keyed: Option<Keyed<Item>>,
+    ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// The item with this id, deleted or not.
     /// Errors: [`StoreError::ItemNotFound`] when no item has this id.
     fn item(&self, id: Id) -> impl Future<Output = StoreResult<Item>> + Send;
@@ -127,6 +144,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: Id,
         item: NewItem,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Changes some fields of a live item.
     /// Errors: as [`Store::replace_item`].
@@ -135,6 +153,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: Id,
         patch: ItemPatch,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Marks an item deleted and returns it; deleting it again is not an
     /// error. Errors: [`StoreError::ItemNotFound`],
@@ -143,10 +162,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         id: Id,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> impl Future<Output = StoreResult<Item>> + Send;
     /// Stores a new, empty cart and returns its id, higher than every cart
     /// id handed out before.
-    fn create_cart(&self) -> impl Future<Output = StoreResult<Id>> + Send;
+    fn create_cart(&self, keyed: Option<Keyed<Id>>)
+    -> impl Future<Output = StoreResult<Id>> + Send;
     /// The cart with this id, priced from its items' current state.
     /// Errors: [`StoreError::CartNotFound`].
     fn cart(&self, id: Id) -> impl Future<Output = StoreResult<Cart>> + Send;
@@ -165,7 +186,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         cart: Id,
         item: Id,
         max_lines: usize,
+        keyed: Option<Keyed<Cart>>,
     ) -> impl Future<Output = StoreResult<Cart>> + Send;
+    /// The record kept under idempotency key `key`, expired or not.
+    fn kept(&self, key: &str) -> impl Future<Output = StoreResult<Option<KeptRecord>>> + Send;
+    /// Removes at most `batch` records that expired by `now` (unix
+    /// seconds), a bounded step: each call goes on where the last one
+    /// stopped; says how many went and whether more may be waiting.
+    fn prune_kept(
+        &self,
+        now: u64,
+        batch: usize,
+    ) -> impl Future<Output = StoreResult<Pruned>> + Send;
     /// Current sizes, read from the storage (it may take a round trip; the
     /// metrics read them from a [`StatsCache`] refreshed in the background).
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;

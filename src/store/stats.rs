@@ -15,6 +15,8 @@ pub struct StoreStats {
     pub items: u64,
     /// Carts.
     pub carts: u64,
+    /// Idempotency keys kept (expired ones not yet pruned included).
+    pub idempotency_keys: u64,
     /// Bytes the data takes in storage, where the backend knows it: the
     /// data directory for sled, the tables with their indexes for
     /// PostgreSQL.

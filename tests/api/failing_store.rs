@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use shopd::domain::etag::Condition;
 use shopd::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 use shopd::store::{
-    Chunks, ExportCounts, ExportMode, Snapshot, Store, StoreError, StoreResult, StoreStats,
+    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Pruned, Snapshot, Store, StoreError,
+    StoreResult, StoreStats,
 };
 
 use shopd::config::{ExportArgs, Secret};
@@ -31,7 +32,7 @@ fn broken<T>() -> StoreResult<T> {
 }
 
 impl Store for BrokenStore {
-    async fn create_item(&self, _: NewItem) -> StoreResult<Item> {
+    async fn create_item(&self, _: NewItem, _: Option<Keyed<Item>>) -> StoreResult<Item> {
         broken()
     }
     async fn item(&self, _: Id) -> StoreResult<Item> {
@@ -40,16 +41,33 @@ impl Store for BrokenStore {
     async fn items(&self, _: ItemFilter) -> StoreResult<Vec<Item>> {
         broken()
     }
-    async fn replace_item(&self, _: Id, _: NewItem, _: Option<Condition>) -> StoreResult<Item> {
+    async fn replace_item(
+        &self,
+        _: Id,
+        _: NewItem,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn patch_item(&self, _: Id, _: ItemPatch, _: Option<Condition>) -> StoreResult<Item> {
+    async fn patch_item(
+        &self,
+        _: Id,
+        _: ItemPatch,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn delete_item(&self, _: Id, _: Option<Condition>) -> StoreResult<Item> {
+    async fn delete_item(
+        &self,
+        _: Id,
+        _: Option<Condition>,
+        _: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
         broken()
     }
-    async fn create_cart(&self) -> StoreResult<Id> {
+    async fn create_cart(&self, _: Option<Keyed<Id>>) -> StoreResult<Id> {
         broken()
     }
     async fn cart(&self, _: Id) -> StoreResult<Cart> {
@@ -58,7 +76,19 @@ impl Store for BrokenStore {
     async fn carts(&self, _: CartFilter) -> StoreResult<Vec<Cart>> {
         broken()
     }
-    async fn add_to_cart(&self, _: Id, _: Id, _: usize) -> StoreResult<Cart> {
+    async fn add_to_cart(
+        &self,
+        _: Id,
+        _: Id,
+        _: usize,
+        _: Option<Keyed<Cart>>,
+    ) -> StoreResult<Cart> {
+        broken()
+    }
+    async fn kept(&self, _: &str) -> StoreResult<Option<KeptRecord>> {
+        broken()
+    }
+    async fn prune_kept(&self, _: u64, _: usize) -> StoreResult<Pruned> {
         broken()
     }
     async fn stats(&self) -> StoreResult<StoreStats> {

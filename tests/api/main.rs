@@ -32,6 +32,7 @@ mod exposition;
 mod failing_store;
 mod full_disk;
 mod helpers;
+mod idempotency;
 mod items;
 mod limits;
 mod list_filters;

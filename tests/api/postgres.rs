@@ -82,7 +82,7 @@ async fn instances_starting_at_once_migrate_an_empty_database_once() {
         .await
         .unwrap();
     let versions: Vec<i64> = versions.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [1, 2], "each migration applied exactly once");
+    assert_eq!(versions, [1, 2, 3], "each migration applied exactly once");
 }
 
 #[tokio::test]

@@ -8,17 +8,19 @@
 
 mod access;
 mod cors;
+pub mod idempotency;
 mod measure;
 pub mod rate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use warp::http::{HeaderMap, HeaderValue, Method};
 use warp::reply::Response;
 
 pub use self::cors::{Cors, Origins};
+pub use self::idempotency::Idempotency;
 use self::rate::RateLimit;
 use super::ApiError;
 use super::client::TrustedProxies;
@@ -62,6 +64,8 @@ pub struct Options {
     /// Requests a second per client on average, and at once; `None`: no
     /// rate limit.
     pub rate_limit: Option<(u32, u32)>,
+    /// How long an idempotency key and its answer are kept.
+    pub idempotency_ttl: Duration,
 }
 
 /// Routes never rate limited: probes and scrapes must see a busy shopd.
@@ -74,6 +78,7 @@ pub struct Layers {
     trusted_proxies: Arc<TrustedProxies>,
     cors: Arc<Cors>,
     rate: Option<Arc<RateLimit>>,
+    idempotency: Arc<Idempotency>,
     telemetry: Telemetry,
 }
 
@@ -86,6 +91,7 @@ impl Layers {
             rate: options
                 .rate_limit
                 .map(|(per_sec, burst)| Arc::new(RateLimit::new(per_sec, burst))),
+            idempotency: Arc::new(Idempotency::new(options.idempotency_ttl, telemetry.clone())),
             telemetry,
             trusted_proxies: Arc::new(options.trusted_proxies),
             cors: Arc::new(Cors::new(options.cors_allowed_origins)),
@@ -107,6 +113,12 @@ impl Layers {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             ApiError::TooManyRequests(secs.max(1))
         })
+    }
+
+    /// The idempotency layer, which runs around write handlers.
+    #[must_use]
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
     }
 
     /// The CORS layer.

@@ -11,6 +11,7 @@ use warp::path::FullPath;
 
 use super::super::error::ApiError;
 use super::super::{State, extract};
+use crate::store::{IdempotencyKey, Kept, Keyed};
 
 /// A request body, as handlers read it (through [`Call::body`]).
 pub(super) type BodyStream =
@@ -25,6 +26,8 @@ pub struct Call<S> {
     pub(super) query: Option<String>,
     pub(super) headers: HeaderMap,
     pub(super) body: Option<BodyStream>,
+    /// The request's idempotency key, once the idempotency layer took it.
+    pub(in super::super) key: Option<IdempotencyKey>,
 }
 
 impl<S> Call<S> {
@@ -70,6 +73,24 @@ impl<S> Call<S> {
             Some(stream) => extract::collect(declared, stream, limit).await,
             None => Ok(Bytes::new()),
         }
+    }
+
+    /// Reads the body (as [`Call::body`]) and keeps it for the handler's
+    /// own read: for a layer that needs it first.
+    pub(in super::super) async fn peek_body(&mut self, limit: u64) -> Result<Bytes, ApiError> {
+        let body = self.body(limit).await?;
+        let again = body.clone();
+        self.body = Some(Box::pin(futures_util::stream::once(
+            async move { Ok(again) },
+        )));
+        Ok(body)
+    }
+
+    /// The request's idempotency key with `answer`, which renders what a
+    /// write's result answers: the store keeps that answer with the key,
+    /// in the write's transaction. `None` without a key.
+    pub fn keyed<T>(&self, answer: fn(&T) -> Kept) -> Option<Keyed<T>> {
+        self.key.clone().map(|key| Keyed { key, answer })
     }
 }
 

@@ -262,6 +262,7 @@ impl<S: Store> Router<S> {
                     query: request.query,
                     headers: request.headers,
                     body: Some(request.body),
+                    key: None,
                 };
                 let response = self
                     .call(route, call)
@@ -292,7 +293,8 @@ impl<S: Store> Router<S> {
         self.layers.finish(&head, request.logged.as_str(), routed)
     }
 
-    /// Runs `route`'s guard, then its handler.
+    /// Runs `route`'s guard, then its handler (a write's through the
+    /// idempotency layer).
     async fn call(&self, route: &Route<S>, call: Call<S>) -> Result<Response, ApiError> {
         let access = &self.shared.state.access;
         match route.guard {
@@ -300,6 +302,6 @@ impl<S: Store> Router<S> {
             Guard::Catalogue => access.item_write(call.headers())?,
             Guard::Admin => access.check(call.headers())?,
         }
-        (route.handler)(call).await
+        self.layers.idempotency().run(route, call).await
     }
 }

@@ -21,10 +21,13 @@ async fn a_backup_stopped_by_shutdown_keeps_nothing_and_is_no_failure() {
     let data = tempfile::tempdir().unwrap();
     let store = SledStore::open(data.path(), Durability::Periodic, 500).unwrap();
     store
-        .create_item(NewItem {
-            name: "Tea".into(),
-            price: 2.5,
-        })
+        .create_item(
+            NewItem {
+                name: "Tea".into(),
+                price: 2.5,
+            },
+            None,
+        )
         .await
         .unwrap();
     let backups = tempfile::tempdir().unwrap();

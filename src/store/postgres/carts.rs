@@ -20,9 +20,9 @@ use futures_util::future::try_join;
 use tokio_postgres::Row;
 
 use super::errors::Failure;
-use super::{PgStore, api_id, sql_count, sql_id};
+use super::{PgStore, api_id, kept, sql_count, sql_id};
 use crate::domain::{Cart, CartFilter, Id};
-use crate::store::{LineState, StoreError, StoreResult, priced_cart};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
 
 /// Carts priced per statement when the migration fills the totals.
 const FILL_BATCH: i64 = 10_000;
@@ -221,15 +221,43 @@ async fn page(store: &PgStore, filter: &CartFilter) -> StoreResult<Vec<Cart>> {
 }
 
 /// [`Store::create_cart`](crate::store::Store::create_cart).
-pub(super) async fn create(store: &PgStore) -> StoreResult<Id> {
+/// With `keyed`, as a keyed item create: the id drawn first, then the
+/// key and (only if it was stored) the cart in one statement.
+pub(super) async fn create(store: &PgStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
     with_client!(store, |client| {
-        let statement = client
-            .prepare_cached("INSERT INTO carts DEFAULT VALUES RETURNING id")
+        let Some(keyed) = keyed else {
+            let statement = client
+                .prepare_cached("INSERT INTO carts DEFAULT VALUES RETURNING id")
+                .await?;
+            let row = client.query_one(&statement, &[]).await?;
+            return Ok(api_id(row.try_get(0)?));
+        };
+        let next = client
+            .prepare_cached("SELECT nextval(pg_get_serial_sequence('carts', 'id'))")
             .await?;
-        let row = client.query_one(&statement, &[]).await?;
-        Ok(api_id(row.try_get(0)?))
+        let id: i64 = client.query_one(&next, &[]).await?.try_get(0)?;
+        let statement = client.prepare_cached(&CREATE_KEYED).await?;
+        let (expires, now) = kept::times(keyed);
+        let record = keyed.record(&api_id(id)).encode();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&keyed.key.key, &expires, &record, &now, &id];
+        match client.query_opt(&statement, &params).await? {
+            Some(_) => Ok(api_id(id)),
+            None => Err(StoreError::KeyTaken.into()),
+        }
     })
 }
+
+/// A keyed create: the key (`$1`..`$4`, see [`kept::KEEP`]), then cart
+/// `$5` only if the key was stored.
+static CREATE_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH kept AS ({})
+         INSERT INTO carts (id) SELECT $5 FROM kept
+         RETURNING id",
+        kept::KEEP
+    )
+});
 
 /// [`Store::cart`](crate::store::Store::cart).
 pub(super) async fn get(store: &PgStore, id: Id) -> StoreResult<Cart> {
@@ -277,6 +305,7 @@ pub(super) async fn add(
     cart: Id,
     item: Id,
     max_lines: usize,
+    keyed: Option<&Keyed<Cart>>,
 ) -> StoreResult<Cart> {
     let cart_key = sql_id(cart).ok_or(StoreError::CartNotFound(cart))?;
     let item_key = sql_id(item);
@@ -293,6 +322,10 @@ pub(super) async fn add(
         };
         let tx = client.transaction().await?;
         let priced = add_in(&tx, (cart_key, cart), (item_key, item), max_lines).await?;
+        if let Some(keyed) = keyed {
+            // Last, after the item's and the cart's locks: see `kept`.
+            kept::keep(&tx, keyed, &keyed.record(&priced)).await?;
+        }
         tx.commit().await?;
         Ok(priced)
     })

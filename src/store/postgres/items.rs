@@ -6,10 +6,10 @@
 use tokio_postgres::Row;
 
 use super::errors::Failure;
-use super::{PgStore, api_id, carts, sql_count, sql_id};
+use super::{PgStore, api_id, carts, kept, sql_count, sql_id};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Kept, Keyed, StoreError, StoreResult};
 
 /// The item in columns `id, name, price, deleted` of `row`.
 fn item_of(row: &Row) -> Result<Item, Failure> {
@@ -34,18 +34,64 @@ async fn item_state(client: &deadpool_postgres::Client, id: i64) -> Result<Optio
 }
 
 /// [`Store::create_item`](crate::store::Store::create_item).
-pub(super) async fn create(store: &PgStore, item: NewItem) -> StoreResult<Item> {
+/// A keyed create: the key (`$1`..`$4`, see [`kept::KEEP`]), then item
+/// `$5` (`$6` name, `$7` price) only if the key was stored.
+static CREATE_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH kept AS ({})
+         INSERT INTO items (id, name, price) SELECT $5, $6, $7 FROM kept
+         RETURNING id",
+        kept::KEEP
+    )
+});
+
+/// With `keyed`: the id is drawn first, so the answer can be rendered,
+/// then one statement stores the key (see `kept`) and, only if it did,
+/// the item: atomic without an explicit transaction.
+pub(super) async fn create(
+    store: &PgStore,
+    item: NewItem,
+    keyed: Option<&Keyed<Item>>,
+) -> StoreResult<Item> {
     with_client!(store, |client| {
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO items (name, price) VALUES ($1, $2)
-                 RETURNING id, name, price, deleted",
-            )
+        let Some(keyed) = keyed else {
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO items (name, price) VALUES ($1, $2)
+                     RETURNING id, name, price, deleted",
+                )
+                .await?;
+            let row = client
+                .query_one(&statement, &[&item.name, &item.price])
+                .await?;
+            return item_of(&row);
+        };
+        let next = client
+            .prepare_cached("SELECT nextval(pg_get_serial_sequence('items', 'id'))")
             .await?;
-        let row = client
-            .query_one(&statement, &[&item.name, &item.price])
-            .await?;
-        item_of(&row)
+        let id: i64 = client.query_one(&next, &[]).await?.try_get(0)?;
+        let created = Item {
+            id: api_id(id),
+            name: item.name.clone(),
+            price: item.price,
+            deleted: false,
+        };
+        let statement = client.prepare_cached(&CREATE_KEYED).await?;
+        let (expires, now) = kept::times(keyed);
+        let record = keyed.record(&created).encode();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &keyed.key.key,
+            &expires,
+            &record,
+            &now,
+            &id,
+            &item.name,
+            &item.price,
+        ];
+        match client.query_opt(&statement, &params).await? {
+            Some(_) => Ok(created),
+            None => Err(StoreError::KeyTaken.into()),
+        }
     })
 }
 
@@ -136,28 +182,65 @@ async fn check_precondition(
     }
 }
 
+/// What a keyed write keeps when its UPDATE touched no row of an item
+/// that exists (it is deleted).
+#[derive(Clone, Copy)]
+enum Unchanged {
+    /// A change of a deleted item: its 304.
+    NotModified,
+    /// A delete of a deleted item: its 200 with the item as it is.
+    Current,
+}
+
 /// One item write in one transaction: checks `precondition` against the
-/// item (locking it), runs `update` (an UPDATE of the item `RETURNING` it),
-/// re-prices the carts holding it when `reprice`, and commits. `None`,
-/// rolled back, when `update` touched no row.
+/// item (locking it), runs `update` (an UPDATE of the item `RETURNING`
+/// it), re-prices the carts holding it when `reprice`, with `keyed` keeps
+/// the key's answer (last: see `kept`), and commits. `None`, rolled back,
+/// when `update` touched no row, unless keyed: then the item's state is
+/// read in the transaction, and for a deleted item the answer `unchanged`
+/// says is kept and committed.
 async fn update_in_tx(
     client: &mut deadpool_postgres::Client,
     (key, id): (i64, Id),
     precondition: Option<&Condition>,
-    update: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    (update, params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]),
     reprice: bool,
+    keyed: Option<(&Keyed<Item>, Unchanged)>,
 ) -> Result<Option<Item>, Failure> {
     let tx = client.transaction().await?;
     check_precondition(&tx, key, id, precondition).await?;
     let statement = tx.prepare_cached(update).await?;
     let Some(row) = tx.query_opt(&statement, params).await? else {
-        tx.rollback().await?;
-        return Ok(None);
+        let Some((keyed, unchanged)) = keyed else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let statement = tx
+            .prepare_cached("SELECT id, name, price, deleted FROM items WHERE id = $1")
+            .await?;
+        let Some(row) = tx.query_opt(&statement, &[&key]).await? else {
+            return Err(StoreError::ItemNotFound(id).into());
+        };
+        let item = item_of(&row)?;
+        let outcome = match unchanged {
+            Unchanged::NotModified => {
+                kept::keep(&tx, keyed, &keyed.record_of(Kept::not_modified())).await?;
+                Err(StoreError::ItemDeleted(id).into())
+            }
+            Unchanged::Current => {
+                kept::keep(&tx, keyed, &keyed.record(&item)).await?;
+                Ok(Some(item))
+            }
+        };
+        tx.commit().await?;
+        return outcome;
     };
     let item = item_of(&row)?;
     if reprice {
         carts::reprice_holders(&tx, key).await?;
+    }
+    if let Some((keyed, _)) = keyed {
+        kept::keep(&tx, keyed, &keyed.record(&item)).await?;
     }
     tx.commit().await?;
     Ok(Some(item))
@@ -171,6 +254,7 @@ pub(super) async fn patch(
     id: Id,
     patch: ItemPatch,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
@@ -178,11 +262,14 @@ pub(super) async fn patch(
             &mut client,
             (key, id),
             precondition,
-            "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
-             WHERE id = $1 AND NOT deleted
-             RETURNING id, name, price, deleted",
-            &[&key, &patch.name, &patch.price],
+            (
+                "UPDATE items SET name = COALESCE($2, name), price = COALESCE($3, price)
+                 WHERE id = $1 AND NOT deleted
+                 RETURNING id, name, price, deleted",
+                &[&key, &patch.name, &patch.price],
+            ),
             patch.price.is_some(),
+            keyed.map(|keyed| (keyed, Unchanged::NotModified)),
         )
         .await?;
         match updated {
@@ -203,6 +290,7 @@ pub(super) async fn delete(
     store: &PgStore,
     id: Id,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
     let key = sql_id(id).ok_or(StoreError::ItemNotFound(id))?;
     with_client!(store, |client| {
@@ -210,10 +298,13 @@ pub(super) async fn delete(
             &mut client,
             (key, id),
             precondition,
-            "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted
-             RETURNING id, name, price, deleted",
-            &[&key],
+            (
+                "UPDATE items SET deleted = TRUE WHERE id = $1 AND NOT deleted
+                 RETURNING id, name, price, deleted",
+                &[&key],
+            ),
             true,
+            keyed.map(|keyed| (keyed, Unchanged::Current)),
         )
         .await?;
         if let Some(item) = updated {

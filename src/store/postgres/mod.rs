@@ -20,6 +20,7 @@ mod client;
 mod carts;
 mod errors;
 mod items;
+mod kept;
 mod schema;
 mod transfer;
 mod url;
@@ -43,7 +44,8 @@ pub mod list_statements {
     pub use super::items::{LIST_ALL as ITEMS_ALL, LIST_LIVE as ITEMS_LIVE};
 }
 use super::{
-    Chunks, ExportCounts, ExportMode, Scans, Snapshot, Store, StoreError, StoreResult, StoreStats,
+    Chunks, ExportCounts, ExportMode, KeptRecord, Keyed, Pruned, Scans, Snapshot, Store,
+    StoreError, StoreResult, StoreStats,
 };
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem};
 
@@ -187,8 +189,8 @@ fn sql_count(n: usize) -> i64 {
 }
 
 impl Store for PgStore {
-    async fn create_item(&self, item: NewItem) -> StoreResult<Item> {
-        items::create(self, item).await
+    async fn create_item(&self, item: NewItem, keyed: Option<Keyed<Item>>) -> StoreResult<Item> {
+        items::create(self, item, keyed.as_ref()).await
     }
 
     async fn item(&self, id: Id) -> StoreResult<Item> {
@@ -204,12 +206,13 @@ impl Store for PgStore {
         id: Id,
         item: NewItem,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> StoreResult<Item> {
         let patch = ItemPatch {
             name: Some(item.name),
             price: Some(item.price),
         };
-        items::patch(self, id, patch, precondition.as_ref()).await
+        items::patch(self, id, patch, precondition.as_ref(), keyed.as_ref()).await
     }
 
     async fn patch_item(
@@ -217,16 +220,22 @@ impl Store for PgStore {
         id: Id,
         patch: ItemPatch,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> StoreResult<Item> {
-        items::patch(self, id, patch, precondition.as_ref()).await
+        items::patch(self, id, patch, precondition.as_ref(), keyed.as_ref()).await
     }
 
-    async fn delete_item(&self, id: Id, precondition: Option<Condition>) -> StoreResult<Item> {
-        items::delete(self, id, precondition.as_ref()).await
+    async fn delete_item(
+        &self,
+        id: Id,
+        precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
+        items::delete(self, id, precondition.as_ref(), keyed.as_ref()).await
     }
 
-    async fn create_cart(&self) -> StoreResult<Id> {
-        carts::create(self).await
+    async fn create_cart(&self, keyed: Option<Keyed<Id>>) -> StoreResult<Id> {
+        carts::create(self, keyed.as_ref()).await
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
@@ -237,28 +246,45 @@ impl Store for PgStore {
         carts::list(self, filter).await
     }
 
-    async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
-        carts::add(self, cart, item, max_lines).await
+    async fn add_to_cart(
+        &self,
+        cart: Id,
+        item: Id,
+        max_lines: usize,
+        keyed: Option<Keyed<Cart>>,
+    ) -> StoreResult<Cart> {
+        carts::add(self, cart, item, max_lines, keyed.as_ref()).await
+    }
+
+    async fn kept(&self, key: &str) -> StoreResult<Option<KeptRecord>> {
+        kept::get(self, key).await
+    }
+
+    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<Pruned> {
+        kept::prune(self, now, batch).await
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
-        let (items, carts) = with_client!(self, |client| {
+        let (items, carts, keys) = with_client!(self, |client| {
             let row = client
                 .query_one(
                     "SELECT (SELECT COUNT(*) FROM items WHERE NOT deleted),
-                            (SELECT COUNT(*) FROM carts)",
+                            (SELECT COUNT(*) FROM carts),
+                            (SELECT COUNT(*) FROM idempotency_keys)",
                     &[],
                 )
                 .await?;
-            let (items, carts): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            Ok((items, carts))
+            let (items, carts, keys): (i64, i64, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            Ok((items, carts, keys))
         })?;
         // PostgreSQL's own size function; other engines may not have it.
         let storage_bytes: Option<i64> = with_client!(self, |client| {
             let row = client
                 .query_one(
                     "SELECT (pg_total_relation_size('items') + pg_total_relation_size('carts')
-                            + pg_total_relation_size('cart_lines'))::BIGINT",
+                            + pg_total_relation_size('cart_lines')
+                            + pg_total_relation_size('idempotency_keys'))::BIGINT",
                     &[],
                 )
                 .await?;
@@ -268,6 +294,7 @@ impl Store for PgStore {
         Ok(StoreStats {
             items: u64::try_from(items).unwrap_or_default(),
             carts: u64::try_from(carts).unwrap_or_default(),
+            idempotency_keys: u64::try_from(keys).unwrap_or_default(),
             storage_bytes: storage_bytes.and_then(|bytes| u64::try_from(bytes).ok()),
             // The database's disk is the database host's to watch.
             available_bytes: None,

@@ -69,6 +69,16 @@ const MIGRATIONS: &[&[Step]] = &[
             ANALYZE carts;",
         ),
     ],
+    // 3: idempotency keys, each kept with the write it answers, in that
+    // write's transaction (see `kept`); pruned by expiry.
+    &[Step::Sql(
+        "CREATE TABLE idempotency_keys (
+            key TEXT PRIMARY KEY,
+            expires_at BIGINT NOT NULL,
+            record BYTEA NOT NULL
+        );
+        CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);",
+    )],
 ];
 
 /// The schema version this binary needs.

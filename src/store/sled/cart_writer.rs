@@ -7,6 +7,11 @@
 //! `sync` mode the same thread then makes the batch durable before it
 //! answers, so an add needs no second hand-off to the flusher; while it
 //! syncs, the next batch gathers.
+//!
+//! Keyed writes of items and new carts (an `Idempotency-Key` kept with
+//! the change) go through the same thread for the same reason: each needs
+//! a transaction over the record's tree and the keys, and one transaction
+//! per batch costs a fraction of one per write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -16,9 +21,10 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
-use super::records::{CartTx, Records};
-use crate::domain::{Id, Resource};
-use crate::store::{StoreError, StoreResult};
+use super::kept_entry;
+use super::records::{KeptEntry, Records, WriteTx};
+use crate::domain::{Cart, Id, Resource};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -28,13 +34,42 @@ struct Add {
     item: Id,
     /// The most distinct lines the cart may hold.
     max_lines: usize,
-    reply: oneshot::Sender<StoreResult<CartRecord>>,
+    /// The idempotency key to keep with the add, if any.
+    keyed: Option<Keyed<Cart>>,
+    reply: oneshot::Sender<StoreResult<Added>>,
 }
+
+/// A record written with the idempotency key that answers it, if it
+/// still holds `old` (`None`: a new record).
+struct Put {
+    resource: Resource,
+    id: Id,
+    old: Option<sled::IVec>,
+    new: Vec<u8>,
+    kept: KeptEntry,
+    reply: oneshot::Sender<StoreResult<bool>>,
+}
+
+/// What the writer thread applies.
+enum Job {
+    Add(Add),
+    Put(Put),
+}
+
+/// A job's outcome.
+enum Done {
+    Add(StoreResult<Added>),
+    Put(bool),
+}
+
+/// The cart as an add left it, and, for a keyed add, the cart priced in
+/// its transaction (the answer kept with the key).
+pub(super) type Added = (CartRecord, Option<Cart>);
 
 /// Queues adds for the writer thread; cheap to clone.
 #[derive(Clone)]
 pub(super) struct CartWriter {
-    queue: Option<mpsc::Sender<Add>>,
+    queue: Option<mpsc::Sender<Job>>,
 }
 
 impl CartWriter {
@@ -45,7 +80,7 @@ impl CartWriter {
         records: Arc<Records>,
         disk: Option<Arc<DiskSync>>,
     ) -> std::io::Result<(CartWriter, std::thread::JoinHandle<()>)> {
-        let (queue, rx) = mpsc::channel::<Add>();
+        let (queue, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("shopd-carts".into())
             .spawn(move || writer(&rx, &records, disk.as_deref()))?;
@@ -62,37 +97,69 @@ impl CartWriter {
     /// holds it has committed (and, in `sync` mode, is durable), with the
     /// cart as that add left it. A new line is refused with
     /// [`StoreError::CartFull`] when the cart has `max_lines` already.
+    /// With `keyed`, the cart is priced in the transaction and its answer
+    /// kept there under the key.
     pub(super) async fn add(
         &self,
         cart: Id,
         item: Id,
         max_lines: usize,
-    ) -> StoreResult<CartRecord> {
+        keyed: Option<Keyed<Cart>>,
+    ) -> StoreResult<Added> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::backend(std::io::Error::other("the cart writer stopped"));
         let queue = self.queue.as_ref().ok_or_else(gone)?;
         queue
-            .send(Add {
+            .send(Job::Add(Add {
                 cart,
                 item,
                 max_lines,
+                keyed,
                 reply,
-            })
+            }))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Writes `new` as record `id` of `resource` if it still holds `old`
+    /// (`None`: the record is new), with the idempotency key `kept`, in
+    /// one transaction; `false` when another writer changed the record
+    /// first (nothing is written then). Resolves as [`CartWriter::add`].
+    pub(super) async fn put(
+        &self,
+        (resource, id): (Resource, Id),
+        old: Option<sled::IVec>,
+        new: Vec<u8>,
+        kept: KeptEntry,
+    ) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::backend(std::io::Error::other("the writer stopped"));
+        let queue = self.queue.as_ref().ok_or_else(gone)?;
+        queue
+            .send(Job::Put(Put {
+                resource,
+                id,
+                old,
+                new,
+                kept,
+                reply,
+            }))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
 
-fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) {
+fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-        let pairs: Vec<(Id, Id, usize)> = batch
-            .iter()
-            .map(|add| (add.cart, add.item, add.max_lines))
-            .collect();
         // Through the gate for the transaction only, not for the sync.
-        let applied = apply(records, &pairs).map_err(|err| crate::error_chain(&err));
+        let applied = apply(records, &batch)
+            .map(|(outcomes, fresh)| {
+                records.note_kept(fresh);
+                outcomes
+            })
+            .map_err(|err| crate::error_chain(&err));
         let synced = applied.and_then(|outcomes| match disk {
             Some(disk) => disk
                 .sync()
@@ -102,46 +169,110 @@ fn writer(rx: &mpsc::Receiver<Add>, records: &Records, disk: Option<&DiskSync>) 
         });
         match synced {
             Ok(outcomes) => {
-                for (add, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = add.reply.send(outcome);
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    match (job, outcome) {
+                        (Job::Add(add), Done::Add(outcome)) => {
+                            let _ = add.reply.send(outcome);
+                        }
+                        (Job::Put(put), Done::Put(outcome)) => {
+                            let _ = put.reply.send(Ok(outcome));
+                        }
+                        (job, _) => fail(job, "a job got another job's outcome"),
+                    }
                 }
             }
             Err(message) => {
-                tracing::error!(error = %message, "add-to-cart transaction failed");
-                for add in batch {
-                    let _ = add
-                        .reply
-                        .send(Err(StoreError::backend(std::io::Error::other(
-                            message.clone(),
-                        ))));
+                tracing::error!(error = %message, "write transaction failed");
+                for job in batch {
+                    fail(job, &message);
                 }
             }
         }
     }
 }
 
+/// Answers `job` with a storage failure.
+fn fail(job: Job, message: &str) {
+    let err = || StoreError::backend(std::io::Error::other(message.to_owned()));
+    match job {
+        Job::Add(add) => {
+            let _ = add.reply.send(Err(err()));
+        }
+        Job::Put(put) => {
+            let _ = put.reply.send(Err(err()));
+        }
+    }
+}
+
+/// Outcomes of a batch, and how many idempotency keys it newly kept.
+type Applied = (Vec<Done>, u64);
+
+type TxError = ConflictableTransactionError<StoreError>;
+
+fn corrupt(err: codec::CodecError) -> TxError {
+    TxError::Abort(StoreError::backend(err))
+}
+
+/// Cart `id` as `record` holds it, priced from the items the transaction
+/// reads.
+fn priced_in(tx: &WriteTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxError> {
+    let mut lines = Vec::with_capacity(record.lines.len());
+    for line in &record.lines {
+        let bytes = tx
+            .get(Resource::Item, line.item)?
+            .ok_or_else(|| TxError::Abort(StoreError::ItemNotFound(line.item)))?;
+        let item: ItemRecord = codec::decode(&bytes).map_err(corrupt)?;
+        lines.push(LineState {
+            item: line.item,
+            quantity: line.quantity,
+            name: item.name,
+            price: item.price,
+            deleted: item.deleted,
+        });
+    }
+    Ok(priced_cart(id, lines))
+}
+
 /// Applies the adds in order in one transaction; each gets its outcome.
-fn apply(
-    records: &Records,
-    adds: &[(Id, Id, usize)],
-) -> Result<Vec<StoreResult<CartRecord>>, TransactionError<StoreError>> {
-    type TxError = ConflictableTransactionError<StoreError>;
-    let corrupt = |err: codec::CodecError| TxError::Abort(StoreError::backend(err));
-    let mut touched: Vec<Id> = adds.iter().map(|&(cart, _, _)| cart).collect();
+fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<StoreError>> {
+    let mut touched: Vec<(Resource, Id)> = jobs
+        .iter()
+        .map(|job| match job {
+            Job::Add(add) => (Resource::Cart, add.cart),
+            Job::Put(put) => (put.resource, put.id),
+        })
+        .collect();
     touched.sort_unstable();
     touched.dedup();
-    records.transact_carts(&touched, |tx: &CartTx<'_>| {
+    records.transact(&touched, |tx: &WriteTx<'_>| {
         // Carts read by this batch, and whether it changed them; each
         // changed cart is written once, at the end.
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(adds.len());
-        for &(cart, item, max_lines) in adds {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut fresh = 0;
+        for job in jobs {
+            let add = match job {
+                Job::Add(add) => add,
+                Job::Put(put) => {
+                    // Carts this batch changed are written at its end: a put
+                    // is of an item, or of a cart no add has seen (a new one).
+                    let current = tx.get(put.resource, put.id)?;
+                    let holds = current.as_deref() == put.old.as_deref();
+                    if holds {
+                        tx.put(put.resource, put.id, &put.new)?;
+                        fresh += u64::from(tx.put_kept(&put.kept)?);
+                    }
+                    outcomes.push(Done::Put(holds));
+                    continue;
+                }
+            };
+            let (cart, item, max_lines) = (add.cart, add.item, add.max_lines);
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match tx.get(Resource::Cart, cart)? {
                     Some(bytes) => (codec::decode(&bytes).map_err(corrupt)?, false),
                     None => {
-                        outcomes.push(Err(StoreError::CartNotFound(cart)));
+                        outcomes.push(Done::Add(Err(StoreError::CartNotFound(cart))));
                         continue;
                     }
                 },
@@ -164,7 +295,7 @@ fn apply(
                 limit: max_lines,
             }));
             if let Some(err) = refused {
-                outcomes.push(Err(err));
+                outcomes.push(Done::Add(Err(err)));
                 changed.insert(cart, (record, dirty));
                 continue;
             }
@@ -175,12 +306,24 @@ fn apply(
                 }
                 None => record.lines.push(LineRecord { item, quantity: 1 }),
             }
-            outcomes.push(Ok(record.clone()));
+            let priced = match &add.keyed {
+                Some(keyed) => {
+                    let priced = priced_in(tx, cart, &record)?;
+                    fresh += u64::from(tx.put_kept(&kept_entry(keyed, &priced))?);
+                    Some(priced)
+                }
+                None => None,
+            };
+            outcomes.push(Done::Add(Ok((record.clone(), priced))));
             changed.insert(cart, (record, true));
         }
         for (cart, (record, _)) in changed.iter().filter(|(_, (_, dirty))| *dirty) {
-            tx.put_cart(*cart, codec::encode(record).map_err(corrupt)?)?;
+            tx.put(
+                Resource::Cart,
+                *cart,
+                &codec::encode(record).map_err(corrupt)?,
+            )?;
         }
-        Ok(outcomes)
+        Ok((outcomes, fresh))
     })
 }

@@ -4,9 +4,9 @@
 
 use super::codec::{self, CartRecord};
 use super::index::{self, Candidates};
-use super::{BIG_CART, SledStore, backend};
+use super::{BIG_CART, SledStore, backend, kept_entry};
 use crate::domain::{Cart, CartFilter, Id, PriceRange, Resource};
-use crate::store::{LineState, StoreError, StoreResult, page, priced_cart};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, page, priced_cart};
 
 impl SledStore {
     /// The cart as `record` holds it, with its items' current state.
@@ -47,9 +47,10 @@ impl SledStore {
 }
 
 /// [`Store::create_cart`](crate::store::Store::create_cart).
-pub(super) async fn create(store: &SledStore) -> StoreResult<Id> {
+pub(super) async fn create(store: &SledStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    store.insert_new(Resource::Cart, bytes).await
+    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &id));
+    store.insert_new(Resource::Cart, bytes, kept).await
 }
 
 /// [`Store::cart`](crate::store::Store::cart).
@@ -107,10 +108,19 @@ pub(super) async fn add(
     cart: Id,
     item: Id,
     max_lines: usize,
+    keyed: Option<Keyed<Cart>>,
 ) -> StoreResult<Cart> {
     // Durable on return: in `sync` mode the cart writer syncs each batch.
-    let record = store.inner.cart_writer.add(cart, item, max_lines).await?;
+    let (record, priced) = store
+        .inner
+        .cart_writer
+        .add(cart, item, max_lines, keyed)
+        .await?;
     store.inner.disk.touch();
+    if let Some(priced) = priced {
+        // Keyed: the answer kept with the key, priced in the transaction.
+        return Ok(priced);
+    }
     // Priced outside the transaction: the cart as this add left it, with
     // its items' current names and prices.
     store.priced(cart, record, true).await

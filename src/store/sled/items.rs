@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
-use super::{SledStore, backend};
+use super::{SledStore, backend, kept_entry};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
-use crate::store::{StoreError, StoreResult, page};
+use crate::store::{Kept, Keyed, StoreError, StoreResult, page};
 
 impl SledStore {
     /// The record of item `id`.
@@ -21,13 +21,21 @@ impl SledStore {
         codec::decode(&bytes).map_err(backend)
     }
 
-    /// Changes an item atomically (compare-and-swap, retried on a race).
+    /// Changes an item atomically (compare-and-swap, retried on a race),
+    /// durably on return.
     /// `precondition` is checked against the very record the swap replaces,
-    /// so two writers holding the same ETag cannot both win.
-    fn update_item(
+    /// so two writers holding the same ETag cannot both win. With `keyed`,
+    /// the swap and the key's answer are one transaction, in the writer
+    /// thread's batch (durable when it returns), also when `change`
+    /// changes nothing (a delete of a deleted item) or refuses with
+    /// [`StoreError::ItemDeleted`] (a 304, kept as such): the record is
+    /// then written back as it was, so the key is kept only if it still
+    /// holds that.
+    async fn update_item(
         &self,
         id: Id,
         precondition: Option<&Condition>,
+        keyed: Option<&Keyed<Item>>,
         change: impl Fn(&mut ItemRecord) -> StoreResult<bool>,
     ) -> StoreResult<ItemRecord> {
         let records = &self.inner.records;
@@ -42,12 +50,40 @@ impl SledStore {
                     return Err(StoreError::PreconditionFailed(id));
                 }
             }
-            if !change(&mut record)? {
-                return Ok(record);
-            }
+            let Some(keyed) = keyed else {
+                if !change(&mut record)? {
+                    // A delete of a deleted item: that delete may still be
+                    // in flight.
+                    self.inner.committer.durable().await?;
+                    return Ok(record);
+                }
+                let new = codec::encode(&record).map_err(backend)?;
+                if records.swap(Resource::Item, id, old, &new)? {
+                    self.inner.committer.durable().await?;
+                    return Ok(record);
+                }
+                continue;
+            };
+            let (outcome, answer) = match change(&mut record) {
+                Err(StoreError::ItemDeleted(_)) => (
+                    Err(StoreError::ItemDeleted(id)),
+                    keyed.record_of(Kept::not_modified()),
+                ),
+                changed => {
+                    changed?;
+                    let answer = keyed.record(&item_of(id, record.clone()));
+                    (Ok(record.clone()), answer)
+                }
+            };
             let new = codec::encode(&record).map_err(backend)?;
-            if records.swap(Resource::Item, id, old, &new)? {
-                return Ok(record);
+            let entry = (keyed.key.key.as_bytes().to_vec(), answer.encode());
+            let writer = &self.inner.cart_writer;
+            if writer
+                .put((Resource::Item, id), Some(old), new, entry)
+                .await?
+            {
+                self.inner.disk.touch();
+                return outcome;
             }
         }
     }
@@ -64,14 +100,20 @@ fn item_of(id: Id, record: ItemRecord) -> Item {
 }
 
 /// [`Store::create_item`](crate::store::Store::create_item).
-pub(super) async fn create(store: &SledStore, item: NewItem) -> StoreResult<Item> {
+pub(super) async fn create(
+    store: &SledStore,
+    item: NewItem,
+    keyed: Option<&Keyed<Item>>,
+) -> StoreResult<Item> {
     let record = ItemRecord {
         name: item.name,
         price: item.price,
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let id = store.insert_new(Resource::Item, bytes).await?;
+    let answer = record.clone();
+    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &item_of(id, answer)));
+    let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
 }
 
@@ -112,16 +154,18 @@ pub(super) async fn replace(
     id: Id,
     item: NewItem,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let record = store.update_item(id, precondition, |record| {
-        if record.deleted {
-            return Err(StoreError::ItemDeleted(id));
-        }
-        record.name.clone_from(&item.name);
-        record.price = item.price;
-        Ok(true)
-    })?;
-    store.inner.committer.durable().await?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            record.name.clone_from(&item.name);
+            record.price = item.price;
+            Ok(true)
+        })
+        .await?;
     Ok(item_of(id, record))
 }
 
@@ -131,15 +175,17 @@ pub(super) async fn patch(
     id: Id,
     patch: ItemPatch,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
-    let record = store.update_item(id, precondition, |record| {
-        if record.deleted {
-            return Err(StoreError::ItemDeleted(id));
-        }
-        patch.clone().apply(&mut record.name, &mut record.price);
-        Ok(true)
-    })?;
-    store.inner.committer.durable().await?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            if record.deleted {
+                return Err(StoreError::ItemDeleted(id));
+            }
+            patch.clone().apply(&mut record.name, &mut record.price);
+            Ok(true)
+        })
+        .await?;
     Ok(item_of(id, record))
 }
 
@@ -148,18 +194,19 @@ pub(super) async fn delete(
     store: &SledStore,
     id: Id,
     precondition: Option<&Condition>,
+    keyed: Option<&Keyed<Item>>,
 ) -> StoreResult<Item> {
     let deleted_now = std::sync::atomic::AtomicBool::new(false);
-    let record = store.update_item(id, precondition, |record| {
-        let changes = !record.deleted;
-        record.deleted = true;
-        deleted_now.store(changes, Ordering::Relaxed);
-        Ok(changes)
-    })?;
+    let record = store
+        .update_item(id, precondition, keyed, |record| {
+            let changes = !record.deleted;
+            record.deleted = true;
+            deleted_now.store(changes, Ordering::Relaxed);
+            Ok(changes)
+        })
+        .await?;
     if deleted_now.load(Ordering::Relaxed) {
         store.inner.live_items.fetch_sub(1, Ordering::Relaxed);
     }
-    // Also when it was deleted already: that delete may still be in flight.
-    store.inner.committer.durable().await?;
     Ok(item_of(id, record))
 }

@@ -31,7 +31,7 @@ mod transfer;
 use cart_writer::CartWriter;
 use durability::{Committer, DiskSync};
 use manifest::Ledger;
-use records::Records;
+use records::{KeptEntry, Records};
 
 pub use check::{CheckReport, ManifestState, Scan, Tally};
 pub use durability::Durability;
@@ -40,7 +40,7 @@ pub use open::{OnDamage, OpenError, check};
 
 use super::export::{ExportCounts, Snapshot};
 use super::stream::{Chunks, ExportMode};
-use super::{Scans, Store, StoreError, StoreResult, StoreStats};
+use super::{KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
@@ -86,6 +86,14 @@ fn available_bytes(file: &File) -> Option<u64> {
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(err)
+}
+
+/// What the write gate stores for `keyed` when the write produced `value`.
+fn kept_entry<T>(keyed: &Keyed<T>, value: &T) -> KeptEntry {
+    (
+        keyed.key.key.as_bytes().to_vec(),
+        keyed.record(value).encode(),
+    )
 }
 
 impl SledStore {
@@ -186,14 +194,36 @@ impl SledStore {
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
-    /// (through the write gate), notes the write in the manifest and counts
-    /// it, then waits until the write is durable.
-    async fn insert_new(&self, resource: Resource, bytes: Vec<u8>) -> StoreResult<Id> {
+    /// (through the write gate; with the idempotency key `kept` renders
+    /// for the id, in one transaction in the writer thread's batch), notes
+    /// the write in the manifest and counts it, then waits until the write
+    /// is durable.
+    async fn insert_new(
+        &self,
+        resource: Resource,
+        bytes: Vec<u8>,
+        kept: Option<impl FnOnce(Id) -> KeptEntry>,
+    ) -> StoreResult<Id> {
         let inner = &*self.inner;
         let (ids, count) = match resource {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
+        if let Some(entry) = kept {
+            // An id, then the writer thread's transaction: an export opened
+            // in between leaves the new record out, as if it came later.
+            let id = ids.next()?;
+            let entry = entry(id);
+            // Durable on return: in `sync` mode the writer syncs each batch.
+            inner
+                .cart_writer
+                .put((resource, id), None, bytes, entry)
+                .await?;
+            inner.disk.touch();
+            inner.ledger.stored(resource, id);
+            count.fetch_add(1, Ordering::Relaxed);
+            return Ok(id);
+        }
         let id = inner.records.insert_new(resource, ids, &bytes)?;
         inner.ledger.stored(resource, id);
         count.fetch_add(1, Ordering::Relaxed);
@@ -216,8 +246,8 @@ impl Drop for Inner {
 }
 
 impl Store for SledStore {
-    async fn create_item(&self, item: NewItem) -> StoreResult<Item> {
-        items::create(self, item).await
+    async fn create_item(&self, item: NewItem, keyed: Option<Keyed<Item>>) -> StoreResult<Item> {
+        items::create(self, item, keyed.as_ref()).await
     }
 
     async fn item(&self, id: Id) -> StoreResult<Item> {
@@ -234,8 +264,9 @@ impl Store for SledStore {
         id: Id,
         item: NewItem,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> StoreResult<Item> {
-        items::replace(self, id, item, precondition.as_ref()).await
+        items::replace(self, id, item, precondition.as_ref(), keyed.as_ref()).await
     }
 
     async fn patch_item(
@@ -243,16 +274,22 @@ impl Store for SledStore {
         id: Id,
         patch: ItemPatch,
         precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
     ) -> StoreResult<Item> {
-        items::patch(self, id, patch, precondition.as_ref()).await
+        items::patch(self, id, patch, precondition.as_ref(), keyed.as_ref()).await
     }
 
-    async fn delete_item(&self, id: Id, precondition: Option<Condition>) -> StoreResult<Item> {
-        items::delete(self, id, precondition.as_ref()).await
+    async fn delete_item(
+        &self,
+        id: Id,
+        precondition: Option<Condition>,
+        keyed: Option<Keyed<Item>>,
+    ) -> StoreResult<Item> {
+        items::delete(self, id, precondition.as_ref(), keyed.as_ref()).await
     }
 
-    async fn create_cart(&self) -> StoreResult<Id> {
-        carts::create(self).await
+    async fn create_cart(&self, keyed: Option<Keyed<Id>>) -> StoreResult<Id> {
+        carts::create(self, keyed.as_ref()).await
     }
 
     async fn cart(&self, id: Id) -> StoreResult<Cart> {
@@ -264,8 +301,34 @@ impl Store for SledStore {
             .await
     }
 
-    async fn add_to_cart(&self, cart: Id, item: Id, max_lines: usize) -> StoreResult<Cart> {
-        carts::add(self, cart, item, max_lines).await
+    async fn add_to_cart(
+        &self,
+        cart: Id,
+        item: Id,
+        max_lines: usize,
+        keyed: Option<Keyed<Cart>>,
+    ) -> StoreResult<Cart> {
+        carts::add(self, cart, item, max_lines, keyed).await
+    }
+
+    async fn kept(&self, key: &str) -> StoreResult<Option<KeptRecord>> {
+        match self.inner.records.kept(key.as_bytes())? {
+            Some(bytes) => KeptRecord::decode(&bytes).map(Some).map_err(backend),
+            None => Ok(None),
+        }
+    }
+
+    async fn prune_kept(&self, now: u64, batch: usize) -> StoreResult<Pruned> {
+        let store = self.clone();
+        // A walk of the tree: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            store.inner.records.prune_kept(batch, |bytes| {
+                // A record that does not read is of no use to a replay.
+                KeptRecord::decode(bytes).map_or(true, |record| !record.live_at(now))
+            })
+        })
+        .await
+        .map_err(backend)?
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
@@ -273,6 +336,7 @@ impl Store for SledStore {
         Ok(StoreStats {
             items: self.inner.live_items.load(Ordering::Relaxed),
             carts: self.inner.cart_count.load(Ordering::Relaxed),
+            idempotency_keys: self.inner.records.kept_count(),
             storage_bytes: self.inner.db.size_on_disk().ok(),
             available_bytes: available_bytes(&self.inner.lock),
         })

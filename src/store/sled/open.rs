@@ -187,7 +187,11 @@ fn open_and_scan(
             .open()?;
         // The only place the item and cart trees are opened: from here on
         // they are reachable only through the write gate.
-        let records = Records::new(db.open_tree("items")?, db.open_tree("carts")?);
+        let records = Records::new(
+            db.open_tree("items")?,
+            db.open_tree("carts")?,
+            db.open_tree("idempotency")?,
+        );
         let meta = db.open_tree("meta")?;
         let started = std::time::Instant::now();
         let scan = check::scan(&records, &meta);

@@ -2,10 +2,14 @@
 //! [`Records`] and nothing else holds them once the store is open: the
 //! rest of the store reads records through its read methods and changes
 //! them only through its write methods (`insert_new`, `swap`, `load`,
-//! `transact_carts`), and each of those goes through [`Records::write`],
+//! `transact`), and each of those goes through [`Records::write`],
 //! which keeps the before-image of every record it is about to change for
 //! an open export (see `snapshot.rs`), then writes. So a new write path
 //! cannot skip the before-image: there is no other way to reach a tree.
+//!
+//! Idempotency keys live in a third tree, `idempotency`, written only in
+//! a [`Records::transact`], the same sled transaction as the change they
+//! answer (the writer thread's batches, `cart_writer.rs`).
 //!
 //! The same function keeps the in-memory indexes (`index.rs`) up to date:
 //! it holds their lock across the write and their update, so they follow
@@ -17,6 +21,7 @@
 //! the first image kept for a record after an export opened was read
 //! before any change to it, so it is the record as it was at that moment.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::IVec;
@@ -36,10 +41,20 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(err)
 }
 
+/// An idempotency key's bytes and its encoded record, to store with a
+/// write.
+pub(super) type KeptEntry = (Vec<u8>, Vec<u8>);
+
 /// The item and cart trees behind the write gate.
 pub(super) struct Records {
     items: sled::Tree,
     carts: sled::Tree,
+    /// Idempotency keys and their kept answers.
+    kept: sled::Tree,
+    /// How many keys `kept` holds.
+    kept_count: AtomicU64,
+    /// The last key the previous prune looked at; `None`: start over.
+    prune_cursor: std::sync::Mutex<Option<IVec>>,
     /// The open export's capture, if any. Writers hold it shared around
     /// each change (not while waiting for fsync); opening and closing a
     /// capture takes it exclusively, so no change straddles the moment the
@@ -56,10 +71,13 @@ pub(super) type Entry = (Id, IVec);
 
 impl Records {
     /// The gate over the two trees as opened.
-    pub(super) fn new(items: sled::Tree, carts: sled::Tree) -> Records {
+    pub(super) fn new(items: sled::Tree, carts: sled::Tree, kept: sled::Tree) -> Records {
         Records {
             items,
             carts,
+            kept_count: AtomicU64::new(kept.len() as u64),
+            prune_cursor: std::sync::Mutex::default(),
+            kept,
             capture: RwLock::default(),
             index: RwLock::default(),
         }
@@ -220,36 +238,38 @@ impl Records {
         })
     }
 
-    /// Runs `change` as one transaction over both trees, in which it may
-    /// read any record and write the carts in `carts` (sorted, no
-    /// duplicates) only: a write to another fails the transaction. `change` may run more than once:
-    /// it must have no side effects.
-    pub(super) fn transact_carts<R>(
+    /// Runs `change` as one transaction over the three trees, in which it
+    /// may read any record, keep idempotency keys, and write the records in
+    /// `touched` (sorted, no duplicates) only: a write to another fails the
+    /// transaction. `change` may run more than once: it must have no side
+    /// effects.
+    pub(super) fn transact<R>(
         &self,
-        carts: &[Id],
-        change: impl Fn(&CartTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
+        touched: &[(Resource, Id)],
+        change: impl Fn(&WriteTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
     ) -> Result<R, TransactionError<StoreError>> {
         let pass = self.pass();
-        let touched = carts.iter().map(|&id| (Resource::Cart, id));
         let transaction = |upkeep: &mut Upkeep<'_>| {
-            let outcome = (&self.items, &self.carts).transaction(|(items, carts_tree)| {
-                change(&CartTx {
-                    items,
-                    carts: carts_tree,
-                    writable: carts,
-                })
-            });
+            let outcome =
+                (&self.items, &self.carts, &self.kept).transaction(|(items, carts, kept)| {
+                    change(&WriteTx {
+                        items,
+                        carts,
+                        kept,
+                        writable: touched,
+                    })
+                });
             if outcome.is_ok() {
-                // Committed: what the declared carts hold now is what it wrote.
-                for &id in carts {
-                    if let Some(bytes) = self.get(Resource::Cart, id)? {
-                        upkeep.stored(Resource::Cart, id, &bytes);
+                // Committed: what the declared records hold now is what it wrote.
+                for &(resource, id) in touched {
+                    if let Some(bytes) = self.get(resource, id)? {
+                        upkeep.stored(resource, id, &bytes);
                     }
                 }
             }
             Ok(outcome)
         };
-        match self.write(&pass, touched, transaction) {
+        match self.write(&pass, touched.iter().copied(), transaction) {
             Ok(outcome) => outcome,
             Err(err) => Err(TransactionError::Abort(err)),
         }
@@ -292,15 +312,16 @@ fn entry(found: sled::Result<(IVec, IVec)>) -> StoreResult<Entry> {
     Ok((codec::id_of(&key).map_err(backend)?, value))
 }
 
-/// What a transaction of [`Records::transact_carts`] sees: every record to
-/// read, and the carts it declared to write.
-pub(super) struct CartTx<'a> {
+/// What a transaction of [`Records::transact`] sees: every record to
+/// read, and the records it declared to write.
+pub(super) struct WriteTx<'a> {
     items: &'a TransactionalTree,
     carts: &'a TransactionalTree,
-    writable: &'a [Id],
+    kept: &'a TransactionalTree,
+    writable: &'a [(Resource, Id)],
 }
 
-impl CartTx<'_> {
+impl WriteTx<'_> {
     /// The bytes of record `id`, if stored.
     pub(super) fn get(
         &self,
@@ -314,23 +335,42 @@ impl CartTx<'_> {
         tree.get(codec::key(id))
     }
 
-    /// Writes cart `id`, which must be one the transaction declared.
-    pub(super) fn put_cart(
+    /// Writes record `id` of `resource`, which must be one the
+    /// transaction declared.
+    pub(super) fn put(
         &self,
+        resource: Resource,
         id: Id,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
-        if self.writable.binary_search(&id).is_err() {
+        if self.writable.binary_search(&(resource, id)).is_err() {
             return Err(ConflictableTransactionError::Abort(backend(
                 std::io::Error::other(format!(
-                    "cart {id} written by a transaction that did not declare it"
+                    "{resource:?} {id} written by a transaction that did not declare it"
                 )),
             )));
         }
-        self.carts.insert(&codec::key(id), bytes)?;
+        let tree = match resource {
+            Resource::Item => self.items,
+            Resource::Cart => self.carts,
+        };
+        tree.insert(&codec::key(id), bytes)?;
         Ok(())
+    }
+
+    /// Keeps an idempotency key with the transaction's changes; whether
+    /// the key is new.
+    pub(super) fn put_kept(
+        &self,
+        (key, record): &KeptEntry,
+    ) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        Ok(self
+            .kept
+            .insert(key.as_slice(), record.as_slice())?
+            .is_none())
     }
 }
 
+mod kept;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ fn records() -> Records {
     Records::new(
         db.open_tree("items").unwrap(),
         db.open_tree("carts").unwrap(),
+        db.open_tree("idempotency").unwrap(),
     )
 }
 
@@ -27,9 +28,9 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
     assert!(records.swap(Resource::Item, 1, old, b"three").unwrap());
     let attempts = std::sync::atomic::AtomicUsize::new(0);
     records
-        .transact_carts(&[7], |tx| {
+        .transact(&[(Resource::Cart, 7)], |tx| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tx.put_cart(7, b"cart, changed".to_vec())
+            tx.put(Resource::Cart, 7, b"cart, changed")
         })
         .unwrap();
     records
@@ -51,9 +52,72 @@ fn every_write_keeps_the_before_image_for_an_open_capture() {
 }
 
 #[test]
+fn a_key_is_stored_with_its_change_or_not_at_all() {
+    let records = records();
+    let entry = (b"k1".to_vec(), b"answer".to_vec());
+    let declared = [(Resource::Item, 1)];
+    // A transaction that fails stores neither the change nor the key.
+    let failed = records.transact(&declared, |tx| {
+        tx.put(Resource::Item, 1, b"one")?;
+        tx.put_kept(&entry)?;
+        tx.put(Resource::Item, 2, b"undeclared")
+    });
+    assert!(failed.is_err());
+    assert_eq!(records.get(Resource::Item, 1).unwrap(), None);
+    assert_eq!(records.kept(b"k1").unwrap(), None);
+    let fresh = records
+        .transact(&declared, |tx| {
+            tx.put(Resource::Item, 1, b"one")?;
+            tx.put_kept(&entry)
+        })
+        .unwrap();
+    assert!(fresh);
+    records.note_kept(1);
+    assert_eq!(records.kept(b"k1").unwrap().unwrap(), &b"answer"[..]);
+    assert_eq!(records.kept_count(), 1);
+    let pruned = records.prune_kept(10, |value| value == b"answer").unwrap();
+    assert_eq!((pruned.removed, records.kept_count()), (1, 0));
+    assert_eq!(records.kept(b"k1").unwrap(), None);
+}
+
+#[test]
+fn pruning_goes_on_where_it_stopped_past_live_keys() {
+    let records = records();
+    // 40 live keys sort before 5 expired ones.
+    let mut keys: Vec<(Vec<u8>, &[u8])> = (0..40)
+        .map(|n| (format!("a{n:02}").into_bytes(), &b"live"[..]))
+        .collect();
+    keys.extend((0..5).map(|n| (format!("b{n}").into_bytes(), &b"old"[..])));
+    let declared: [(Resource, Id); 0] = [];
+    records
+        .transact(&declared, |tx| {
+            for (key, value) in &keys {
+                tx.put_kept(&(key.clone(), value.to_vec()))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    records.note_kept(45);
+    let mut removed = 0;
+    let mut steps = 0;
+    loop {
+        let pruned = records.prune_kept(1, |value| value == b"old").unwrap();
+        removed += pruned.removed;
+        steps += 1;
+        if !pruned.more {
+            break;
+        }
+        assert!(steps < 100, "pruning never ends");
+    }
+    assert_eq!((removed, records.kept_count()), (5, 40));
+    assert!(steps > 1, "each step looked at a bounded number of keys");
+}
+
+#[test]
 fn a_cart_transaction_cannot_write_a_cart_it_did_not_declare() {
     let records = records();
-    let outcome = records.transact_carts(&[1, 2], |tx| tx.put_cart(3, b"x".to_vec()));
+    let declared = [(Resource::Cart, 1), (Resource::Cart, 2)];
+    let outcome = records.transact(&declared, |tx| tx.put(Resource::Cart, 3, b"x"));
     assert!(matches!(outcome, Err(TransactionError::Abort(_))));
     assert_eq!(records.get(Resource::Cart, 3).unwrap(), None);
 }

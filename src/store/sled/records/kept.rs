@@ -1,0 +1,73 @@
+//! The idempotency keys behind the write gate: read, counted, pruned.
+//! They are written only in [`Records::transact`], with their change.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use sled::IVec;
+
+use super::{Records, backend};
+use crate::store::{Pruned, StoreResult};
+
+impl Records {
+    /// The record kept under idempotency key `key`.
+    pub(in super::super) fn kept(&self, key: &[u8]) -> StoreResult<Option<IVec>> {
+        self.kept.get(key).map_err(backend)
+    }
+
+    /// How many idempotency keys are kept.
+    pub(in super::super) fn kept_count(&self) -> u64 {
+        self.kept_count.load(Ordering::Relaxed)
+    }
+
+    /// Removes up to `batch` kept keys for which `expired` holds, looking
+    /// at no more than 16 times as many, from where the last call stopped
+    /// (so every key is looked at in turn, however many live keys come
+    /// first). Each is removed only if unchanged since it was read (a key
+    /// run again meanwhile stays).
+    pub(in super::super) fn prune_kept(
+        &self,
+        batch: usize,
+        expired: impl Fn(&[u8]) -> bool,
+    ) -> StoreResult<Pruned> {
+        let mut cursor = self
+            .prune_cursor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from = match cursor.take() {
+            Some(last) => std::ops::Bound::Excluded(last),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut pruned = Pruned::default();
+        let mut seen = 0;
+        for entry in self
+            .kept
+            .range::<IVec, _>((from, std::ops::Bound::Unbounded))
+        {
+            let (key, value) = entry.map_err(backend)?;
+            seen += 1;
+            if expired(&value) {
+                let gone = self
+                    .kept
+                    .compare_and_swap(&key, Some(value), None::<&[u8]>)
+                    .map_err(backend)?;
+                if gone.is_ok() {
+                    self.kept_count.fetch_sub(1, Ordering::Relaxed);
+                    pruned.removed += 1;
+                }
+            }
+            if pruned.removed >= batch || seen >= batch.saturating_mul(16) {
+                // Not at the end: the next call goes on after this key.
+                *cursor = Some(key);
+                pruned.more = true;
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Counts `fresh` keys a committed [`Records::transact`] kept.
+    pub(in super::super) fn note_kept(&self, fresh: u64) {
+        self.kept_count.fetch_add(fresh, Ordering::Relaxed);
+    }
+}
