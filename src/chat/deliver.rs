@@ -150,6 +150,9 @@ pub(crate) struct Member {
     pub(crate) progress: Arc<Progress>,
     /// Whether it gets its own lines back (as `sent` acknowledgements).
     pub(crate) echo: bool,
+    /// When it joined, in nanoseconds since the Unix epoch: across
+    /// instances, of two connections under one name the older loses.
+    pub(crate) joined: u64,
 }
 
 /// Queues `line` for every member of `members` but its sender (unless the
@@ -227,6 +230,7 @@ mod tests {
             closer: Arc::new(Closer::new()),
             progress: Arc::new(Progress::new()),
             echo: false,
+            joined: id,
         };
         (member, inbox)
     }

@@ -260,6 +260,9 @@ impl Rooms {
             membership.closer().close(CloseReason::TRY_AGAIN_LATER);
         } else {
             membership.link().await;
+            if wanted.is_some() {
+                membership.claim().await;
+            }
         }
         let (render, prelude) = if json {
             self.introduce(&membership, &query, wanted.is_some())

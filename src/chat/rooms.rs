@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::ChatStats;
-use super::bus::{Bus, Inbox, RoomLink};
+use super::bus::{Bus, Claim, Inbox, RoomLink};
 use super::close::{CloseReason, Closer, Drops};
 use super::deliver::{Line, Member, Progress, deliver};
 use super::history::{Catchup, History, RoomHistory, Since};
@@ -75,6 +75,17 @@ pub(crate) struct Membership {
     name: Arc<str>,
     closer: Arc<Closer>,
     progress: Arc<Progress>,
+    /// When it joined (see [`Member::joined`]).
+    joined: u64,
+}
+
+/// Now, in nanoseconds since the Unix epoch (0 on a clock before it).
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Locks `mutex` even if a thread panicked while holding it: every critical
@@ -150,6 +161,7 @@ impl Registry {
         let closer = Arc::new(Closer::counting(Arc::clone(&self.drops)));
         let progress = Arc::new(Progress::new());
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let joined = now_nanos();
         let draw = || match self.bus() {
             Some(bus) => format!("{}-{}", random_name(), bus.tag()),
             None => random_name(),
@@ -196,6 +208,7 @@ impl Registry {
             closer: Arc::clone(&closer),
             progress: Arc::clone(&progress),
             echo,
+            joined,
         });
         *members = Arc::new(next);
         self.connections.fetch_add(1, Ordering::Relaxed);
@@ -210,6 +223,7 @@ impl Registry {
             name,
             closer,
             progress,
+            joined,
         };
         (membership, inbox)
     }
@@ -259,6 +273,21 @@ impl Inbox for Room {
     fn restart(&self, epoch: Option<Arc<str>>, lines: Vec<Line>) {
         self.history.restart(&self.kept, epoch, lines);
     }
+
+    /// A member resumed on another instance: its older connections here
+    /// close as a local resume closes them.
+    fn close_older(&self, claim: &Claim, instance: u64) -> Option<u64> {
+        let members = Arc::clone(&lock(&self.members));
+        let mut newer = None;
+        for member in members.iter().filter(|member| *member.name == claim.name) {
+            if claim.outranks(member.joined, instance) {
+                member.closer.close(CloseReason::REPLACED);
+            } else {
+                newer = newer.max(Some(member.joined));
+            }
+        }
+        newer
+    }
 }
 
 impl Membership {
@@ -289,6 +318,16 @@ impl Membership {
             .link
             .get_or_init(|| bus.link(&self.room_name, Arc::downgrade(&self.room), stall))
             .await;
+    }
+
+    /// Tells the other instances on the bus, if any, that this member
+    /// connected with a resume token, so they close its older
+    /// connections in the room (the newest wins everywhere). Call once
+    /// linked.
+    pub(crate) async fn claim(&self) {
+        if let (Some(bus), Some(link)) = (self.registry.bus(), self.room.link.get()) {
+            bus.claim(link, &self.name, self.joined).await;
+        }
     }
 
     /// Where the room stands, and the kept lines `since` asks for; call

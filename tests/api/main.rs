@@ -19,6 +19,7 @@ mod chat_page;
 mod chat_page_resume;
 mod chat_resume;
 mod chat_stream;
+mod chat_takeover;
 mod check;
 mod clients;
 mod cluster;

@@ -1,16 +1,22 @@
 //! A room's link to the bus: its live subscription, the relay that feeds
 //! other instances' lines into the room, and its follower of the history
 //! stream; and what a room offers the bus (`Inbox`).
+//!
+//! The relay also takes other instances' claims (see `wire::Claim`): a
+//! member resumed there closes its older connections here. When the
+//! connection here is the newer one, the relay answers with its own
+//! claim, so the other instance closes its older one even when the two
+//! claims crossed, or one was sent before this instance subscribed.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Subject, Subscriber};
+use async_nats::{Client, Subject, Subscriber};
 use futures_util::StreamExt;
 
 use super::follow::Follower;
-use super::wire::open;
+use super::wire::{Claim, open, open_claim, seal_claim};
 use crate::chat::deliver::Line;
 
 /// `{prefix}.h`: where the history subjects are.
@@ -59,6 +65,17 @@ pub(crate) trait Inbox: Send + Sync + 'static {
     /// Begins the room's history again from the stream's `lines` under
     /// its `epoch` (`None`: the stream cannot be read).
     fn restart(&self, epoch: Option<Arc<str>>, lines: Vec<Line>);
+
+    /// Closes the members here named as in `claim` that are older than
+    /// it (`instance` is this one); returns when the newest member here
+    /// of that name joined, when it is newer than the claim.
+    fn close_older(&self, claim: &Claim, instance: u64) -> Option<u64>;
+}
+
+/// Where the relay answers claims: the bus and the room's subject.
+pub(super) struct Answer {
+    pub(super) client: Client,
+    pub(super) subject: Subject,
 }
 
 /// Feeds the lines of other instances into `room` until it is gone.
@@ -67,14 +84,21 @@ pub(super) async fn relay(
     room: Weak<impl Inbox>,
     instance: u64,
     stall: Duration,
+    answer: Answer,
 ) {
     while let Some(message) = subscriber.next().await {
-        let Some(line) = open(&message.payload, instance) else {
-            continue;
-        };
         let Some(room) = room.upgrade() else {
             break;
         };
-        room.deliver_remote(&line, stall).await;
+        if let Some(line) = open(&message.payload, instance) {
+            room.deliver_remote(&line, stall).await;
+        } else if let Some(claim) = open_claim(&message.payload, instance)
+            && let Some(joined) = room.close_older(&claim, instance)
+        {
+            let ours = seal_claim(instance, joined, &claim.name);
+            if let Err(err) = answer.client.publish(answer.subject.clone(), ours).await {
+                tracing::debug!(error = %err, "chat claim not published");
+            }
+        }
     }
 }

@@ -22,6 +22,11 @@
 //! JetStream cannot take a line, it goes out live as above (and the gap
 //! in the offsets tells a resume it is incomplete).
 //!
+//! A member that resumes with its token closes its older connection on
+//! every instance: its instance sends a claim (its name and when it
+//! joined) on the room's subject, and the instance holding an older
+//! connection of that name closes it (see `link`).
+//!
 //! Here: the connection and its events, storing and publishing lines;
 //! `link`: a room's subscription and relay; `wire`: the envelope and the
 //! subjects; `urls`: the `--chat-bus` value; `journal`: the history
@@ -47,10 +52,11 @@ use super::deliver::Line;
 use self::events::State;
 use self::journal::{Journal, Lost};
 pub use self::journal::{JournalOp, JournalOptions};
+use self::link::{Answer, history_prefix, relay};
 pub(crate) use self::link::{Inbox, RoomLink};
-use self::link::{history_prefix, relay};
 pub use self::urls::BusUrls;
-use self::wire::{ENVELOPE_BYTES, STORED_BYTES, seal, seal_stored, subject};
+pub(crate) use self::wire::Claim;
+use self::wire::{ENVELOPE_BYTES, STORED_BYTES, seal, seal_claim, seal_stored, subject};
 
 /// Bytes a line may take beyond its text: the longest user name with its
 /// instance tag (under 40 bytes) and the ` :: ` separator, rounded up.
@@ -265,11 +271,16 @@ impl Bus {
         let relay = match self.inner.client.subscribe(subject.clone()).await {
             Ok(subscriber) => {
                 let instance = self.inner.instance;
+                let answer = Answer {
+                    client: self.inner.client.clone(),
+                    subject: subject.clone(),
+                };
                 Some(tokio::spawn(relay(
                     subscriber,
                     room.clone(),
                     instance,
                     stall,
+                    answer,
                 )))
             }
             Err(err) => {
@@ -373,6 +384,25 @@ impl Bus {
             .await
         {
             tracing::debug!(error = %err, "chat line not published");
+        }
+    }
+
+    /// Tells the other instances that member `name` connected at
+    /// `joined` with a resume token, so they close its older connections
+    /// in the room. Dropped while the bus is down: then only this
+    /// instance's connections are closed.
+    pub(crate) async fn claim(&self, link: &RoomLink, name: &str, joined: u64) {
+        if !self.connected() {
+            return;
+        }
+        let envelope = seal_claim(self.inner.instance, joined, name);
+        if let Err(err) = self
+            .inner
+            .client
+            .publish(link.subject.clone(), envelope)
+            .await
+        {
+            tracing::debug!(error = %err, "chat claim not published");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The bus's wire format: the envelope around a chat line (format
 //! version, sending instance, the line's bytes) and the subject a room's
 //! lines travel on; for lines kept in the history stream, the stored
-//! envelope (version 2, with the sending member) and the offset header.
+//! envelope (version 2, with the sending member) and the offset header;
+//! and the claim (version 3) a resumed member's instance sends on the
+//! room's subject, so other instances close its older connection.
 
 use std::fmt::Write as _;
 
@@ -17,6 +19,11 @@ pub(super) const ENVELOPE_BYTES: usize = 1 + 8;
 const STORED_VERSION: u8 = 2;
 /// Stored envelope bytes before the line: version, instance, member.
 pub(super) const STORED_BYTES: usize = 1 + 8 + 8;
+/// First byte of a claim: a resumed member's name, and when it joined.
+/// Instances that know only version 1 drop it as not a line.
+const CLAIM_VERSION: u8 = 3;
+/// Claim bytes before the name: version, instance, join time.
+const CLAIM_BYTES: usize = 1 + 8 + 8;
 /// The header that carries a stored line's offset in its room.
 pub(super) const OFFSET_HEADER: &str = "Shopd-Offset";
 
@@ -94,6 +101,57 @@ pub(super) fn open_stored(envelope: &Bytes, offset: u64, instance: u64) -> Optio
     Some(line.numbered(offset, (from == instance).then_some(member)))
 }
 
+/// A member connected under `name` at `joined` (nanoseconds since the
+/// Unix epoch) on instance `instance`: every older connection of that
+/// name in the room is to be closed. Older means an earlier `joined`,
+/// then a lower instance id, so every instance ranks two claims alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// The member's name.
+    pub(crate) name: String,
+    /// When its connection joined the room.
+    pub(crate) joined: u64,
+    /// The instance that holds it.
+    pub(crate) instance: u64,
+}
+
+impl Claim {
+    /// Whether a member that joined at `joined` on `instance` is older
+    /// than this claim's (and so loses to it).
+    pub(crate) fn outranks(&self, joined: u64, instance: u64) -> bool {
+        (joined, instance) < (self.joined, self.instance)
+    }
+}
+
+/// The claim of member `name` that joined at `joined` on `instance`.
+pub(super) fn seal_claim(instance: u64, joined: u64, name: &str) -> Bytes {
+    let mut envelope = BytesMut::with_capacity(CLAIM_BYTES + name.len());
+    envelope.put_u8(CLAIM_VERSION);
+    envelope.put_u64(instance);
+    envelope.put_u64(joined);
+    envelope.put_slice(name.as_bytes());
+    envelope.freeze()
+}
+
+/// The claim in `envelope`, unless it is this instance's own or not a
+/// valid claim.
+pub(super) fn open_claim(envelope: &Bytes, instance: u64) -> Option<Claim> {
+    if envelope.len() <= CLAIM_BYTES || envelope[0] != CLAIM_VERSION {
+        return None;
+    }
+    let sender = u64::from_be_bytes(envelope[1..9].try_into().ok()?);
+    if sender == instance {
+        return None;
+    }
+    let joined = u64::from_be_bytes(envelope[9..CLAIM_BYTES].try_into().ok()?);
+    let name = std::str::from_utf8(&envelope[CLAIM_BYTES..]).ok()?;
+    Some(Claim {
+        name: name.to_owned(),
+        joined,
+        instance: sender,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +197,28 @@ mod tests {
         assert_eq!(theirs.sender(), None);
         assert_eq!(open(&envelope, 8), None, "not a live envelope");
         assert_eq!(open_stored(&seal(7, &line), 1, 8), None, "not a stored one");
+    }
+
+    #[test]
+    fn a_claim_is_no_line_and_ranks_alike_everywhere() {
+        let envelope = seal_claim(7, 1_000, "ann-abc123");
+        assert_eq!(open(&envelope, 8), None, "older versions drop it");
+        assert_eq!(open_stored(&envelope, 1, 8), None);
+        let claim = open_claim(&envelope, 8).expect("opens");
+        assert_eq!(
+            claim,
+            Claim {
+                name: "ann-abc123".into(),
+                joined: 1_000,
+                instance: 7
+            }
+        );
+        assert_eq!(open_claim(&envelope, 7), None, "our own claim");
+        assert_eq!(open_claim(&seal(7, &Line::new("a", "b")), 8), None);
+        assert_eq!(open_claim(&seal_claim(7, 1, ""), 8), None, "no name");
+        assert!(claim.outranks(999, 9), "joined earlier");
+        assert!(claim.outranks(1_000, 6), "same time, lower instance");
+        assert!(!claim.outranks(1_000, 8));
+        assert!(!claim.outranks(1_001, 1), "joined later");
     }
 }

@@ -110,3 +110,27 @@ fn many_threads_joining_and_leaving_the_same_rooms_lose_and_leak_nothing() {
     assert_eq!(registry.stats().connections, 0);
     assert!(lock(&registry.rooms).is_empty());
 }
+
+#[test]
+fn another_instances_claim_closes_only_older_connections_of_that_name() {
+    let registry = registry();
+    let (ann, _ann_inbox) = registry.join("lobby", 8);
+    let (bob, _bob_inbox) = registry.join("lobby", 8);
+    let claim = |joined| Claim {
+        name: ann.name().to_owned(),
+        joined,
+        instance: 2,
+    };
+    // An older claim loses: Ann stays, and her time goes back as the answer.
+    assert_eq!(ann.room.close_older(&claim(0), 1), Some(ann.joined));
+    assert_eq!(ann.closer().reason(), None);
+    // Same time: the lower instance id is the older.
+    assert_eq!(
+        ann.room.close_older(&claim(ann.joined), 3),
+        Some(ann.joined)
+    );
+    assert_eq!(ann.closer().reason(), None);
+    assert_eq!(ann.room.close_older(&claim(ann.joined), 1), None);
+    assert_eq!(ann.closer().reason(), Some(CloseReason::REPLACED));
+    assert_eq!(bob.closer().reason(), None, "another name");
+}
