@@ -44,7 +44,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Subject};
+use async_nats::{Client, ConnectOptions, RequestErrorKind, Subject};
 use rand::RngExt;
 
 use super::deliver::Line;
@@ -289,11 +289,31 @@ impl Bus {
             }
         };
         if self.connected() {
-            // The server answers a flush only after it has our SUB.
-            match tokio::time::timeout(SUBSCRIBE_WAIT, self.inner.client.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!(error = %err, "chat bus flush failed"),
-                Err(_) => tracing::debug!("chat bus flush timed out"),
+            // A round trip, so a line published anywhere after the join is
+            // heard: a flush returns once our SUB is written, not once the
+            // server has it. The server takes one connection's commands in
+            // order, so its answer to a request sent after the SUB comes
+            // after the SUB is in. Nothing listens on a fresh inbox: the
+            // answer is "no responders" (NATS 2.2 and later; older servers
+            // never answer, so they get the flush alone).
+            let client = &self.inner.client;
+            let confirmed = if client.server_info().headers {
+                let probe = client.request(client.new_inbox(), bytes::Bytes::new());
+                match tokio::time::timeout(SUBSCRIBE_WAIT, probe).await {
+                    Ok(Err(err)) if err.kind() != RequestErrorKind::NoResponders => {
+                        Err(err.to_string())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            } else {
+                match tokio::time::timeout(SUBSCRIBE_WAIT, client.flush()).await {
+                    Ok(result) => result.map_err(|err| err.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            };
+            if let Err(err) = confirmed {
+                tracing::debug!(error = %err, "chat bus subscription not confirmed");
             }
         }
         let follower = match &self.inner.journal {

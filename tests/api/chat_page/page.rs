@@ -31,6 +31,20 @@ pub async fn wait_for_state(page: &Session, kind: &str, words: &str) {
     .await;
 }
 
+/// Waits until the page's log has a note starting with `words`. Unlike
+/// the state, which moves on by itself (a "Reconnecting in 1 s" lasts
+/// about a second), a note stays.
+pub async fn wait_for_note(page: &Session, words: &str) {
+    page.wait_until(
+        &format!("a note saying {words:?}"),
+        "const [words] = arguments;
+         return [...document.querySelectorAll('#log li.note .text')]
+             .some((note) => note.textContent.startsWith(words));",
+        json!([words]),
+    )
+    .await;
+}
+
 /// Types `text` into the message field and presses Enter.
 pub async fn say(page: &Session, text: &str) {
     let field = page.find("#say-input").await;
