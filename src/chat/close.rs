@@ -94,7 +94,8 @@ impl CloseReason {
 pub(crate) struct Drops([AtomicU64; DROP_REASONS.len()]);
 
 impl Drops {
-    /// Counts a connection closed for `reason` without a member's closer.
+    /// Counts a connection closed for `reason` (a closer's, or one closed
+    /// without a member's closer).
     pub(crate) fn count(&self, reason: CloseReason) {
         if let Some(index) = reason.dropped_as() {
             self.0[index].fetch_add(1, Ordering::Relaxed);
@@ -140,8 +141,8 @@ impl Closer {
         // The reason is stored before waking anyone, so a woken waiter
         // always finds it.
         if self.reason.set(reason).is_ok() {
-            if let (Some(drops), Some(index)) = (&self.drops, reason.dropped_as()) {
-                drops.0[index].fetch_add(1, Ordering::Relaxed);
+            if let Some(drops) = &self.drops {
+                drops.count(reason);
             }
             self.fired.cancel();
         }

@@ -7,12 +7,15 @@
 //! yet empty) or creates a fresh one after the old one is gone. A room's
 //! member list is a shared snapshot, replaced on each join and leave:
 //! delivery takes it under the room's lock for an instant, then delivers
-//! without any lock, so it may wait on slow members and busy rooms do not
-//! contend with each other.
+//! under the room's own order lock only, so busy rooms do not contend with
+//! each other.
 //!
 //! A room numbers its lines in its history and queues them under its
 //! order lock, so every member's queue holds them in offset order even
-//! when several members (and the bus) speak at once.
+//! when several members (and the bus) speak at once. The lock is held
+//! while a line waits for room in a slow member's queue (at most the stall
+//! time, after which that member is dropped), so the room's other senders
+//! wait that long too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -300,10 +300,7 @@ async fn forward(
         }
     }
     if let Some(reason) = closer.reason() {
-        let frame = Message::Close(Some(CloseFrame {
-            code: reason.code.into(),
-            reason: reason.text.into(),
-        }));
+        let frame = close_frame(reason);
         // A client that never reads never takes it: give up in time.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
     }
@@ -335,13 +332,18 @@ async fn write_batch(
     sink.flush().await
 }
 
+/// The close frame that says `reason`.
+fn close_frame(reason: CloseReason) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: reason.code.into(),
+        reason: reason.text.into(),
+    }))
+}
+
 /// Answers a refused upgrade: the close frame for `reason`, then a short
 /// wait for the client's answer. Nothing else is sent.
 pub(crate) async fn refuse(mut socket: Socket, reason: CloseReason) {
-    let frame = Message::Close(Some(CloseFrame {
-        code: reason.code.into(),
-        reason: reason.text.into(),
-    }));
+    let frame = close_frame(reason);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         socket.send(frame).await?;
         while let Some(next) = socket.next().await {

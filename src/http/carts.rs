@@ -55,7 +55,7 @@ pub struct NewCart {
 )]
 pub(super) async fn create<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
     let id = call.state().store.create_cart(call.keyed(created)).await?;
-    Ok(sent(&created(&id)))
+    Ok(sent(created(&id)))
 }
 
 /// Lists carts by ascending id: filters first, then offset, then limit.
@@ -135,5 +135,5 @@ pub(super) async fn add<S: Store>(call: Call<S>) -> Result<Response, ApiError> {
         .store
         .add_to_cart(cart, item, state.max_cart_lines, call.keyed(added))
         .await?;
-    Ok(sent(&added(&cart)))
+    Ok(sent(added(&cart)))
 }

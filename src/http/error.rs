@@ -198,18 +198,20 @@ impl<'r> ToResponse<'r> for TooManyRequests {
         });
         let description = "The client (its address, see `trusted_proxies`) is over the operator's `rate_limit_per_sec`; `Retry-After` says in how many seconds a request will be served. Nothing was done.";
         let mut response = json_response(description, "HTTPError", example);
-        response.headers.insert(
-            "Retry-After".into(),
-            utoipa::openapi::HeaderBuilder::new()
-                .description(Some("Seconds until the client may send again"))
-                .schema(Some(utoipa::openapi::schema::Object::with_type(
-                    utoipa::openapi::schema::Type::Integer,
-                )))
-                .build()
-                .into(),
-        );
+        response
+            .headers
+            .insert("Retry-After".into(), retry_after().into());
         ("TooManyRequests", response.into())
     }
+}
+
+/// A JSON `detail` reply with `Retry-After: secs` (a 409, 429 or 503).
+fn retry_later(status: StatusCode, detail: String, secs: u64) -> Response {
+    let mut response = json(status, &Detail { detail });
+    response
+        .headers_mut()
+        .insert(warp::http::header::RETRY_AFTER, secs.into());
+    response
 }
 
 /// The `Retry-After` header of a 409, 429 or 503, as documented.
@@ -325,41 +327,14 @@ impl ApiError {
                 response
             }
             ApiError::TooManyRequests(secs) => {
-                let mut response = json(
-                    status,
-                    &Detail {
-                        detail: ApiError::TooManyRequests(secs).to_string(),
-                    },
-                );
-                response
-                    .headers_mut()
-                    .insert(warp::http::header::RETRY_AFTER, secs.into());
-                response
+                let detail = ApiError::TooManyRequests(secs).to_string();
+                retry_later(status, detail, secs)
             }
-            ApiError::KeyInFlight => {
-                let mut response = json(
-                    status,
-                    &Detail {
-                        detail: ApiError::KeyInFlight.to_string(),
-                    },
-                );
-                response.headers_mut().insert(
-                    warp::http::header::RETRY_AFTER,
-                    warp::http::HeaderValue::from_static("1"),
-                );
-                response
-            }
+            ApiError::KeyInFlight => retry_later(status, ApiError::KeyInFlight.to_string(), 1),
             ApiError::Busy {
                 detail,
                 retry_after_secs,
-            } => {
-                let mut response = json(status, &Detail { detail });
-                response.headers_mut().insert(
-                    warp::http::header::RETRY_AFTER,
-                    warp::http::HeaderValue::from(retry_after_secs),
-                );
-                response
-            }
+            } => retry_later(status, detail, retry_after_secs),
             ApiError::Storage(err) => {
                 tracing::error!(error = %crate::error_chain(&err), "request failed in storage");
                 json(

@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 use utoipa::IntoParams;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, StatusCode, header};
 use warp::reply::Response;
 
-use crate::domain::etag::{self, Condition};
+use super::reply;
+use crate::domain::etag::Condition;
 
 /// The `If-None-Match` header of a conditional read.
 #[derive(IntoParams)]
@@ -28,19 +29,6 @@ pub struct IfMatch {
     /// is the item's current one, the answer is 412 and nothing changes.
     #[param(rename = "If-Match")]
     if_match: Option<String>,
-}
-
-/// A JSON reply carrying the ETag of its body.
-pub fn tagged<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
-    tag(super::reply::json(status, value), value)
-}
-
-/// Adds the ETag of `value` (the reply's JSON body) to a built reply.
-pub fn tag<T: Serialize + ?Sized>(mut response: Response, value: &T) -> Response {
-    if let Ok(tag) = HeaderValue::try_from(etag::of(value)) {
-        response.headers_mut().insert(header::ETAG, tag);
-    }
-    response
 }
 
 /// Reads one conditional header (every occurrence, comma-separated lists);
@@ -73,23 +61,22 @@ pub fn if_match(headers: &HeaderMap) -> Option<Condition> {
 /// A 304 (with the current ETag, no body) when `If-None-Match` matches
 /// `value`'s tag; else the tagged 200.
 pub fn fresh_or_ok<T: Serialize + ?Sized>(headers: &HeaderMap, value: &T) -> Response {
-    let current = etag::of(value);
-    let hit =
-        condition(headers, &header::IF_NONE_MATCH).is_some_and(|c| c.matches_weakly(&current));
+    // The body is serialized and hashed once, for the tag and the 200.
+    let mut answer = reply::tagged_answer(StatusCode::OK, value);
+    let hit = answer.etag.as_deref().is_some_and(|current| {
+        condition(headers, &header::IF_NONE_MATCH).is_some_and(|c| c.matches_weakly(current))
+    });
     if hit {
-        let mut response = Response::default();
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        if let Ok(tag) = HeaderValue::try_from(current) {
-            response.headers_mut().insert(header::ETAG, tag);
-        }
-        return response;
+        answer.status = StatusCode::NOT_MODIFIED.as_u16();
+        answer.body.clear();
     }
-    tagged(StatusCode::OK, value)
+    reply::sent(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warp::http::HeaderValue;
 
     #[test]
     fn lists_and_star_are_read_from_every_occurrence() {

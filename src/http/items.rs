@@ -61,7 +61,7 @@ pub(super) async fn create<S: Store>(mut call: Call<S>) -> Result<Response, ApiE
     let state = call.state();
     let item = parse_item_body(&body, state.max_name_chars)?;
     let item = state.store.create_item(item, call.keyed(created)).await?;
-    Ok(sent(&created(&item)))
+    Ok(sent(created(&item)))
 }
 
 /// Lists items by ascending id: filters first, then offset, then limit.
@@ -137,7 +137,7 @@ pub(super) async fn replace<S: Store>(mut call: Call<S>) -> Result<Response, Api
         .store
         .replace_item(id, item, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(sent(&changed(&item)))
+    Ok(sent(changed(&item)))
 }
 
 /// Changes any of an item's name and price; an empty object changes nothing.
@@ -172,7 +172,7 @@ pub(super) async fn patch<S: Store>(mut call: Call<S>) -> Result<Response, ApiEr
         .store
         .patch_item(id, patch, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(sent(&changed(&item)))
+    Ok(sent(changed(&item)))
 }
 
 /// Marks an item deleted; it stays in carts as unavailable. Idempotent.
@@ -199,5 +199,5 @@ pub(super) async fn delete<S: Store>(call: Call<S>) -> Result<Response, ApiError
         .store
         .delete_item(id, if_match(call.headers()), call.keyed(changed))
         .await?;
-    Ok(sent(&changed(&item)))
+    Ok(sent(changed(&item)))
 }

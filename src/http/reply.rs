@@ -55,14 +55,14 @@ pub fn tagged_answer<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Ke
 
 /// The reply of a write's answer: a JSON body (none for a 304) and its
 /// `Location` and `ETag`.
-pub fn sent(kept: &Kept) -> Response {
+pub fn sent(kept: Kept) -> Response {
     let status = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = if kept.body.is_empty() && status == StatusCode::NOT_MODIFIED {
         let mut response = Response::default();
         *response.status_mut() = status;
         response
     } else {
-        typed(status, "application/json", kept.body.clone())
+        typed(status, "application/json", kept.body)
     };
     let headers = response.headers_mut();
     for (name, value) in [

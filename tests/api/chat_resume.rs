@@ -46,7 +46,8 @@ async fn json_members_get_a_welcome_lines_with_offsets_and_sent_while_plain_memb
     assert_eq!(next_chat_line(&mut ann).await.0, 3);
     assert_eq!(next_line(&mut plain).await.1, "bye");
 
-    // A newcomer with since=0 gets what is kept; without since, nothing.
+    // A newcomer with since=N gets the kept lines after N; without since,
+    // nothing.
     let (mut late, late_welcome) = join_json(app.addr, "mixed", "?since=1").await;
     assert_eq!(late_welcome.offset, 3);
     assert_eq!(next_chat_line(&mut late).await.0, 2);

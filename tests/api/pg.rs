@@ -111,6 +111,18 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The schema versions applied, in order, as `shopd_schema` records them.
+#[allow(dead_code)] // Not every test binary build uses it.
+pub async fn schema_versions(client: &tokio_postgres::Client) -> Vec<i64> {
+    client
+        .query("SELECT version FROM shopd_schema ORDER BY version", &[])
+        .await
+        .unwrap_or_else(|err| panic!("read the schema versions: {err}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// `url` pointing at database `name` instead.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, detail, scratch, shopd_command, spawn_pg_app};
-use crate::pg::fresh_database;
+use crate::pg::{fresh_database, schema_versions};
 
 /// Two instances on one fresh database, or `None` to skip.
 async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
@@ -77,11 +77,7 @@ async fn instances_starting_at_once_migrate_an_empty_database_once() {
         assert!(started.is_ok(), "every instance starts");
     }
     let client = database.client().await;
-    let versions = client
-        .query("SELECT version FROM shopd_schema ORDER BY version", &[])
-        .await
-        .unwrap();
-    let versions: Vec<i64> = versions.iter().map(|row| row.get(0)).collect();
+    let versions = schema_versions(&client).await;
     assert_eq!(
         versions,
         [1, 2, 3, 4],

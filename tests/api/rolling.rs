@@ -16,7 +16,7 @@ use crate::balancer::{Haproxy, start_haproxy, start_nginx};
 use crate::deploy::{BACKENDS, expect, wait_all_up};
 use crate::helpers::{ShopdProcess, require_tool, scratch, shopd_command};
 use crate::nats::{Nats, nats_server, poll};
-use crate::pg::fresh_database;
+use crate::pg::{TestDatabase, fresh_database};
 use crate::process::{PATIENCE, exit_within, sigterm, start_command};
 
 /// What docs/deploy.md sets on every instance behind a load balancer.
@@ -147,6 +147,36 @@ enum Front<'a> {
     Nginx,
 }
 
+/// A [`Shop`] on a fresh database and a fresh NATS, behind the shipped
+/// HAProxy config with every instance up. Fields drop in order: the
+/// instances before the proxy, the bus and the database they use.
+pub(crate) struct ShopBehindHaproxy {
+    pub(crate) shop: Shop,
+    pub(crate) proxy: Haproxy,
+    pub(crate) nats: Nats,
+    pub(crate) database: TestDatabase,
+}
+
+/// [`ShopBehindHaproxy`], or `None` (skipped loudly) without NATS,
+/// HAProxy or PostgreSQL.
+pub(crate) async fn shop_behind_haproxy(test: &str) -> Option<ShopBehindHaproxy> {
+    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), require_tool("haproxy", test))
+    else {
+        return None;
+    };
+    let database = fresh_database(test).await?;
+    let nats = Nats::start(&nats_binary).await;
+    let shop = Shop::start(&database.url, &nats.url());
+    let proxy = start_haproxy(&haproxy, &shop.addrs()).await;
+    wait_all_up(&proxy, 3).await;
+    Some(ShopBehindHaproxy {
+        shop,
+        proxy,
+        nats,
+        database,
+    })
+}
+
 /// Three instances on one database and one bus, started with the
 /// documented drain; their processes, data directories and flags.
 pub(crate) struct Shop {
@@ -263,18 +293,16 @@ impl Shop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_three_instances_behind_haproxy_under_load_fails_no_request() {
-    let test = "rolling_restart_haproxy";
-    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), require_tool("haproxy", test))
+    // Bound, not `..`: the bus and the database live to the end.
+    let Some(ShopBehindHaproxy {
+        mut shop,
+        proxy,
+        nats: _nats,
+        database: _database,
+    }) = shop_behind_haproxy("rolling_restart_haproxy").await
     else {
         return;
     };
-    let Some(database) = fresh_database(test).await else {
-        return;
-    };
-    let nats = Nats::start(&nats_binary).await;
-    let mut shop = Shop::start(&database.url, &nats.url());
-    let proxy = start_haproxy(&haproxy, &shop.addrs()).await;
-    wait_all_up(&proxy, 3).await;
     shop.rolling_restart(&proxy.base(), &Front::Haproxy(&proxy))
         .await;
 }

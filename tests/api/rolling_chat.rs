@@ -17,15 +17,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::balancer::start_haproxy;
 use crate::chat::Client;
 use crate::chat_resume::client::SUBPROTOCOL;
-use crate::deploy::{BACKENDS, wait_all_up};
-use crate::helpers::require_tool;
-use crate::nats::{Nats, nats_server};
-use crate::pg::fresh_database;
+use crate::deploy::BACKENDS;
 use crate::process::{PATIENCE, exit_within, sigterm};
-use crate::rolling::{Shop, start_instance};
+use crate::rolling::{ShopBehindHaproxy, shop_behind_haproxy, start_instance};
 
 const ROOM: &str = "rolling";
 /// Members talking through the restarts.
@@ -132,18 +128,16 @@ async fn member(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_rolling_restart_behind_haproxy_resuming_members_miss_no_line_and_see_none_twice() {
-    let test = "rolling_restart_chat";
-    let (Some(nats_binary), Some(haproxy)) = (nats_server(test), require_tool("haproxy", test))
+    // Bound, not `..`: the bus and the database live to the end.
+    let Some(ShopBehindHaproxy {
+        mut shop,
+        proxy,
+        nats: _nats,
+        database: _database,
+    }) = shop_behind_haproxy("rolling_restart_chat").await
     else {
         return;
     };
-    let Some(database) = fresh_database(test).await else {
-        return;
-    };
-    let nats = Nats::start(&nats_binary).await;
-    let mut shop = Shop::start(&database.url, &nats.url());
-    let proxy = start_haproxy(&haproxy, &shop.addrs()).await;
-    wait_all_up(&proxy, 3).await;
 
     let (talk, stop) = (
         Arc::new(AtomicBool::new(false)),

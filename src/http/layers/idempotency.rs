@@ -183,7 +183,7 @@ impl Idempotency {
             // Rendered as the route rendered its first answer.
             KeptAnswer::CreatedItem(item) => crate::http::items::created(&item),
         };
-        let mut response = sent(&answer);
+        let mut response = sent(answer);
         response.headers_mut().insert(
             HeaderName::from_static(REPLAYED_HEADER),
             HeaderValue::from_static("true"),

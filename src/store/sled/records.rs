@@ -30,16 +30,13 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
+use super::backend;
 use super::codec::{self, CartRecord, ItemRecord};
 use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
 use crate::store::{StoreError, StoreResult};
-
-fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::backend(err)
-}
 
 /// An idempotency key's bytes and its encoded record, to store with a
 /// write.

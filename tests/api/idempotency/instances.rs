@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{keyed, replayed};
-use crate::pg::fresh_database;
+use crate::pg::{fresh_database, schema_versions};
 use crate::support::TestApp;
 use shopd::store::{Kept, KeptAnswer, KeptRecord};
 
@@ -174,13 +174,7 @@ async fn keys_kept_before_schema_version_4_still_replay_after_it() {
         .shared_postgres(&database.url)
         .spawn()
         .await;
-    let versions: Vec<i64> = client
-        .query("SELECT version FROM shopd_schema ORDER BY version", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let versions = schema_versions(&client).await;
     assert_eq!(versions, [1, 2, 3, 4]);
     for (key, url, body, first) in [
         ("item", after.url("/item"), Some(&tea), &item),

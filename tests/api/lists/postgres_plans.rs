@@ -9,6 +9,7 @@ use shopd::store::list_statements::{CARTS, ITEMS_ALL, ITEMS_LIVE};
 
 use super::model::{Model, PRICES, check};
 use super::*;
+use crate::pg::schema_versions;
 
 async fn plan(
     client: &tokio_postgres::Client,
@@ -174,13 +175,7 @@ async fn postgres_a_version_1_database_migrates_to_filterable_totals() {
     }
 
     let app = spawn_pg_app(database, |_| {}).await;
-    let versions: Vec<i64> = client
-        .query("SELECT version FROM shopd_schema ORDER BY version", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let versions = schema_versions(&client).await;
     assert_eq!(versions, [1, 2, 3, 4]);
     for row in client
         .query("SELECT id, price, quantity FROM carts", &[])
