@@ -8,9 +8,21 @@
 #   now      BEGIN; lock; upsert + store totals + read back; COMMIT
 #   no_lock  `now` without the lock statement
 #   no_total `now` without the UPDATE of the cart's totals
+#   bands    `now` on coarse bands: exact totals unindexed, their bands
+#            (4 a doubling, generated columns) indexed, fillfactor 50,
+#            so an add that stays in its bands is a HOT update
+#   marks    the add marks the cart (INSERT INTO cart_dirty ... ON
+#            CONFLICT DO NOTHING) instead of updating it; a fold (1 run
+#            in FOLD_WEIGHT) re-prices up to 100 marked carts in SQL
+#   marked_totals  the add upserts the cart's totals into its mark (an
+#            unindexed, HOT update when marked already); the fold copies
+#            them to the carts
 #
 #   bench/postgres_add_sql.sh            # 3 rounds of 6 s, 16 connections
 #   ROUNDS=5 VARIANTS="before no_total" bench/postgres_add_sql.sh
+#   SPREAD=1 ITEMS=10000 bench/postgres_add_sql.sh  # a random item to a
+#            random cart (most adds a new line to a cart few others touch)
+#            instead of item n to cart n
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +33,8 @@ ITEMS=${ITEMS:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 VARIANTS=${VARIANTS:-before now no_lock no_total}
+SPREAD=${SPREAD:-}
+FOLD_WEIGHT=${FOLD_WEIGHT:-200}
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
@@ -31,22 +45,54 @@ psql_on postgres -c "CREATE DATABASE seeded"
 "$bin/examples/seed" "postgres://shopd@127.0.0.1:$port/seeded" "$ITEMS" "$ITEMS" >/dev/null
 psql_on seeded -c "VACUUM ANALYZE"
 
-lock="SELECT (SELECT deleted FROM items WHERE id = :a FOR SHARE), EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);"
-added="WITH added AS (INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT :a, :a, 1 WHERE EXISTS (SELECT 1 FROM items WHERE id = :a AND NOT deleted) AND EXISTS (SELECT 1 FROM carts WHERE id = :a) AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :a)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1 RETURNING item_id, quantity, position), lines AS (SELECT l.item_id, l.quantity, l.position, TRUE AS changed, i.name, i.price, i.deleted FROM added l JOIN items i ON i.id = l.item_id UNION ALL SELECT l.item_id, l.quantity, l.position, FALSE, i.name, i.price, i.deleted FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = :a AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id))"
+lock="SELECT (SELECT deleted FROM items WHERE id = :b FOR SHARE), EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);"
+added="WITH added AS (INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT :a, :b, 1 WHERE EXISTS (SELECT 1 FROM items WHERE id = :b AND NOT deleted) AND EXISTS (SELECT 1 FROM carts WHERE id = :a) AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :b)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1 RETURNING item_id, quantity, position), lines AS (SELECT l.item_id, l.quantity, l.position, TRUE AS changed, i.name, i.price, i.deleted FROM added l JOIN items i ON i.id = l.item_id UNION ALL SELECT l.item_id, l.quantity, l.position, FALSE, i.name, i.price, i.deleted FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = :a AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id))"
 totals=", totals AS (UPDATE carts SET price = 0::FLOAT8 + COALESCE((SELECT SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted) FROM lines l), 0), quantity = (SELECT COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l) WHERE id = :a AND EXISTS (SELECT 1 FROM added))"
 read=" SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position;"
+sums=", sums AS (SELECT 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0) AS price, COALESCE(SUM(l.quantity), 0)::BIGINT AS quantity FROM lines l)"
+mark=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT DO NOTHING)"
+mark_totals=", marked AS (INSERT INTO cart_dirty (cart_id, price, quantity) SELECT :a, s.price, s.quantity FROM sums s WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity)"
+read_sum=" SELECT changed, item_id, quantity, name, price, deleted, (SELECT price FROM sums) FROM lines ORDER BY position;"
+band="CREATE FUNCTION band(x FLOAT8) RETURNS INT IMMUTABLE LANGUAGE SQL RETURN CASE WHEN x = 0 THEN 0 ELSE sign(x)::INT * (1 + LEAST(4000, GREATEST(0, floor(4 * ln(abs(x)) / ln(2::FLOAT8) + 2000))))::INT END; ALTER TABLE carts SET (fillfactor = 50); DROP INDEX carts_by_price; DROP INDEX carts_by_quantity; ALTER TABLE carts ADD COLUMN price_band INT GENERATED ALWAYS AS (band(price)) STORED, ADD COLUMN quantity_band INT GENERATED ALWAYS AS (band(quantity::FLOAT8)) STORED; CREATE INDEX carts_by_price ON carts (price_band, id); CREATE INDEX carts_by_quantity ON carts (quantity_band, id); CLUSTER carts USING carts_pkey; ANALYZE carts"
+fold_marks="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id) UPDATE carts c SET price = 0::FLOAT8 + COALESCE((SELECT SUM(i.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT i.deleted) FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = c.id), 0), quantity = (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM cart_lines WHERE cart_id = c.id) FROM gone g WHERE c.id = g.cart_id;"
+fold_totals="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id, d.price, d.quantity) UPDATE carts c SET price = g.price, quantity = g.quantity FROM gone g WHERE c.id = g.cart_id;"
+
+# setup NAME: SQL that turns the seeded schema into variant NAME's.
+setup() {
+    case $1 in
+        bands) echo "$band" ;;
+        marks) echo "CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
+        marked_totals) echo "CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL) WITH (fillfactor = 50)" ;;
+    esac
+}
+
+# fold NAME: the background fold's pgbench script of variant NAME, if any.
+fold() {
+    case $1 in
+        marks) printf '%s\n' "$fold_marks" ;;
+        marked_totals) printf '%s\n' "$fold_totals" ;;
+    esac
+}
 
 # script NAME: the pgbench script of variant NAME.
 script() {
     printf '\\set a random(1, %s)\n' "$ITEMS"
+    if [[ -n $SPREAD ]]; then
+        printf '\\set b random(1, %s)\n' "$ITEMS"
+    else
+        printf '\\set b :a\n'
+    fi
     case $1 in
         before)
-            echo "INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT c.id, i.id, 1 FROM carts c, items i WHERE c.id = :a AND i.id = :a AND NOT i.deleted AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :a)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1;"
+            echo "INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT c.id, i.id, 1 FROM carts c, items i WHERE c.id = :a AND i.id = :b AND NOT i.deleted AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :b)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1;"
             echo "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted FROM carts c LEFT JOIN cart_lines l ON l.cart_id = c.id LEFT JOIN items i ON i.id = l.item_id WHERE c.id = :a ORDER BY l.position;"
             ;;
         now) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$totals" "$read" ;;
         no_lock) printf '\\startpipeline\nBEGIN;\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$added" "$totals" "$read" ;;
         no_total) printf '\\startpipeline\nBEGIN;\n%s\n%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$read" ;;
+        bands) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$totals" "$read" ;;
+        marks) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark" "$read_sum" ;;
+        marked_totals) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark_totals" "$read" ;;
         *) echo "unknown variant $1" >&2 && exit 1 ;;
     esac
 }
@@ -58,10 +104,18 @@ for round in $(seq 1 "$ROUNDS"); do
     for variant in $VARIANTS; do
         n=$((n + 1))
         script "$variant" >"$work/$variant.sql"
+        fold "$variant" >"$work/$variant.fold.sql"
         psql_on postgres -c "CREATE DATABASE run_$n TEMPLATE seeded"
+        schema=$(setup "$variant")
+        if [[ -n $schema ]]; then psql_on "run_$n" -c "$schema"; fi
+        scripts=(-f "$work/$variant.sql")
+        if [[ -s $work/$variant.fold.sql ]]; then
+            scripts=(-f "$work/$variant.sql@$FOLD_WEIGHT" -f "$work/$variant.fold.sql@1")
+        fi
         tps=$(taskset -c "$LOAD_CPU" "$pgbin/pgbench" -n -M prepared -c "$CONNECTIONS" -j 1 \
-            -T "$DURATION" -f "$work/$variant.sql" -h 127.0.0.1 -p "$port" -U shopd "run_$n" 2>/dev/null |
+            -T "$DURATION" "${scripts[@]}" -h 127.0.0.1 -p "$port" -U shopd "run_$n" 2>"$work/pgbench.err" |
             awk '/^tps = / {printf "%.0f", $3}')
+        if [[ -z $tps ]]; then cat "$work/pgbench.err" >&2; fi
         psql_on postgres -c "DROP DATABASE run_$n"
         results[$variant]+="$tps "
         line+=" $variant $tps"

@@ -41,6 +41,105 @@ async fn what_one_instance_writes_the_other_reads_at_once() {
 }
 
 #[tokio::test]
+async fn a_filter_on_one_instance_sees_an_add_on_the_other_at_once() {
+    let test = "a_filter_on_one_instance_sees_an_add_on_the_other_at_once";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let client = database.client().await;
+    let url = database.url.clone();
+    let a = TestApp::builder().postgres(database).spawn().await;
+    let b = TestApp::builder().shared_postgres(&url).spawn().await;
+    let items = [
+        a.create_item("Tea", 0.1).await["id"].as_u64().unwrap(),
+        a.create_item("Cake", 2.5).await["id"].as_u64().unwrap(),
+    ];
+    let carts = [a.create_cart().await, a.create_cart().await];
+    // Each add is filtered for at once, on the instance that did not
+    // make it, by its exact quantity and by its exact price: a list
+    // reading only what the background fold has written finds nothing.
+    for n in 0..60_usize {
+        let (writer, reader) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let cart = carts[n % 3 % 2];
+        let added = writer.add(cart, items[n % 5 % 2]).await;
+        let quantity: u64 = added["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| line["quantity"].as_u64().unwrap())
+            .sum();
+        let price = added["price"].as_f64().unwrap();
+        let by_quantity = reader
+            .get_json(&format!(
+                "/cart?min_quantity={quantity}&max_quantity={quantity}"
+            ))
+            .await;
+        assert!(
+            by_quantity.as_array().unwrap().contains(&added),
+            "add {n}: {by_quantity} lacks {added}"
+        );
+        let by_price = reader
+            .get_json(&format!("/cart?min_price={price}&max_price={price}"))
+            .await;
+        assert!(
+            by_price.as_array().unwrap().contains(&added),
+            "add {n}: {by_price} lacks {added}"
+        );
+        // Nor is a cart found at totals it no longer has.
+        let before = quantity - 1;
+        let stale = reader
+            .get_json(&format!(
+                "/cart?min_quantity={before}&max_quantity={before}"
+            ))
+            .await;
+        assert!(
+            stale
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["id"] != added["id"]),
+            "add {n}: {stale} holds cart {cart} at its old quantity"
+        );
+    }
+    // The fold moves the totals onto the carts' rows, and no mark stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let marks: i64 = client
+            .query_one("SELECT COUNT(*) FROM cart_dirty", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if marks == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{marks} marks never folded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for cart in carts {
+        let seen = a.get_json(&format!("/cart/{cart}")).await;
+        let row = client
+            .query_one(
+                "SELECT price, quantity FROM carts WHERE id = $1",
+                &[&i64::try_from(cart).unwrap()],
+            )
+            .await
+            .unwrap();
+        let (price, quantity): (f64, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            Some(price.to_bits()),
+            seen["price"].as_f64().map(f64::to_bits)
+        );
+        let lines: i64 = seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| line["quantity"].as_i64().unwrap())
+            .sum();
+        assert_eq!(quantity, lines, "cart {cart}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_adds_spread_over_two_instances_all_count() {
     let Some((a, b)) = two_instances("concurrent_adds_spread_over_two_instances_all_count").await
     else {
@@ -80,7 +179,7 @@ async fn instances_starting_at_once_migrate_an_empty_database_once() {
     let versions = schema_versions(&client).await;
     assert_eq!(
         versions,
-        [1, 2, 3, 4],
+        [1, 2, 3, 4, 5],
         "each migration applied exactly once"
     );
 }

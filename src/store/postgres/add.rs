@@ -1,6 +1,7 @@
 //! Add-to-cart in one round trip: `BEGIN`, the locks, one statement that
-//! adds the line, stores the cart's totals and reads the cart back, and
-//! `COMMIT` are sent together ([`PipelinedTx::run`]).
+//! adds the line, stores the cart's totals (in its mark: see `carts`) and
+//! reads the cart back, and `COMMIT` are sent together
+//! ([`PipelinedTx::run`]).
 //!
 //! Nothing has to wait for an answer before the `COMMIT` goes out: the
 //! statement writes nothing unless the item is live, the cart exists and
@@ -69,18 +70,27 @@ macro_rules! add_and_lines {
     };
 }
 
-/// Adds (see [`add_and_lines`]), stores the cart's totals when it did,
-/// and returns the cart's lines in order, each with whether it is the one
-/// added (none is when nothing was).
+/// Adds (see [`add_and_lines`]), stores the cart's totals in its mark
+/// when it did (`cart_dirty`: see `carts`), and returns the cart's lines
+/// in order, each with whether it is the one added (none is when nothing
+/// was).
+///
+/// The totals go to the mark, not to the cart's row: the row's `price`
+/// and `quantity` are indexed, so updating them is never a HOT update
+/// and costs an entry in each of the carts' indexes, on every add. The
+/// mark has no index but its key: on a cart marked already, the upsert
+/// is a HOT update.
 pub const ADD_PRICE_AND_READ: &str = concat!(
     add_and_lines!(),
-    ", totals AS (
-        UPDATE carts SET
-            price = 0::FLOAT8 + COALESCE((SELECT SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position)
-                                                 FILTER (WHERE NOT l.deleted)
-                                          FROM lines l), 0),
-            quantity = (SELECT COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l)
-        WHERE id = $1 AND EXISTS (SELECT 1 FROM added)
+    ", marked AS (
+        INSERT INTO cart_dirty (cart_id, price, quantity)
+        SELECT $1,
+               0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position)
+                                    FILTER (WHERE NOT l.deleted), 0),
+               COALESCE(SUM(l.quantity), 0)::BIGINT
+        FROM lines l
+        HAVING EXISTS (SELECT 1 FROM added)
+        ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity
     )
     SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position"
 );
@@ -92,8 +102,10 @@ const ADD_AND_READ: &str = concat!(
     SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position"
 );
 
-/// Stores one cart's totals (the cart is locked by the caller).
-const STORE_TOTALS: &str = "UPDATE carts SET price = $2, quantity = $3 WHERE id = $1";
+/// Stores one cart's totals in its mark, as [`ADD_PRICE_AND_READ`] does
+/// (the cart is locked by the caller).
+const STORE_TOTALS: &str = "INSERT INTO cart_dirty (cart_id, price, quantity) VALUES ($1, $2, $3)
+     ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity";
 
 /// An add's keys: the cart's and the item's, SQL and API.
 #[derive(Clone, Copy)]

@@ -2,13 +2,28 @@
 //! (lines joined with their items) and priced in Rust; add-to-cart is in
 //! `add`.
 //!
-//! Each cart row also keeps its totals, `price` (the price the API
-//! returns for it, computed by the same Rust function or by the same
-//! operations in SQL, so a filter and a read agree to the bit) and
-//! `quantity`, written in the transaction of
-//! every change that moves them: an add, and an item's price change or
-//! deletion (which re-prices every cart holding the item, found through
-//! `cart_lines_by_item`). Lists filter on them with indexes.
+//! Each cart has totals, `price` (the price the API returns for it,
+//! computed by the same Rust function or by the same operations in SQL,
+//! so a filter and a read agree to the bit) and `quantity`, written in the
+//! transaction of every change that moves them. They live in one of two
+//! places:
+//!
+//! - on the cart's row, indexed (`carts_by_price`, `carts_by_quantity`);
+//! - in the cart's mark, a row of `cart_dirty` (unindexed), when an add
+//!   changed the cart since its row's totals were last written. An add
+//!   only upserts the mark (see `add`): updating the row's indexed totals
+//!   on every add cost half of the adds' throughput in index upkeep and
+//!   dead row versions.
+//!
+//! `fold` moves marks' totals onto their rows in the background, a batch
+//! of carts at a time, on every instance. An item's price change or
+//! deletion re-prices every cart holding the item (found through
+//! `cart_lines_by_item`) onto its row and removes its mark. A filtered
+//! list reads, in one statement and so one snapshot, the rows' totals
+//! from their indexes for carts without a mark and the marks' totals for
+//! the others: the same answers as totals written on the rows at once.
+//! The marks a list reads are the carts added to since the last fold
+//! (every [`super::fold::EVERY`]) and those whose add was in flight then.
 //!
 //! Locks, so that no two writers re-price a cart from different states and
 //! none waits on another in a cycle: a write locks the item first (an add
@@ -27,11 +42,19 @@ use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
 const FILL_BATCH: i64 = 10_000;
 
 /// `GET /cart` with filters: `$1`..`$6` are the lowest and highest price,
-/// the lowest and highest quantity, the limit and the offset.
+/// the lowest and highest quantity, the limit and the offset. Carts with
+/// a mark are filtered on the mark's totals, the others on their row's.
 pub const LIST_FILTERED: &str = "SELECT c.id, l.item_id, l.quantity, i.name, i.price, i.deleted
-     FROM (SELECT id FROM carts
-           WHERE price >= $1 AND price <= $2
-             AND quantity >= $3 AND quantity <= $4
+     FROM (SELECT id FROM (
+               SELECT id FROM carts
+               WHERE price >= $1 AND price <= $2
+                 AND quantity >= $3 AND quantity <= $4
+                 AND NOT EXISTS (SELECT 1 FROM cart_dirty d WHERE d.cart_id = carts.id)
+               UNION ALL
+               SELECT cart_id FROM cart_dirty
+               WHERE price >= $1 AND price <= $2
+                 AND quantity >= $3 AND quantity <= $4
+           ) matched
            ORDER BY id LIMIT $5 OFFSET $6) c
      LEFT JOIN cart_lines l ON l.cart_id = c.id
      LEFT JOIN items i ON i.id = l.item_id
@@ -152,6 +175,11 @@ pub(super) async fn reprice_holders(
     }
     let carts = priced(tx, &ids).await?;
     store_totals(tx, &carts).await?;
+    // Their rows' totals are current now; a mark would hide them.
+    let statement = tx
+        .prepare_cached("DELETE FROM cart_dirty WHERE cart_id = ANY($1)")
+        .await?;
+    tx.execute(&statement, &[&ids]).await?;
     Ok(ids.len())
 }
 

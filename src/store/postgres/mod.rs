@@ -23,6 +23,7 @@ mod client;
 mod add;
 mod carts;
 mod errors;
+mod fold;
 mod items;
 mod kept;
 mod pipeline;
@@ -105,6 +106,9 @@ pub struct PgStore {
     /// that at most `scan_workers` of them hold pool connections at once
     /// and point reads and writes always find one.
     scans: Scans,
+    /// Stops this instance's fold of carts' marks (`fold`) when the last
+    /// clone is dropped (closing the pool stops it too).
+    _fold: std::sync::Arc<tokio_util::sync::DropGuard>,
 }
 
 impl PgStore {
@@ -155,10 +159,13 @@ impl PgStore {
                 source,
             })?;
         drop(client);
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(fold::run(pool.clone(), stop.clone()));
         Ok(PgStore {
             pool,
             outage: std::sync::Arc::default(),
             scans: Scans::default(),
+            _fold: std::sync::Arc::new(stop.drop_guard()),
         })
     }
 
@@ -315,6 +322,7 @@ impl Store for PgStore {
                 .query_one(
                     "SELECT (pg_total_relation_size('items') + pg_total_relation_size('carts')
                             + pg_total_relation_size('cart_lines')
+                            + pg_total_relation_size('cart_dirty')
                             + pg_total_relation_size('idempotency_keys'))::BIGINT",
                     &[],
                 )

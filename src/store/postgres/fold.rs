@@ -1,0 +1,98 @@
+//! The background fold of carts' marks (see `carts`): every instance
+//! moves the totals of marked carts onto their rows, a batch at a time,
+//! so that lists find them in the totals' indexes again and the marks a
+//! list reads stay few.
+//!
+//! A fold takes the marks, then their carts, each with `SKIP LOCKED`: it
+//! never waits, so instances fold side by side, and an add in flight (it
+//! holds its cart, then its mark) is left for the next fold. Holding both,
+//! it moves the totals in a second statement, whose snapshot sees every
+//! add committed to those carts, and deletes the marks; lists see the
+//! mark or the row's new totals, never neither.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+use super::errors::Failure;
+
+/// How often an instance folds when the last fold left no more marks.
+pub const EVERY: Duration = Duration::from_millis(100);
+
+/// Carts folded per transaction: one statement's worth of row updates,
+/// short enough that the locks it holds delay no add for long.
+const BATCH: i64 = 500;
+
+/// Locks up to `$1` marks and then their carts, skipping any held by
+/// others; answers the carts locked.
+const LOCK: &str = "WITH marks AS (
+         SELECT cart_id FROM cart_dirty ORDER BY cart_id LIMIT $1 FOR UPDATE SKIP LOCKED
+     )
+     SELECT id FROM carts WHERE id IN (SELECT cart_id FROM marks)
+     ORDER BY id FOR UPDATE SKIP LOCKED";
+
+/// Moves the marks of carts `$1` (locked, with their marks) onto the
+/// carts' rows and deletes them.
+const FOLD: &str = "WITH folded AS (
+         DELETE FROM cart_dirty WHERE cart_id = ANY($1) RETURNING cart_id, price, quantity
+     )
+     UPDATE carts c SET price = f.price, quantity = f.quantity
+     FROM folded f WHERE c.id = f.cart_id";
+
+/// One fold of at most [`BATCH`] carts; returns how many it folded.
+pub(super) async fn fold_once(pool: &Pool) -> Result<usize, Failure> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let lock = tx.prepare_cached(LOCK).await?;
+    let ids = tx
+        .query(&lock, &[&BATCH])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    if ids.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let fold = tx.prepare_cached(FOLD).await?;
+    tx.execute(&fold, &[&ids]).await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+/// Folds until `stop` is cancelled or the pool is closed: at once again
+/// while a fold finds a full batch, otherwise every [`EVERY`]. A failure
+/// is logged once until a fold succeeds again (an outage is reported by
+/// the requests too), then retried at the same pace.
+pub(super) async fn run(pool: Pool, stop: CancellationToken) {
+    let mut failing = false;
+    while !pool.is_closed() {
+        let pause = match fold_once(&pool).await {
+            Ok(folded) => {
+                if failing {
+                    tracing::info!("folding carts' totals onto their rows again");
+                    failing = false;
+                }
+                if folded == usize::try_from(BATCH).unwrap_or_default() {
+                    // More may wait: let requests have the database first.
+                    Duration::from_millis(1)
+                } else {
+                    EVERY
+                }
+            }
+            Err(failure) => {
+                if !failing && !pool.is_closed() {
+                    let err = failure.into_store_error();
+                    tracing::warn!(error = %crate::error_chain(&err), "folding carts' totals onto their rows failed");
+                }
+                failing = true;
+                EVERY
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
