@@ -57,7 +57,26 @@ async fn postgres_lists_use_the_indexes() {
     assert!(many.contains("Index Scan using items_pkey"), "{many}");
     assert!(many.starts_with("Limit"), "{many}");
 
-    let (q0, qmax) = (0_i64, i64::MAX);
+    // Carts matching many: ids in order, stopping after the page, also
+    // with marks to merge in (carts added to since the last fold).
+    client
+        .batch_execute(
+            "INSERT INTO cart_dirty (cart_id, price, quantity)
+                 SELECT n * 100, 5, 5 FROM generate_series(1, 150) AS n;
+             ANALYZE cart_dirty;",
+        )
+        .await
+        .expect("marks");
+    let (one, qmax) = (1_i64, i64::MAX);
+    let many = plan(
+        &client,
+        CARTS,
+        &[&everything, &top, &one, &qmax, &limit, &offset],
+    )
+    .await;
+    assert!(many.contains("Index Scan using carts_pkey"), "{many}");
+    assert!(!many.contains("Seq Scan on carts"), "{many}");
+    let q0 = 0_i64;
     let by_price = plan(&client, CARTS, &[&lo, &hi, &q0, &qmax, &limit, &offset]).await;
     assert!(by_price.contains("carts_by_price"), "{by_price}");
     assert!(!by_price.contains("Seq Scan on carts"), "{by_price}");
