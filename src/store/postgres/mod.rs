@@ -14,7 +14,9 @@
 //!
 //! Here: the pool, the store handle and the [`Store`] impl, which hands
 //! each call to `items` or `carts` (the SQL of each resource); `client`
-//! runs a body on a pooled connection with retries.
+//! runs a body on a pooled connection with retries; `fold`, a task each
+//! store starts, moves carts' totals from the marks adds leave onto the
+//! carts' rows.
 
 // First: the modules below use its macro.
 #[macro_use]

@@ -2,8 +2,9 @@
 //! transaction (one moment of the database, while writes go on) in
 //! batches, and an
 //! import in one transaction that also moves the identity sequences past
-//! the imported ids. An import also computes each cart's totals (see
-//! `carts`); an export leaves them out, as they follow from the rest.
+//! the imported ids. An import also computes each cart's totals, on the
+//! carts' rows (see `carts`); an export leaves them out, as they follow
+//! from the rest.
 
 use std::collections::HashMap;
 
@@ -217,6 +218,9 @@ pub(super) async fn import(client: &mut Client, snapshot: &Snapshot) -> Result<(
         .map(|cart| id(cart.id))
         .collect::<Result<Vec<_>, _>>()?;
     let (cart_prices, cart_quantities) = cart_totals(snapshot).ok_or_else(too_big)?;
+    // The totals go on the rows; a mark left by carts deleted behind
+    // shopd's back would hide them (see `carts`).
+    tx.execute("DELETE FROM cart_dirty", &[]).await?;
     tx.execute(
         "INSERT INTO carts (id, price, quantity)
          SELECT * FROM UNNEST($1::BIGINT[], $2::FLOAT8[], $3::BIGINT[])",
