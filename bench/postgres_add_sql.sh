@@ -18,7 +18,7 @@
 #   marked_totals  what shopd sends since schema version 5: the add
 #            upserts the cart's totals into its mark (an unindexed, HOT
 #            update when marked already); the fold copies them to the
-#            carts' rows
+#            carts' rows of marks untouched for a second
 #
 #   bench/postgres_add_sql.sh            # 3 rounds of 6 s, 16 connections
 #   ROUNDS=5 VARIANTS="before no_total" bench/postgres_add_sql.sh
@@ -53,18 +53,18 @@ totals=", totals AS (UPDATE carts SET price = 0::FLOAT8 + COALESCE((SELECT SUM(l
 read=" SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position;"
 sums=", sums AS (SELECT 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0) AS price, COALESCE(SUM(l.quantity), 0)::BIGINT AS quantity FROM lines l)"
 mark=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT DO NOTHING)"
-mark_totals=", marked AS (INSERT INTO cart_dirty (cart_id, price, quantity) SELECT :a, 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0), COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l HAVING EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity)"
+mark_totals=", marked AS (INSERT INTO cart_dirty (cart_id, price, quantity) SELECT :a, 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0), COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l HAVING EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, marked_at = EXCLUDED.marked_at)"
 read_sum=" SELECT changed, item_id, quantity, name, price, deleted, (SELECT price FROM sums) FROM lines ORDER BY position;"
 band="CREATE FUNCTION band(x FLOAT8) RETURNS INT IMMUTABLE LANGUAGE SQL RETURN CASE WHEN x = 0 THEN 0 ELSE sign(x)::INT * (1 + LEAST(4000, GREATEST(0, floor(4 * ln(abs(x)) / ln(2::FLOAT8) + 2000))))::INT END; ALTER TABLE carts SET (fillfactor = 50); DROP INDEX carts_by_price; DROP INDEX carts_by_quantity; ALTER TABLE carts ADD COLUMN price_band INT GENERATED ALWAYS AS (band(price)) STORED, ADD COLUMN quantity_band INT GENERATED ALWAYS AS (band(quantity::FLOAT8)) STORED; CREATE INDEX carts_by_price ON carts (price_band, id); CREATE INDEX carts_by_quantity ON carts (quantity_band, id); CLUSTER carts USING carts_pkey; ANALYZE carts"
 fold_marks="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id) UPDATE carts c SET price = 0::FLOAT8 + COALESCE((SELECT SUM(i.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT i.deleted) FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = c.id), 0), quantity = (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM cart_lines WHERE cart_id = c.id) FROM gone g WHERE c.id = g.cart_id;"
-fold_totals="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id, d.price, d.quantity) UPDATE carts c SET price = g.price, quantity = g.quantity FROM gone g WHERE c.id = g.cart_id;"
+fold_totals="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty WHERE marked_at < now() - INTERVAL '1 second' LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id, d.price, d.quantity) UPDATE carts c SET price = g.price, quantity = g.quantity FROM gone g WHERE c.id = g.cart_id;"
 
 # setup NAME: SQL that turns the seeded schema into variant NAME's.
 setup() {
     case $1 in
         bands) echo "$band" ;;
         marks) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
-        marked_totals) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL) WITH (fillfactor = 50)" ;;
+        marked_totals) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
     esac
 }
 

@@ -22,8 +22,10 @@
 //! list reads, in one statement and so one snapshot, the rows' totals
 //! from their indexes for carts without a mark and the marks' totals for
 //! the others: the same answers as totals written on the rows at once.
-//! The marks a list reads are the carts added to since the last fold
-//! (every [`super::fold::EVERY`]) and those whose add was in flight then.
+//! The marks a list reads are those of the carts added to in the last
+//! [`super::fold::QUIET`] and a fold's interval ([`super::fold::EVERY`]),
+//! plus any backlog of folds (a fold takes a batch of marks and goes again
+//! at once while it finds full batches).
 //!
 //! Locks, so that no two writers re-price a cart from different states and
 //! none waits on another in a cycle: a write locks the item first (an add

@@ -3,6 +3,12 @@
 //! so that lists find them in the totals' indexes again and the marks a
 //! list reads stay few.
 //!
+//! Only marks left alone for [`QUIET`]: a cart being filled takes its
+//! adds as HOT updates of its mark, and its row (whose update writes an
+//! entry in each of the carts' indexes) is written once when the adds
+//! pause, not every fold. Folding busy carts too cost more than it saved:
+//! each fold deleted the marks of carts that the next add marked again.
+//!
 //! A fold takes the marks, then their carts, each with `SKIP LOCKED`: it
 //! never waits, so instances fold side by side, and an add in flight (it
 //! holds its cart, then its mark) is left for the next fold. Holding both,
@@ -18,16 +24,22 @@ use tokio_util::sync::CancellationToken;
 use super::errors::Failure;
 
 /// How often an instance folds when the last fold left no more marks.
-pub const EVERY: Duration = Duration::from_millis(100);
+pub const EVERY: Duration = Duration::from_millis(250);
+
+/// How long a mark is left alone before it is folded: the time since
+/// the cart's last add.
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// Carts folded per transaction: one statement's worth of row updates,
 /// short enough that the locks it holds delay no add for long.
 const BATCH: i64 = 500;
 
-/// Locks up to `$1` marks and then their carts, skipping any held by
-/// others; answers the carts locked.
+/// Locks up to `$1` marks untouched for `$2` seconds ([`QUIET`]), and
+/// then their carts, skipping any held by others; answers the carts
+/// locked.
 const LOCK: &str = "WITH marks AS (
-         SELECT cart_id FROM cart_dirty ORDER BY cart_id LIMIT $1 FOR UPDATE SKIP LOCKED
+         SELECT cart_id FROM cart_dirty WHERE marked_at < now() - $2::FLOAT8 * INTERVAL '1 second'
+         ORDER BY cart_id LIMIT $1 FOR UPDATE SKIP LOCKED
      )
      SELECT id FROM carts WHERE id IN (SELECT cart_id FROM marks)
      ORDER BY id FOR UPDATE SKIP LOCKED";
@@ -46,7 +58,7 @@ pub(super) async fn fold_once(pool: &Pool) -> Result<usize, Failure> {
     let tx = client.transaction().await?;
     let lock = tx.prepare_cached(LOCK).await?;
     let ids = tx
-        .query(&lock, &[&BATCH])
+        .query(&lock, &[&BATCH, &QUIET.as_secs_f64()])
         .await?
         .iter()
         .map(|row| row.try_get(0))

@@ -85,17 +85,18 @@ const MIGRATIONS: &[&[Step]] = &[
         "ALTER TABLE idempotency_keys ADD COLUMN item_id BIGINT;",
     )],
     // 5: a cart's totals as an add leaves them, kept beside the cart
-    // instead of on its row (see `carts`): its row's indexed totals are
-    // updated later, many carts at a time, by `fold`. Nothing here is
-    // indexed but the cart's id, so an add to a cart marked already is a
-    // HOT update of this row (room left on each page for it). No foreign
-    // key: carts are never deleted, and it would cost every new mark a
-    // lookup.
+    // instead of on its row (see `carts`), with when it was last added
+    // to: its row's indexed totals are updated later, once adds to it
+    // pause, by `fold`. Nothing here is indexed but the cart's id, so an
+    // add to a cart marked already is a HOT update of this row (room left
+    // on each page for it). No foreign key: carts are never deleted, and
+    // it would cost every new mark a lookup.
     &[Step::Sql(
         "CREATE TABLE cart_dirty (
             cart_id BIGINT PRIMARY KEY,
             price DOUBLE PRECISION NOT NULL,
-            quantity BIGINT NOT NULL
+            quantity BIGINT NOT NULL,
+            marked_at TIMESTAMPTZ NOT NULL DEFAULT now()
         ) WITH (fillfactor = 50);",
     )],
 ];
