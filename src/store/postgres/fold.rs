@@ -19,6 +19,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::Failure;
@@ -53,9 +54,13 @@ const FOLD: &str = "WITH folded AS (
      FROM folded f WHERE c.id = f.cart_id";
 
 /// One fold of at most [`BATCH`] carts; returns how many it folded.
+/// It gives up at once on a table another session holds (a `LOCK
+/// TABLE`, a schema change): it must not keep one of the pool's
+/// connections waiting, which requests need.
 pub(super) async fn fold_once(pool: &Pool) -> Result<usize, Failure> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = 100").await?;
     let lock = tx.prepare_cached(LOCK).await?;
     let ids = tx
         .query(&lock, &[&BATCH, &QUIET.as_secs_f64()])
@@ -93,6 +98,7 @@ pub(super) async fn run(pool: Pool, stop: CancellationToken) {
                     EVERY
                 }
             }
+            Err(Failure::Db(err)) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => EVERY,
             Err(failure) => {
                 if !failing && !pool.is_closed() {
                     let err = failure.into_store_error();

@@ -96,7 +96,7 @@ async fn postgres_lists_take_turns_so_point_reads_always_find_a_connection() {
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND application_name = 'shopd'
                    AND wait_event_type = 'Lock'
-                   AND query LIKE '%FROM (SELECT id FROM carts%'",
+                   AND query LIKE '%(SELECT id FROM carts%'",
                 &[],
             )
             .await
