@@ -6,8 +6,10 @@
 //! Only marks left alone for [`QUIET`]: a cart being filled takes its
 //! adds as HOT updates of its mark, and its row (whose update writes an
 //! entry in each of the carts' indexes) is written once when the adds
-//! pause, not every fold. Folding busy carts too cost more than it saved:
-//! each fold deleted the marks of carts that the next add marked again.
+//! pause, not every fold (which would delete marks that the next add
+//! writes again, and write each busy cart's row and index entries ten
+//! times a second). A cart added to without pause keeps its mark: lists
+//! read it like any other.
 //!
 //! A fold takes the marks, then their carts, each with `SKIP LOCKED`: it
 //! never waits, so instances fold side by side, and an add in flight (it
