@@ -220,6 +220,20 @@ impl KeptRecord {
         }
     }
 
+    /// Whether the record in `bytes` (as [`KeptRecord::encode`] wrote
+    /// them) still holds at `now`, read from its head only (the
+    /// fingerprint and the expiry, first in every format); a record that
+    /// does not read holds nothing.
+    #[must_use]
+    pub fn bytes_live_at(bytes: &[u8], now: u64) -> bool {
+        let Some((&(FORMAT_V1 | FORMAT_CREATED_ITEM), rest)) = bytes.split_first() else {
+            return false;
+        };
+        let head: Result<(([u8; 32], u64), usize), _> =
+            bincode::serde::decode_from_slice(rest, bincode::config::standard());
+        head.is_ok_and(|((_, expires), _)| expires > now)
+    }
+
     /// Whether the key still holds at `now` (unix seconds).
     #[must_use]
     pub fn live_at(&self, now: u64) -> bool {
@@ -297,6 +311,32 @@ mod tests {
         assert!(KeptRecord::decode(&[9]).is_err());
         assert!(record.live_at(1_899_999_999));
         assert!(!record.live_at(1_900_000_000));
+    }
+
+    #[test]
+    fn whether_a_record_holds_reads_from_its_head_in_every_format() {
+        let sent = KeptRecord {
+            fingerprint: [7; 32],
+            expires: 1_900_000_000,
+            answer: KeptAnswer::Sent(Kept::not_modified()),
+        };
+        let created = KeptRecord {
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 1,
+                name: "Tea".into(),
+                price: 2.5,
+                deleted: false,
+            }),
+            ..sent.clone()
+        };
+        for record in [sent, created] {
+            let bytes = record.encode();
+            assert!(KeptRecord::bytes_live_at(&bytes, 1_899_999_999));
+            assert!(!KeptRecord::bytes_live_at(&bytes, 1_900_000_000));
+            assert!(!KeptRecord::bytes_live_at(&bytes[..20], 0), "cut short");
+        }
+        assert!(!KeptRecord::bytes_live_at(&[], 0));
+        assert!(!KeptRecord::bytes_live_at(&[9; 64], 0), "unknown format");
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! `Retry-After: 1`. A request that fails keeps nothing, so it can be
 //! corrected and sent again with the same key.
 //!
-//! Order of checks: the key itself (422), then in flight (409), then a
-//! kept answer (replay or 422), and only then the handler with its own
-//! 422, 404, 412 and 304. Keys are global to the shop, not per client.
+//! Order of checks, as clients see it: the key itself (422), then in
+//! flight here (409), then a kept answer (replay or 422), and only then
+//! the request's own 422, 404, 412 and 304. The kept answer is not read
+//! first, though: the write runs at once and the store refuses it
+//! atomically when a live answer is kept under the key; only then, or
+//! when the request failed with a 4xx (which keeps nothing), is the kept
+//! answer read, and it wins. So a fresh key costs the write no read.
+//! Keys are global to the shop, not per client.
 //! Without the header a route runs exactly as it would without this layer.
 
 use std::collections::HashSet;
@@ -99,18 +104,18 @@ impl Idempotency {
         );
         let running = self.start(&key)?;
         let store = call.state().store.clone();
-        if let Some(answer) = self.replay(&store, &key, &fingerprint).await? {
-            return Ok(answer);
-        }
         call.key = Some(IdempotencyKey {
             expires: idempotency::now().saturating_add(self.ttl.as_secs()),
             key: key.clone(),
             fingerprint,
         });
-        // The write runs to its end, and holds its key until then, even if
-        // the client goes away meanwhile: a retry must find either the key
-        // running or its answer kept, never neither while the first write
-        // may still commit.
+        // Run at once, with no look at the key first: the store keeps the
+        // key with the change, atomically, and refuses the write when a live
+        // answer is kept under the key ([`ApiError::KeyInFlight`]), so a
+        // fresh key (nearly every one) costs no read. The write runs to its
+        // end, and holds its key until then, even if the client goes away
+        // meanwhile: a retry must find either the key running or its answer
+        // kept, never neither while the first write may still commit.
         let handler = route.handler;
         let write = tokio::spawn(async move {
             let answer = handler(call).await;
@@ -122,13 +127,23 @@ impl Idempotency {
                 std::io::Error::other(format!("a keyed write stopped: {err}")),
             )))
         });
-        match answer {
-            // Another instance kept the key since we looked: its answer.
-            Err(ApiError::KeyInFlight) => match self.replay(&store, &key, &fingerprint).await? {
-                Some(answer) => Ok(answer),
-                None => Err(self.in_flight()),
-            },
-            other => other,
+        let err = match answer {
+            Ok(response) => return Ok(response),
+            Err(err) if !kept_answer_wins(&err) => return Err(err),
+            Err(err) => err,
+        };
+        // The store refused the key, or the request failed with an answer
+        // that keeps nothing: a live answer kept under the key comes first
+        // (the order of checks: the key, then the request's own).
+        match self.replay(&store, &key, &fingerprint).await {
+            Ok(Some(answer)) => Ok(answer),
+            Err(mismatch @ ApiError::Invalid(_)) => Err(mismatch),
+            // Refused for a key that is gone since (expired), or cannot be
+            // read now: the client retries.
+            Ok(None) | Err(_) if matches!(err, ApiError::KeyInFlight) => Err(self.in_flight()),
+            // Nothing kept, or the key cannot be read now: the request's
+            // own answer.
+            Ok(None) | Err(_) => Err(err),
         }
     }
 
@@ -190,6 +205,17 @@ impl Idempotency {
         );
         Ok(Some(response))
     }
+}
+
+/// Whether a keyed request that failed with `err` answers with the answer
+/// kept under its key instead, when there is one: when the store refused
+/// the key (a 409: a live answer is kept), and when the request failed
+/// with an answer that keeps nothing (a 4xx; the 304 of a deleted item is
+/// kept, and is no 4xx). A 5xx stays: it says the store failed, and a read of the key
+/// would only fail too.
+fn kept_answer_wins(err: &ApiError) -> bool {
+    // A 304 is not a client error: it is kept.
+    err.status().is_client_error()
 }
 
 /// A 422 issue on the key header.

@@ -22,9 +22,9 @@ use tokio::sync::oneshot;
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
 use super::kept_entry;
-use super::records::{KeptEntry, Records, WriteTx};
+use super::records::{Keep, KeptEntry, Records, WriteTx};
 use crate::domain::{Cart, Id, Resource};
-use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, idempotency, priced_cart};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -59,7 +59,7 @@ enum Job {
 /// A job's outcome.
 enum Done {
     Add(StoreResult<Added>),
-    Put(bool),
+    Put(StoreResult<bool>),
 }
 
 /// The cart as an add left it, and, for a keyed add, the cart priced in
@@ -98,7 +98,8 @@ impl CartWriter {
     /// cart as that add left it. A new line is refused with
     /// [`StoreError::CartFull`] when the cart has `max_lines` already.
     /// With `keyed`, the cart is priced in the transaction and its answer
-    /// kept there under the key.
+    /// kept there under the key; [`StoreError::KeyTaken`] (and no add)
+    /// when a live answer is kept under it already.
     pub(super) async fn add(
         &self,
         cart: Id,
@@ -124,7 +125,8 @@ impl CartWriter {
     /// Writes `new` as record `id` of `resource` if it still holds `old`
     /// (`None`: the record is new), with the idempotency key `kept`, in
     /// one transaction; `false` when another writer changed the record
-    /// first (nothing is written then). Resolves as [`CartWriter::add`].
+    /// first, [`StoreError::KeyTaken`] when a live answer is kept under
+    /// the key (nothing is written then). Resolves as [`CartWriter::add`].
     pub(super) async fn put(
         &self,
         (resource, id): (Resource, Id),
@@ -175,7 +177,7 @@ fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) 
                             let _ = add.reply.send(outcome);
                         }
                         (Job::Put(put), Done::Put(outcome)) => {
-                            let _ = put.reply.send(Ok(outcome));
+                            let _ = put.reply.send(outcome);
                         }
                         (job, _) => fail(job, "a job got another job's outcome"),
                     }
@@ -244,6 +246,7 @@ fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<St
         .collect();
     touched.sort_unstable();
     touched.dedup();
+    let now = idempotency::now();
     records.transact(&touched, |tx: &WriteTx<'_>| {
         // Carts read by this batch, and whether it changed them; each
         // changed cart is written once, at the end.
@@ -258,15 +261,26 @@ fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<St
                     // is of an item, or of a cart no add has seen (a new one).
                     let current = tx.get(put.resource, put.id)?;
                     let holds = current.as_deref() == put.old.as_deref();
-                    if holds {
+                    let outcome = if !holds {
+                        Ok(false)
+                    } else if let kept @ (Keep::Fresh | Keep::Expired) = tx.keep(&put.kept, now)? {
                         tx.put(put.resource, put.id, &put.new)?;
-                        fresh += u64::from(tx.put_kept(&put.kept)?);
-                    }
-                    outcomes.push(Done::Put(holds));
+                        fresh += kept.counted();
+                        Ok(true)
+                    } else {
+                        Err(StoreError::KeyTaken)
+                    };
+                    outcomes.push(Done::Put(outcome));
                     continue;
                 }
             };
             let (cart, item, max_lines) = (add.cart, add.item, add.max_lines);
+            if let Some(keyed) = &add.keyed
+                && tx.key_taken(keyed.key.key.as_bytes(), now)?
+            {
+                outcomes.push(Done::Add(Err(StoreError::KeyTaken)));
+                continue;
+            }
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match tx.get(Resource::Cart, cart)? {
@@ -309,7 +323,8 @@ fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<St
             let priced = match &add.keyed {
                 Some(keyed) => {
                     let priced = priced_in(tx, cart, &record)?;
-                    fresh += u64::from(tx.put_kept(&kept_entry(keyed, &priced))?);
+                    // Not taken (looked at above): kept.
+                    fresh += tx.keep(&kept_entry(keyed, &priced), now)?.counted();
                     Some(priced)
                 }
                 None => None,

@@ -49,7 +49,7 @@ impl SledStore {
 /// [`Store::create_cart`](crate::store::Store::create_cart).
 pub(super) async fn create(store: &SledStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &id));
+    let kept = keyed.map(|keyed| (keyed.key.key.as_str(), move |id| kept_entry(keyed, &id)));
     store.insert_new(Resource::Cart, bytes, kept).await
 }
 

@@ -112,7 +112,10 @@ pub(super) async fn create(
     };
     let bytes = codec::encode(&record).map_err(backend)?;
     let answer = record.clone();
-    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &item_of(id, answer)));
+    let kept = keyed.map(|keyed| {
+        let entry = move |id| kept_entry(keyed, &item_of(id, answer));
+        (keyed.key.key.as_str(), entry)
+    });
     let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
 }

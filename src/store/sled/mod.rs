@@ -40,7 +40,9 @@ pub use open::{OnDamage, OpenError, check};
 
 use super::export::{ExportCounts, Snapshot};
 use super::stream::{Chunks, ExportMode};
-use super::{KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats};
+use super::{
+    KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats, idempotency,
+};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
@@ -194,22 +196,34 @@ impl SledStore {
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
-    /// (through the write gate; with the idempotency key `kept` renders
-    /// for the id, in one transaction in the writer thread's batch), notes
-    /// the write in the manifest and counts it, then waits until the write
-    /// is durable.
+    /// (through the write gate; with an idempotency key and the entry
+    /// `kept` renders for the id, in one transaction in the writer
+    /// thread's batch), notes the write in the manifest and counts it,
+    /// then waits until the write is durable.
+    ///
+    /// Errors: with a key, [`StoreError::KeyTaken`] when a live answer is
+    /// kept under it; then no id is drawn (ids stay dense).
     async fn insert_new(
         &self,
         resource: Resource,
         bytes: Vec<u8>,
-        kept: Option<impl FnOnce(Id) -> KeptEntry>,
+        kept: Option<(&str, impl FnOnce(Id) -> KeptEntry)>,
     ) -> StoreResult<Id> {
         let inner = &*self.inner;
         let (ids, count) = match resource {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        if let Some(entry) = kept {
+        if let Some((key, entry)) = kept {
+            // Looked at before an id is drawn, so a replay leaves no gap.
+            // It holds until the writer's transaction: this process runs
+            // one request per key at a time, and it alone writes the store
+            // (the transaction refuses a live key all the same).
+            if let Some(old) = inner.records.kept(key.as_bytes())?
+                && KeptRecord::bytes_live_at(&old, idempotency::now())
+            {
+                return Err(StoreError::KeyTaken);
+            }
             // An id, then the writer thread's transaction: an export opened
             // in between leaves the new record out, as if it came later.
             let id = ids.next()?;

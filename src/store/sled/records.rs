@@ -36,7 +36,7 @@ use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{KeptRecord, StoreError, StoreResult};
 
 /// An idempotency key's bytes and its encoded record, to store with a
 /// write.
@@ -355,16 +355,55 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Keeps an idempotency key with the transaction's changes; whether
-    /// the key is new.
-    pub(super) fn put_kept(
+    /// Whether a live answer (at `now`) is kept under idempotency key
+    /// `key`, which a write with that key must then not change.
+    pub(super) fn key_taken(
         &self,
-        (key, record): &KeptEntry,
-    ) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        key: &[u8],
+        now: u64,
+    ) -> Result<bool, UnabortableTransactionError> {
         Ok(self
             .kept
-            .insert(key.as_slice(), record.as_slice())?
-            .is_none())
+            .get(key)?
+            .is_some_and(|old| KeptRecord::bytes_live_at(&old, now)))
+    }
+
+    /// Keeps an idempotency key with the transaction's changes, unless a
+    /// live answer (at `now`) is kept under it already: then the kept one
+    /// stays and the write with the key must change nothing.
+    pub(super) fn keep(
+        &self,
+        (key, record): &KeptEntry,
+        now: u64,
+    ) -> Result<Keep, UnabortableTransactionError> {
+        // One insert for a fresh key (nearly every one); a live one is put
+        // back as it was.
+        match self.kept.insert(key.as_slice(), record.as_slice())? {
+            None => Ok(Keep::Fresh),
+            Some(old) if KeptRecord::bytes_live_at(&old, now) => {
+                self.kept.insert(key.as_slice(), old)?;
+                Ok(Keep::Taken)
+            }
+            Some(_) => Ok(Keep::Expired),
+        }
+    }
+}
+
+/// What [`WriteTx::keep`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Kept a key not kept before.
+    Fresh,
+    /// Kept a key over its expired answer.
+    Expired,
+    /// Kept nothing: a live answer holds the key.
+    Taken,
+}
+
+impl Keep {
+    /// How many keys this adds to the count kept.
+    pub(super) fn counted(self) -> u64 {
+        u64::from(self == Keep::Fresh)
     }
 }
 
