@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
-use super::{SledStore, backend, kept_entry};
+use super::{SledStore, backend};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
-use crate::store::{Kept, Keyed, StoreError, StoreResult, page};
+use crate::store::{Kept, KeptAnswer, KeptRecord, Keyed, StoreError, StoreResult, page};
 
 impl SledStore {
     /// The record of item `id`.
@@ -113,7 +113,16 @@ pub(super) async fn create(
     let bytes = codec::encode(&record).map_err(backend)?;
     let answer = record.clone();
     let kept = keyed.map(|keyed| {
-        let entry = move |id| kept_entry(keyed, &item_of(id, answer));
+        // Kept as the item it created, rendered at replay as the route
+        // renders it (see `crate::store::idempotency`).
+        let entry = move |id| {
+            let record = KeptRecord {
+                fingerprint: keyed.key.fingerprint,
+                expires: keyed.key.expires,
+                answer: KeptAnswer::CreatedItem(item_of(id, answer)),
+            };
+            (keyed.key.key.as_bytes().to_vec(), record.encode_whole())
+        };
         (keyed.key.key.as_str(), entry)
     });
     let id = store.insert_new(Resource::Item, bytes, kept).await?;

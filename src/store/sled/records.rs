@@ -246,22 +246,25 @@ impl Records {
         change: impl Fn(&WriteTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
     ) -> Result<R, TransactionError<StoreError>> {
         let pass = self.pass();
+        // What the run that commits wrote, in order: the indexes are fed
+        // from it, with no read of the records back.
+        let written = std::cell::RefCell::new(Vec::with_capacity(touched.len()));
         let transaction = |upkeep: &mut Upkeep<'_>| {
             let outcome =
                 (&self.items, &self.carts, &self.kept).transaction(|(items, carts, kept)| {
+                    written.borrow_mut().clear();
                     change(&WriteTx {
                         items,
                         carts,
                         kept,
                         writable: touched,
+                        written: &written,
                     })
                 });
             if outcome.is_ok() {
-                // Committed: what the declared records hold now is what it wrote.
-                for &(resource, id) in touched {
-                    if let Some(bytes) = self.get(resource, id)? {
-                        upkeep.stored(resource, id, &bytes);
-                    }
+                // Committed: the declared records hold what it wrote last.
+                for (resource, id, bytes) in written.borrow().iter() {
+                    upkeep.stored(*resource, *id, bytes);
                 }
             }
             Ok(outcome)
@@ -316,6 +319,8 @@ pub(super) struct WriteTx<'a> {
     carts: &'a TransactionalTree,
     kept: &'a TransactionalTree,
     writable: &'a [(Resource, Id)],
+    /// Every record written, in order.
+    written: &'a std::cell::RefCell<Vec<(Resource, Id, IVec)>>,
 }
 
 impl WriteTx<'_> {
@@ -351,7 +356,9 @@ impl WriteTx<'_> {
             Resource::Item => self.items,
             Resource::Cart => self.carts,
         };
-        tree.insert(&codec::key(id), bytes)?;
+        let bytes = IVec::from(bytes);
+        tree.insert(&codec::key(id), bytes.clone())?;
+        self.written.borrow_mut().push((resource, id, bytes));
         Ok(())
     }
 
