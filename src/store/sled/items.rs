@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::cart_writer::KeptFor;
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
 use super::{SledStore, backend};
@@ -111,19 +112,20 @@ pub(super) async fn create(
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let answer = record.clone();
     let kept = keyed.map(|keyed| {
         // Kept as the item it created, rendered at replay as the route
         // renders it (see `crate::store::idempotency`).
-        let entry = move |id| {
-            let record = KeptRecord {
-                fingerprint: keyed.key.fingerprint,
-                expires: keyed.key.expires,
+        let (fingerprint, expires) = (keyed.key.fingerprint, keyed.key.expires);
+        let answer = record.clone();
+        let kept: KeptFor = Box::new(move |id| {
+            KeptRecord {
+                fingerprint,
+                expires,
                 answer: KeptAnswer::CreatedItem(item_of(id, answer)),
-            };
-            (keyed.key.key.as_bytes().to_vec(), record.encode_whole())
-        };
-        (keyed.key.key.as_str(), entry)
+            }
+            .encode_whole()
+        });
+        (keyed.key.key.as_str(), kept)
     });
     let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
