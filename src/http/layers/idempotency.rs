@@ -18,7 +18,10 @@
 //! Without the header a route runs exactly as it would without this layer.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -28,7 +31,7 @@ use warp::reply::Response;
 use super::super::error::ApiError;
 use super::super::reply::sent;
 use super::super::router::Call;
-use super::super::routes::Route;
+use super::super::routes::{Answer, Route};
 use crate::domain::{Issue, parse_id, percent_decoded};
 use crate::metrics::{IdempotencyOutcome, Telemetry};
 use crate::store::{IdempotencyKey, KeptAnswer, KeptRecord, Store, idempotency};
@@ -114,19 +117,14 @@ impl Idempotency {
         // answer is kept under the key ([`ApiError::KeyInFlight`]), so a
         // fresh key (nearly every one) costs no read. The write runs to its
         // end, and holds its key until then, even if the client goes away
-        // meanwhile: a retry must find either the key running or its answer
-        // kept, never neither while the first write may still commit.
+        // meanwhile (see [`ToTheEnd`]).
         let handler = route.handler;
-        let write = tokio::spawn(async move {
+        let answer = ToTheEnd(Some(Box::pin(async move {
             let answer = handler(call).await;
             drop(running);
             answer
-        });
-        let answer = write.await.unwrap_or_else(|err| {
-            Err(ApiError::Storage(crate::store::StoreError::backend(
-                std::io::Error::other(format!("a keyed write stopped: {err}")),
-            )))
-        });
+        })))
+        .await;
         let err = match answer {
             Ok(response) => return Ok(response),
             Err(err) if !kept_answer_wins(&err) => return Err(err),
@@ -204,6 +202,39 @@ impl Idempotency {
             HeaderValue::from_static("true"),
         );
         Ok(Some(response))
+    }
+}
+
+/// A keyed write that runs to its end: dropped before that (its client
+/// went away, or its request timed out), it goes on in a task of its own,
+/// so its key is released only once the write is done or failed. Not a
+/// task from the start: most writes end in the request, and a task per
+/// write costs a wake-up of another runtime thread.
+struct ToTheEnd(Option<Answer>);
+
+impl Future for ToTheEnd {
+    type Output = Result<Response, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(write) = self.0.as_mut() else {
+            return Poll::Ready(Err(ApiError::Storage(crate::store::StoreError::backend(
+                std::io::Error::other("a keyed write was polled after its end"),
+            ))));
+        };
+        let answer = std::task::ready!(write.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for ToTheEnd {
+    fn drop(&mut self) {
+        if let Some(write) = self.0.take() {
+            // Without a runtime (it is shutting down) nothing runs any more.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(write);
+            }
+        }
     }
 }
 
@@ -288,6 +319,30 @@ mod tests {
             assert!(key_of(&headers(&[bad])).is_err(), "{bad:?}");
         }
         assert!(key_of(&headers(&[b"a", b"a"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_before_its_end_still_runs_to_it() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let mut write = ToTheEnd(Some(Box::pin(async move {
+            let _ = wait.await;
+            let _ = done.send(());
+            Ok(Response::default())
+        })));
+        // Started, then dropped midway (its client went away).
+        let waker = futures_util::task::noop_waker();
+        let started = Pin::new(&mut write).poll(&mut Context::from_waker(&waker));
+        assert!(started.is_pending());
+        drop(write);
+        go.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the write went on after it was dropped")
+            .unwrap();
+        // One that ends in its request answers there.
+        let ended = ToTheEnd(Some(Box::pin(async { Ok(Response::default()) }))).await;
+        assert!(ended.is_ok());
     }
 
     #[test]
