@@ -251,18 +251,25 @@ impl Rooms {
             }
         };
         // Checked before joining; concurrent joins may overshoot by a few.
+        // A resume that takes over a connection here adds none, so it is
+        // let in; any other join beyond the limit is refused before it
+        // joins, so it closes nobody else's connection.
         let full = inner.registry.stats().connections >= options.max_connections as u64;
+        let replaces = wanted
+            .as_deref()
+            .is_some_and(|name| inner.registry.has_member(&room_name, name));
+        if full && !replaces {
+            let reason = CloseReason::TRY_AGAIN_LATER;
+            inner.registry.drops().count(reason);
+            return handshake.accept(cap, spawn, move |socket| session::refuse(socket, reason));
+        }
         let (membership, inbox) =
             inner
                 .registry
                 .join_as(&room_name, options.queue_len, wanted.as_deref(), json);
-        if full {
-            membership.closer().close(CloseReason::TRY_AGAIN_LATER);
-        } else {
-            membership.link().await;
-            if wanted.is_some() {
-                membership.claim().await;
-            }
+        membership.link().await;
+        if wanted.is_some() {
+            membership.claim().await;
         }
         let (render, prelude) = if json {
             self.introduce(&membership, &query, wanted.is_some())

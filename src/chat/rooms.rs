@@ -231,6 +231,16 @@ impl Registry {
         (membership, inbox)
     }
 
+    /// Whether a member named `name` is connected to room `room_name` here.
+    pub(crate) fn has_member(&self, room_name: &str, name: &str) -> bool {
+        let room = lock(&self.rooms).get(room_name).map(Arc::clone);
+        room.is_some_and(|room| {
+            lock(&room.members)
+                .iter()
+                .any(|member| *member.name == *name)
+        })
+    }
+
     /// Rooms, members and messages so far.
     pub(crate) fn stats(&self) -> ChatStats {
         ChatStats {

@@ -181,6 +181,38 @@ async fn the_same_token_twice_closes_the_older_connection() {
     assert_eq!(next_chat_line(&mut second).await.2, "to the newest");
 }
 
+#[tokio::test]
+async fn at_the_connection_limit_a_resume_replaces_its_connection_and_a_stranger_is_refused_alone()
+{
+    let app = TestApp::builder()
+        .configure(|s| s.chat.max_connections = std::num::NonZero::new(2).expect("nonzero"))
+        .spawn()
+        .await;
+    let (mut ann, welcome) = join_json(app.addr, "full", "").await;
+    let (mut bob, _) = join_json(app.addr, "full", "").await;
+    // A stranger beyond the limit is refused, and nobody else is closed.
+    let mut stranger = connect(app.addr, "full", "").await;
+    assert_eq!(closed_with(&mut stranger).await, 1013);
+    let before = say_json(&mut bob, "still here").await;
+    assert_eq!(next_chat_line(&mut ann).await.2, "still here");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let dropped = Exposition::parse(&metrics)
+        .value(
+            "shopd_chat_dropped_total",
+            &[("reason", "too_many_connections")],
+        )
+        .expect("the drop counter");
+    assert!((dropped - 1.0).abs() < f64::EPSILON, "{dropped}");
+    // Ann resumes while the chat is full: her new connection takes the
+    // place of her old one instead of being refused.
+    let (mut again, resumed) = join_json(app.addr, "full", &resume_query(&welcome, before)).await;
+    assert_eq!(resumed.name, welcome.name);
+    assert!(resumed.resumed);
+    assert_eq!(closed_with(&mut ann).await, 1008, "replaced");
+    say_json(&mut bob, "to the new one").await;
+    assert_eq!(next_chat_line(&mut again).await.2, "to the new one");
+}
+
 /// Runs the conversation's first half on a shopd over `data`, stops it
 /// with `stop`, runs the second half on a new shopd over the same
 /// directory; returns ann's first and second welcomes and what she got.

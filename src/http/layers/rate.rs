@@ -11,7 +11,8 @@
 //! factor), in one of [`SHARDS`] shards. An entry whose bucket would have
 //! refilled to the burst is the same as no entry, so each shard drops such
 //! idle entries every [`SWEEP_MS`] and, when it holds
-//! [`MAX_PER_SHARD`] entries, before adding one. Past that (more
+//! [`MAX_PER_SHARD`] entries, before adding one (at most every
+//! [`FULL_SWEEP_MS`]). Past that (more
 //! clients active within one refill time than the cap allows) a new
 //! client is served untracked rather than refused: the bound on memory
 //! holds, and no one is blamed for others' traffic.
@@ -30,6 +31,10 @@ pub const MAX_PER_SHARD: usize = 4096;
 
 /// How often a shard drops its idle entries, at most, in milliseconds.
 pub const SWEEP_MS: u64 = 10_000;
+
+/// How often a full shard drops its idle entries, at most, in
+/// milliseconds, when a new client finds it full.
+pub const FULL_SWEEP_MS: u64 = 100;
 
 /// Bytes one tracked client costs: its entry, the map's control byte,
 /// over the map's 7/8 load factor.
@@ -60,6 +65,8 @@ pub struct RateLimit {
 struct Shard {
     buckets: HashMap<IpAddr, Bucket>,
     swept: u32,
+    /// Sweeps so far.
+    sweeps: u64,
 }
 
 impl RateLimit {
@@ -91,10 +98,17 @@ impl RateLimit {
             return Ok(());
         };
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if u64::from(now.wrapping_sub(shard.swept)) >= SWEEP_MS
-            || (shard.buckets.len() >= MAX_PER_SHARD && !shard.buckets.contains_key(&client))
+        let since = u64::from(now.wrapping_sub(shard.swept));
+        // A full shard sweeps for a new client at most every
+        // [`FULL_SWEEP_MS`]: a crowd of new clients past the cap costs each
+        // a lookup, not a walk of the whole shard under its lock.
+        if since >= SWEEP_MS
+            || (since >= FULL_SWEEP_MS
+                && shard.buckets.len() >= MAX_PER_SHARD
+                && !shard.buckets.contains_key(&client))
         {
             shard.swept = now;
+            shard.sweeps += 1;
             let refill_ms = self.refill_ms;
             shard
                 .buckets
@@ -120,6 +134,15 @@ impl RateLimit {
             let wait_ms = (1.0 - bucket.tokens) / self.per_ms;
             Err(Duration::from_secs_f32(wait_ms / 1000.0))
         }
+    }
+
+    /// Sweeps of idle entries so far, in all shards.
+    #[must_use]
+    pub fn sweeps(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |shard| shard.sweeps))
+            .sum()
     }
 
     /// Clients tracked now.
@@ -174,5 +197,19 @@ mod tests {
             let _ = limit.take(IpAddr::V4(n.into()));
         }
         assert!(limit.tracked() <= SHARDS * MAX_PER_SHARD);
+    }
+
+    #[test]
+    fn new_clients_past_the_cap_do_not_each_sweep_a_full_shard() {
+        // A bucket takes an hour to refill: nothing is idle to drop.
+        let limit = RateLimit::new(1, 3600);
+        let crowd = u32::try_from(SHARDS * MAX_PER_SHARD * 2).unwrap();
+        for n in 0..crowd {
+            let _ = limit.take(IpAddr::V4(n.into()));
+        }
+        assert_eq!(limit.tracked(), SHARDS * MAX_PER_SHARD);
+        // Without the pause between sweeps this is one per new client
+        // past the cap (65,536); with it, a few per shard at most.
+        assert!(limit.sweeps() <= 64, "{} sweeps", limit.sweeps());
     }
 }
