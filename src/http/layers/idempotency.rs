@@ -242,8 +242,8 @@ impl Drop for ToTheEnd {
 /// kept under its key instead, when there is one: when the store refused
 /// the key (a 409: a live answer is kept), and when the request failed
 /// with an answer that keeps nothing (a 4xx; the 304 of a deleted item is
-/// kept, and is no 4xx). A 5xx stays: it says the store failed, and a read of the key
-/// would only fail too.
+/// kept, and is no 4xx). A 5xx stays: it says the store failed, and a
+/// read of the key would only fail too.
 fn kept_answer_wins(err: &ApiError) -> bool {
     // A 304 is not a client error: it is kept.
     err.status().is_client_error()
