@@ -10,7 +10,10 @@
 //! instead: a created item ([`KeptAnswer::CreatedItem`]), so a store can
 //! keep the key in the statement that draws the item's id (the id is kept
 //! beside the record, not in it), and the HTTP layer renders it at replay
-//! with the function that rendered the first answer.
+//! with the function that rendered the first answer. The embedded store
+//! keeps it that way too, id included ([`KeptRecord::encode_whole`]): a
+//! keyed create then renders nothing for its key, and keeps about a fifth
+//! of the bytes.
 
 use std::time::Duration;
 
@@ -29,6 +32,9 @@ const FORMAT_V1: u8 = 1;
 /// Version 2: fingerprint, expiry and a created item's name and price; its
 /// id is kept beside the record.
 const FORMAT_CREATED_ITEM: u8 = 2;
+/// Version 3: fingerprint, expiry and a created item's id, name and price,
+/// for a store that keeps nothing beside the record (the embedded one).
+const FORMAT_CREATED_ITEM_WHOLE: u8 = 3;
 
 /// An answer as kept for replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +139,16 @@ struct CreatedItemV2 {
     price: f64,
 }
 
+/// Format 3 as stored (`S`: the name, borrowed to write, owned to read).
+#[derive(Serialize, Deserialize)]
+struct CreatedItemV3<S> {
+    fingerprint: [u8; 32],
+    expires: u64,
+    id: Id,
+    name: S,
+    price: f64,
+}
+
 /// A stored record that does not read.
 #[derive(Debug, thiserror::Error)]
 #[error("kept idempotency record does not read: {0}")]
@@ -171,7 +187,33 @@ impl KeptRecord {
         }
     }
 
-    /// Reads bytes written by [`KeptRecord::encode`] of an answer as sent.
+    /// The record's bytes with everything in them: as
+    /// [`KeptRecord::encode`], but a created item's id is in them too (so
+    /// [`KeptRecord::decode`] reads them), for a store that keeps nothing
+    /// beside the record. A created item is kept as what it was rendered
+    /// from, not rendered: smaller, and nothing to render for a write.
+    #[must_use]
+    pub fn encode_whole(&self) -> Vec<u8> {
+        let KeptAnswer::CreatedItem(item) = &self.answer else {
+            return self.encode();
+        };
+        let mut out = Vec::with_capacity(64 + item.name.len());
+        out.push(FORMAT_CREATED_ITEM_WHOLE);
+        let stored = CreatedItemV3 {
+            fingerprint: self.fingerprint,
+            expires: self.expires,
+            id: item.id,
+            name: item.name.as_str(),
+            price: item.price,
+        };
+        // Plain data of bounded size: encoding cannot fail.
+        let _ =
+            bincode::serde::encode_into_std_write(&stored, &mut out, bincode::config::standard());
+        out
+    }
+
+    /// Reads bytes written by [`KeptRecord::encode`] of an answer as sent,
+    /// or by [`KeptRecord::encode_whole`].
     ///
     /// # Errors
     /// When the bytes are not such a record (a created item's record needs
@@ -215,9 +257,39 @@ impl KeptRecord {
                     }),
                 })
             }
+            Some((&FORMAT_CREATED_ITEM_WHOLE, rest)) => {
+                let (stored, _): (CreatedItemV3<String>, usize) =
+                    bincode::serde::decode_from_slice(rest, config).map_err(unread)?;
+                Ok(KeptRecord {
+                    fingerprint: stored.fingerprint,
+                    expires: stored.expires,
+                    answer: KeptAnswer::CreatedItem(Item {
+                        id: stored.id,
+                        name: stored.name,
+                        price: stored.price,
+                        deleted: false,
+                    }),
+                })
+            }
             Some((version, _)) => Err(KeptCodecError(format!("unknown format {version}"))),
             None => Err(KeptCodecError("empty".into())),
         }
+    }
+
+    /// Whether the record in `bytes` (as [`KeptRecord::encode`] wrote
+    /// them) still holds at `now`, read from its head only (the
+    /// fingerprint and the expiry, first in every format); a record that
+    /// does not read holds nothing.
+    #[must_use]
+    pub fn bytes_live_at(bytes: &[u8], now: u64) -> bool {
+        let Some((&(FORMAT_V1 | FORMAT_CREATED_ITEM | FORMAT_CREATED_ITEM_WHOLE), rest)) =
+            bytes.split_first()
+        else {
+            return false;
+        };
+        let head: Result<(([u8; 32], u64), usize), _> =
+            bincode::serde::decode_from_slice(rest, bincode::config::standard());
+        head.is_ok_and(|((_, expires), _)| expires > now)
     }
 
     /// Whether the key still holds at `now` (unix seconds).
@@ -300,6 +372,31 @@ mod tests {
     }
 
     #[test]
+    fn whether_a_record_holds_reads_from_its_head_in_every_format() {
+        let sent = KeptRecord {
+            fingerprint: [7; 32],
+            expires: 1_900_000_000,
+            answer: KeptAnswer::Sent(Kept::not_modified()),
+        };
+        let created = KeptRecord {
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 1,
+                name: "Tea".into(),
+                price: 2.5,
+                deleted: false,
+            }),
+            ..sent.clone()
+        };
+        for bytes in [sent.encode(), created.encode(), created.encode_whole()] {
+            assert!(KeptRecord::bytes_live_at(&bytes, 1_899_999_999));
+            assert!(!KeptRecord::bytes_live_at(&bytes, 1_900_000_000));
+            assert!(!KeptRecord::bytes_live_at(&bytes[..20], 0), "cut short");
+        }
+        assert!(!KeptRecord::bytes_live_at(&[], 0));
+        assert!(!KeptRecord::bytes_live_at(&[9; 64], 0), "unknown format");
+    }
+
+    #[test]
     fn a_format_1_record_as_stored_still_reads() {
         // Bytes as the first format wrote them, before format 2 existed.
         let mut bytes = vec![1];
@@ -344,5 +441,34 @@ mod tests {
             record
         );
         assert!(KeptRecord::decode(&bytes).is_err(), "needs its id");
+    }
+
+    #[test]
+    fn a_created_item_kept_whole_reads_back_with_its_id() {
+        let record = KeptRecord {
+            fingerprint: [5; 32],
+            expires: 1_900_000_000,
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 42,
+                name: "Thé ✓".into(),
+                price: 0.1,
+                deleted: false,
+            }),
+        };
+        let bytes = record.encode_whole();
+        assert_eq!(bytes[0], FORMAT_CREATED_ITEM_WHOLE);
+        assert_eq!(KeptRecord::decode(&bytes).unwrap(), record);
+        // The id kept in the record wins over one given beside it.
+        assert_eq!(
+            KeptRecord::decode_with_item(&bytes, Some(7)).unwrap(),
+            record
+        );
+        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        // An answer as sent is kept as encode keeps it.
+        let sent = KeptRecord {
+            answer: KeptAnswer::Sent(Kept::not_modified()),
+            ..record
+        };
+        assert_eq!(sent.encode_whole(), sent.encode());
     }
 }

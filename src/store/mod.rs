@@ -71,9 +71,9 @@ pub enum StoreError {
     /// is not one of them.
     #[error("Cart {cart} has the most lines allowed ({limit})")]
     CartFull { cart: Id, limit: usize },
-    /// A write with the same idempotency key was kept since this one
-    /// looked (on another instance): nothing was done; answer with the
-    /// kept record.
+    /// A live answer is kept under the write's idempotency key (kept
+    /// before, or meanwhile on another instance): nothing was done;
+    /// answer with the kept record.
     #[error("the idempotency key was used meanwhile")]
     KeyTaken,
     /// Too much long work (scans, exports) runs and waits already: shed,
@@ -120,8 +120,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// With `keyed`, the answer it renders is kept under its key in the
     /// same transaction (so for every write below; a failed write keeps
     /// nothing, except the 304 of a deleted item, which is an answer).
-    /// Errors: with `keyed`, [`StoreError::KeyTaken`] when another
-    /// instance kept the key first (for every write below too).
+    /// Errors: with `keyed`, [`StoreError::KeyTaken`] when a live answer
+    /// is kept under the key (kept before, or first by another instance),
+    /// checked atomically with the write, which then changes nothing (for
+    /// every write below too); an expired one is taken over.
     fn create_item(
         &self,
         item: NewItem,

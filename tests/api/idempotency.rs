@@ -290,6 +290,77 @@ backend_tests! {
         assert_eq!(all.as_array().unwrap().len(), 1, "one item created: {all}");
     }
 
+    async fn a_kept_key_answers_before_the_requests_own_422_404_412_and_304(backend) {
+        let dense = matches!(backend, crate::support::Backend::Sled);
+        let app = backend.spawn().await;
+        let tea = json!({"name": "Tea", "price": 2.5});
+        let created = keyed(&app.client, app.url("/item"), Method::POST, "create", Some(&tea)).await;
+        assert_eq!(created.status(), 201);
+        let etag = created.headers()["etag"].clone();
+        let id = created.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        let mismatch = || [("header.Idempotency-Key".to_owned(), "idempotency_key_reused".to_owned())];
+
+        // The same key on a body that fails validation: the key's 422, not
+        // the body's.
+        let bad = json!({"name": "", "price": -1});
+        let refused = keyed(&app.client, app.url("/item"), Method::POST, "create", Some(&bad)).await;
+        assert_eq!(issues(refused).await, mismatch());
+        // On an item that does not exist: the key's 422, not a 404.
+        let missing = app.url(&format!("/item/{}", id + 100));
+        let refused = keyed(&app.client, missing, Method::PUT, "create", Some(&tea)).await;
+        assert_eq!(issues(refused).await, mismatch());
+        // On a cart that does not exist: the same.
+        let add = app.url(&format!("/cart/{}/add/{id}", id + 100));
+        let refused = keyed(&app.client, add, Method::POST, "create", None).await;
+        assert_eq!(issues(refused).await, mismatch());
+
+        // A change kept under a key, then sent again once the item moved
+        // on: its replay, not the 412 its stale If-Match would get now.
+        let path = app.url(&format!("/item/{id}"));
+        let coffee = json!({"name": "Coffee", "price": 3.0});
+        let put = |key: &'static str, body: Value| {
+            app.client
+                .put(path.clone())
+                .header("Idempotency-Key", key)
+                .header("If-Match", etag.clone())
+                .json(&body)
+                .send()
+        };
+        let first = put("put", coffee.clone()).await.unwrap();
+        assert_eq!((first.status().as_u16(), replayed(&first)), (200, false));
+        let first = first.text().await.unwrap();
+        let again = put("put", coffee.clone()).await.unwrap();
+        assert_eq!((again.status().as_u16(), replayed(&again)), (200, true));
+        assert_eq!(again.text().await.unwrap(), first);
+        let stale = put("put-2", coffee.clone()).await.unwrap();
+        assert_eq!(stale.status(), 412, "a new key runs, and its If-Match is stale");
+
+        // A change of the deleted item kept its 304; sent again: the 304
+        // replayed; with another body: the key's 422, not the 304.
+        let deleted = app.client.delete(path.clone()).send().await.unwrap();
+        assert_eq!(deleted.status(), 200);
+        let gone = keyed(&app.client, path.clone(), Method::PATCH, "gone", Some(&json!({"price": 1.0}))).await;
+        assert_eq!((gone.status().as_u16(), replayed(&gone)), (304, false));
+        let gone = keyed(&app.client, path.clone(), Method::PATCH, "gone", Some(&json!({"price": 1.0}))).await;
+        assert_eq!((gone.status().as_u16(), replayed(&gone)), (304, true));
+        let other = keyed(&app.client, path.clone(), Method::PATCH, "gone", Some(&json!({"price": 2.0}))).await;
+        assert_eq!(issues(other).await, mismatch());
+
+        // Nothing above changed the store but the one create, the one put
+        // and the delete; on the embedded store the replays drew no id.
+        for _ in 0..3 {
+            let again = keyed(&app.client, app.url("/item"), Method::POST, "create", Some(&tea)).await;
+            assert_eq!((again.status().as_u16(), replayed(&again)), (201, true));
+        }
+        let next = app.create_item("Cake", 4.0).await["id"].as_u64().unwrap();
+        if dense {
+            assert_eq!(next, id + 1, "ids stay dense on the embedded store");
+        }
+        let all = app.get_json("/item?show_deleted=true").await;
+        assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+        assert_eq!(all[0]["name"], "Coffee");
+    }
+
     async fn every_write_replays_its_answer_and_a_deleted_items_304(backend) {
         let app = backend.spawn().await;
         let tea = json!({"name": "Tea", "price": 2.5});

@@ -7,13 +7,21 @@
 //! `Retry-After: 1`. A request that fails keeps nothing, so it can be
 //! corrected and sent again with the same key.
 //!
-//! Order of checks: the key itself (422), then in flight (409), then a
-//! kept answer (replay or 422), and only then the handler with its own
-//! 422, 404, 412 and 304. Keys are global to the shop, not per client.
+//! Order of checks, as clients see it: the key itself (422), then in
+//! flight here (409), then a kept answer (replay or 422), and only then
+//! the request's own 422, 404, 412 and 304. The kept answer is not read
+//! first, though: the write runs at once and the store refuses it
+//! atomically when a live answer is kept under the key; only then, or
+//! when the request failed with a 4xx (which keeps nothing), is the kept
+//! answer read, and it wins. So a fresh key costs the write no read.
+//! Keys are global to the shop, not per client.
 //! Without the header a route runs exactly as it would without this layer.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -23,7 +31,7 @@ use warp::reply::Response;
 use super::super::error::ApiError;
 use super::super::reply::sent;
 use super::super::router::Call;
-use super::super::routes::Route;
+use super::super::routes::{Answer, Route};
 use crate::domain::{Issue, parse_id, percent_decoded};
 use crate::metrics::{IdempotencyOutcome, Telemetry};
 use crate::store::{IdempotencyKey, KeptAnswer, KeptRecord, Store, idempotency};
@@ -99,36 +107,41 @@ impl Idempotency {
         );
         let running = self.start(&key)?;
         let store = call.state().store.clone();
-        if let Some(answer) = self.replay(&store, &key, &fingerprint).await? {
-            return Ok(answer);
-        }
         call.key = Some(IdempotencyKey {
             expires: idempotency::now().saturating_add(self.ttl.as_secs()),
             key: key.clone(),
             fingerprint,
         });
-        // The write runs to its end, and holds its key until then, even if
-        // the client goes away meanwhile: a retry must find either the key
-        // running or its answer kept, never neither while the first write
-        // may still commit.
+        // Run at once, with no look at the key first: the store keeps the
+        // key with the change, atomically, and refuses the write when a live
+        // answer is kept under the key ([`ApiError::KeyInFlight`]), so a
+        // fresh key (nearly every one) costs no read. The write runs to its
+        // end, and holds its key until then, even if the client goes away
+        // meanwhile (see [`ToTheEnd`]).
         let handler = route.handler;
-        let write = tokio::spawn(async move {
+        let answer = ToTheEnd(Some(Box::pin(async move {
             let answer = handler(call).await;
             drop(running);
             answer
-        });
-        let answer = write.await.unwrap_or_else(|err| {
-            Err(ApiError::Storage(crate::store::StoreError::backend(
-                std::io::Error::other(format!("a keyed write stopped: {err}")),
-            )))
-        });
-        match answer {
-            // Another instance kept the key since we looked: its answer.
-            Err(ApiError::KeyInFlight) => match self.replay(&store, &key, &fingerprint).await? {
-                Some(answer) => Ok(answer),
-                None => Err(self.in_flight()),
-            },
-            other => other,
+        })))
+        .await;
+        let err = match answer {
+            Ok(response) => return Ok(response),
+            Err(err) if !kept_answer_wins(&err) => return Err(err),
+            Err(err) => err,
+        };
+        // The store refused the key, or the request failed with an answer
+        // that keeps nothing: a live answer kept under the key comes first
+        // (the order of checks: the key, then the request's own).
+        match self.replay(&store, &key, &fingerprint).await {
+            Ok(Some(answer)) => Ok(answer),
+            Err(mismatch @ ApiError::Invalid(_)) => Err(mismatch),
+            // Refused for a key that is gone since (expired), or cannot be
+            // read now: the client retries.
+            Ok(None) | Err(_) if matches!(err, ApiError::KeyInFlight) => Err(self.in_flight()),
+            // Nothing kept, or the key cannot be read now: the request's
+            // own answer.
+            Ok(None) | Err(_) => Err(err),
         }
     }
 
@@ -190,6 +203,50 @@ impl Idempotency {
         );
         Ok(Some(response))
     }
+}
+
+/// A keyed write that runs to its end: dropped before that (its client
+/// went away, or its request timed out), it goes on in a task of its own,
+/// so its key is released only once the write is done or failed. Not a
+/// task from the start: most writes end in the request, and a task per
+/// write costs a wake-up of another runtime thread.
+struct ToTheEnd(Option<Answer>);
+
+impl Future for ToTheEnd {
+    type Output = Result<Response, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(write) = self.0.as_mut() else {
+            return Poll::Ready(Err(ApiError::Storage(crate::store::StoreError::backend(
+                std::io::Error::other("a keyed write was polled after its end"),
+            ))));
+        };
+        let answer = std::task::ready!(write.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for ToTheEnd {
+    fn drop(&mut self) {
+        if let Some(write) = self.0.take() {
+            // Without a runtime (it is shutting down) nothing runs any more.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(write);
+            }
+        }
+    }
+}
+
+/// Whether a keyed request that failed with `err` answers with the answer
+/// kept under its key instead, when there is one: when the store refused
+/// the key (a 409: a live answer is kept), and when the request failed
+/// with an answer that keeps nothing (a 4xx; the 304 of a deleted item is
+/// kept, and is no 4xx). A 5xx stays: it says the store failed, and a
+/// read of the key would only fail too.
+fn kept_answer_wins(err: &ApiError) -> bool {
+    // A 304 is not a client error: it is kept.
+    err.status().is_client_error()
 }
 
 /// A 422 issue on the key header.
@@ -262,6 +319,30 @@ mod tests {
             assert!(key_of(&headers(&[bad])).is_err(), "{bad:?}");
         }
         assert!(key_of(&headers(&[b"a", b"a"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_before_its_end_still_runs_to_it() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let mut write = ToTheEnd(Some(Box::pin(async move {
+            let _ = wait.await;
+            let _ = done.send(());
+            Ok(Response::default())
+        })));
+        // Started, then dropped midway (its client went away).
+        let waker = futures_util::task::noop_waker();
+        let started = Pin::new(&mut write).poll(&mut Context::from_waker(&waker));
+        assert!(started.is_pending());
+        drop(write);
+        go.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the write went on after it was dropped")
+            .unwrap();
+        // One that ends in its request answers there.
+        let ended = ToTheEnd(Some(Box::pin(async { Ok(Response::default()) }))).await;
+        assert!(ended.is_ok());
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! Keyed writes of items and new carts (an `Idempotency-Key` kept with
 //! the change) go through the same thread for the same reason: each needs
 //! a transaction over the record's tree and the keys, and one transaction
-//! per batch costs a fraction of one per write.
+//! per batch costs a fraction of one per write. The transaction refuses a
+//! write whose key holds a live answer ([`StoreError::KeyTaken`]); for a
+//! keyed create, the thread looks at the key before the transaction and
+//! draws the new id only when it is free, so a replay leaves no gap in the
+//! ids (and the async threads never wait on a transaction to read a key).
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -21,10 +25,13 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
+use super::ids::IdGen;
 use super::kept_entry;
-use super::records::{KeptEntry, Records, WriteTx};
+use super::records::{Keep, KeptEntry, Records, WriteTx};
 use crate::domain::{Cart, Id, Resource};
-use crate::store::{Keyed, LineState, StoreError, StoreResult, priced_cart};
+use crate::store::{
+    KeptRecord, Keyed, LineState, StoreError, StoreResult, idempotency, priced_cart,
+};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -50,16 +57,45 @@ struct Put {
     reply: oneshot::Sender<StoreResult<bool>>,
 }
 
+/// The record of an idempotency key, rendered for the id of the record it
+/// answers.
+pub(super) type KeptFor = Box<dyn FnOnce(Id) -> Vec<u8> + Send>;
+
+/// A new record written with the idempotency key that answers it. The
+/// writer looks at the key first and draws the record's id only when no
+/// live answer holds the key, so a replay leaves no gap in the ids.
+struct Create {
+    resource: Resource,
+    ids: Arc<IdGen>,
+    new: Vec<u8>,
+    key: Vec<u8>,
+    /// Taken when the id is drawn.
+    kept: Option<KeptFor>,
+    reply: oneshot::Sender<StoreResult<Id>>,
+}
+
 /// What the writer thread applies.
 enum Job {
     Add(Add),
     Put(Put),
+    Create(Create),
 }
 
 /// A job's outcome.
 enum Done {
     Add(StoreResult<Added>),
-    Put(bool),
+    Put(StoreResult<bool>),
+    Create(StoreResult<Id>),
+}
+
+/// A create as the writer readied it before its transaction.
+enum Ready {
+    /// Not a create.
+    Other,
+    /// Refused before any id was drawn (a live key), or failed.
+    Refused(StoreError),
+    /// Its id and key entry, to write in the transaction.
+    New(Id, KeptEntry),
 }
 
 /// The cart as an add left it, and, for a keyed add, the cart priced in
@@ -98,7 +134,8 @@ impl CartWriter {
     /// cart as that add left it. A new line is refused with
     /// [`StoreError::CartFull`] when the cart has `max_lines` already.
     /// With `keyed`, the cart is priced in the transaction and its answer
-    /// kept there under the key.
+    /// kept there under the key; [`StoreError::KeyTaken`] (and no add)
+    /// when a live answer is kept under it already.
     pub(super) async fn add(
         &self,
         cart: Id,
@@ -121,10 +158,39 @@ impl CartWriter {
         answer.await.map_err(|_| gone())?
     }
 
+    /// Writes `new` as a new record of `resource` under an id from `ids`,
+    /// with idempotency key `key` and the record `kept` renders for the
+    /// id, in one transaction; [`StoreError::KeyTaken`] (and no id drawn)
+    /// when a live answer is kept under the key. Resolves as
+    /// [`CartWriter::add`], with the id.
+    pub(super) async fn create(
+        &self,
+        (resource, ids): (Resource, Arc<IdGen>),
+        new: Vec<u8>,
+        key: Vec<u8>,
+        kept: KeptFor,
+    ) -> StoreResult<Id> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::backend(std::io::Error::other("the writer stopped"));
+        let queue = self.queue.as_ref().ok_or_else(gone)?;
+        queue
+            .send(Job::Create(Create {
+                resource,
+                ids,
+                new,
+                key,
+                kept: Some(kept),
+                reply,
+            }))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     /// Writes `new` as record `id` of `resource` if it still holds `old`
     /// (`None`: the record is new), with the idempotency key `kept`, in
     /// one transaction; `false` when another writer changed the record
-    /// first (nothing is written then). Resolves as [`CartWriter::add`].
+    /// first, [`StoreError::KeyTaken`] when a live answer is kept under
+    /// the key (nothing is written then). Resolves as [`CartWriter::add`].
     pub(super) async fn put(
         &self,
         (resource, id): (Resource, Id),
@@ -153,10 +219,24 @@ fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) 
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+        let now = idempotency::now();
+        let mut ready: Vec<Ready> = batch
+            .iter_mut()
+            .map(|job| match job {
+                Job::Create(create) => ready(records, create, now),
+                Job::Add(_) | Job::Put(_) => Ready::Other,
+            })
+            .collect();
         // Through the gate for the transaction only, not for the sync.
-        let applied = apply(records, &batch)
-            .map(|(outcomes, fresh)| {
+        let applied = apply(records, &batch, &ready, now)
+            .map(|(mut outcomes, fresh)| {
                 records.note_kept(fresh);
+                // The creates refused before the transaction: their reasons.
+                for (outcome, ready) in outcomes.iter_mut().zip(&mut ready) {
+                    if let Ready::Refused(err) = std::mem::replace(ready, Ready::Other) {
+                        *outcome = Done::Create(Err(err));
+                    }
+                }
                 outcomes
             })
             .map_err(|err| crate::error_chain(&err));
@@ -175,7 +255,10 @@ fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) 
                             let _ = add.reply.send(outcome);
                         }
                         (Job::Put(put), Done::Put(outcome)) => {
-                            let _ = put.reply.send(Ok(outcome));
+                            let _ = put.reply.send(outcome);
+                        }
+                        (Job::Create(create), Done::Create(outcome)) => {
+                            let _ = create.reply.send(outcome);
                         }
                         (job, _) => fail(job, "a job got another job's outcome"),
                     }
@@ -201,6 +284,34 @@ fn fail(job: Job, message: &str) {
         Job::Put(put) => {
             let _ = put.reply.send(Err(err()));
         }
+        Job::Create(create) => {
+            let _ = create.reply.send(Err(err()));
+        }
+    }
+}
+
+/// Readies `create` for its transaction: refused when a live answer is
+/// kept under its key (no id drawn then); else its id, drawn now (an id,
+/// then the transaction: an export opened in between leaves the new
+/// record out, as if it came later), and its key's entry for that id.
+/// The key stays free until the transaction: this process runs one
+/// request per key at a time, and only this thread keeps keys.
+fn ready(records: &Records, create: &mut Create, now: u64) -> Ready {
+    let taken = match records.kept(&create.key) {
+        Ok(old) => old.is_some_and(|old| KeptRecord::bytes_live_at(&old, now)),
+        Err(err) => return Ready::Refused(err),
+    };
+    if taken {
+        return Ready::Refused(StoreError::KeyTaken);
+    }
+    let Some(kept) = create.kept.take() else {
+        return Ready::Refused(StoreError::backend(std::io::Error::other(
+            "a create readied twice",
+        )));
+    };
+    match create.ids.next() {
+        Ok(id) => Ready::New(id, (create.key.clone(), kept(id))),
+        Err(err) => Ready::Refused(err),
     }
 }
 
@@ -233,13 +344,60 @@ fn priced_in(tx: &WriteTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxEr
     Ok(priced_cart(id, lines))
 }
 
-/// Applies the adds in order in one transaction; each gets its outcome.
-fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<StoreError>> {
+/// Writes `create` as `ready` readied it (a placeholder outcome when it
+/// was refused before); its outcome and how many keys it newly kept.
+fn write_new(
+    tx: &WriteTx<'_>,
+    create: &Create,
+    ready: &Ready,
+    now: u64,
+) -> Result<(Done, u64), TxError> {
+    let Ready::New(id, kept) = ready else {
+        return Ok((Done::Create(Err(StoreError::KeyTaken)), 0));
+    };
+    Ok(match tx.keep(kept, now)? {
+        kept @ (Keep::Fresh | Keep::Expired) => {
+            tx.put(create.resource, *id, &create.new)?;
+            (Done::Create(Ok(*id)), kept.counted())
+        }
+        // Not after `ready` found it free (see there).
+        Keep::Taken => (Done::Create(Err(StoreError::KeyTaken)), 0),
+    })
+}
+
+/// Writes `put` if its record still holds what it read and its key is
+/// free; its outcome and how many keys it newly kept.
+fn write_put(tx: &WriteTx<'_>, put: &Put, now: u64) -> Result<(Done, u64), TxError> {
+    let current = tx.get(put.resource, put.id)?;
+    if current.as_deref() != put.old.as_deref() {
+        return Ok((Done::Put(Ok(false)), 0));
+    }
+    Ok(match tx.keep(&put.kept, now)? {
+        kept @ (Keep::Fresh | Keep::Expired) => {
+            tx.put(put.resource, put.id, &put.new)?;
+            (Done::Put(Ok(true)), kept.counted())
+        }
+        Keep::Taken => (Done::Put(Err(StoreError::KeyTaken)), 0),
+    })
+}
+
+/// Applies the jobs in order in one transaction, the creates as `ready`
+/// says (one entry per job); each gets its outcome (a create refused
+/// before gets a placeholder).
+fn apply(
+    records: &Records,
+    jobs: &[Job],
+    ready: &[Ready],
+    now: u64,
+) -> Result<Applied, TransactionError<StoreError>> {
     let mut touched: Vec<(Resource, Id)> = jobs
         .iter()
-        .map(|job| match job {
-            Job::Add(add) => (Resource::Cart, add.cart),
-            Job::Put(put) => (put.resource, put.id),
+        .zip(ready)
+        .filter_map(|(job, ready)| match (job, ready) {
+            (Job::Add(add), _) => Some((Resource::Cart, add.cart)),
+            (Job::Put(put), _) => Some((put.resource, put.id)),
+            (Job::Create(create), Ready::New(id, _)) => Some((create.resource, *id)),
+            (Job::Create(_), _) => None,
         })
         .collect();
     touched.sort_unstable();
@@ -250,23 +408,32 @@ fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<St
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut fresh = 0;
-        for job in jobs {
+        for (job, ready) in jobs.iter().zip(ready) {
             let add = match job {
                 Job::Add(add) => add,
+                // Carts this batch changed are written at its end: a create
+                // or a put is of an item, or of a cart no add has seen (a new
+                // one).
+                Job::Create(create) => {
+                    let (done, kept) = write_new(tx, create, ready, now)?;
+                    outcomes.push(done);
+                    fresh += kept;
+                    continue;
+                }
                 Job::Put(put) => {
-                    // Carts this batch changed are written at its end: a put
-                    // is of an item, or of a cart no add has seen (a new one).
-                    let current = tx.get(put.resource, put.id)?;
-                    let holds = current.as_deref() == put.old.as_deref();
-                    if holds {
-                        tx.put(put.resource, put.id, &put.new)?;
-                        fresh += u64::from(tx.put_kept(&put.kept)?);
-                    }
-                    outcomes.push(Done::Put(holds));
+                    let (done, kept) = write_put(tx, put, now)?;
+                    outcomes.push(done);
+                    fresh += kept;
                     continue;
                 }
             };
             let (cart, item, max_lines) = (add.cart, add.item, add.max_lines);
+            if let Some(keyed) = &add.keyed
+                && tx.key_taken(keyed.key.key.as_bytes(), now)?
+            {
+                outcomes.push(Done::Add(Err(StoreError::KeyTaken)));
+                continue;
+            }
             let (mut record, dirty) = match changed.remove(&cart) {
                 Some(entry) => entry,
                 None => match tx.get(Resource::Cart, cart)? {
@@ -309,7 +476,8 @@ fn apply(records: &Records, jobs: &[Job]) -> Result<Applied, TransactionError<St
             let priced = match &add.keyed {
                 Some(keyed) => {
                     let priced = priced_in(tx, cart, &record)?;
-                    fresh += u64::from(tx.put_kept(&kept_entry(keyed, &priced))?);
+                    // Not taken (looked at above): kept.
+                    fresh += tx.keep(&kept_entry(keyed, &priced), now)?.counted();
                     Some(priced)
                 }
                 None => None,

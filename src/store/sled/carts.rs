@@ -2,9 +2,10 @@
 //! (one transaction per batch), and every read prices the cart with its
 //! items' current state.
 
+use super::cart_writer::KeptFor;
 use super::codec::{self, CartRecord};
 use super::index::{self, Candidates};
-use super::{BIG_CART, SledStore, backend, kept_entry};
+use super::{BIG_CART, SledStore, backend};
 use crate::domain::{Cart, CartFilter, Id, PriceRange, Resource};
 use crate::store::{Keyed, LineState, StoreError, StoreResult, page, priced_cart};
 
@@ -49,7 +50,11 @@ impl SledStore {
 /// [`Store::create_cart`](crate::store::Store::create_cart).
 pub(super) async fn create(store: &SledStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
-    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &id));
+    let kept = keyed.map(|keyed| {
+        let owned = keyed.clone();
+        let kept: KeptFor = Box::new(move |id| owned.record(&id).encode());
+        (keyed.key.key.as_str(), kept)
+    });
     store.insert_new(Resource::Cart, bytes, kept).await
 }
 

@@ -3,12 +3,13 @@
 
 use std::sync::atomic::Ordering;
 
+use super::cart_writer::KeptFor;
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
-use super::{SledStore, backend, kept_entry};
+use super::{SledStore, backend};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};
-use crate::store::{Kept, Keyed, StoreError, StoreResult, page};
+use crate::store::{Kept, KeptAnswer, KeptRecord, Keyed, StoreError, StoreResult, page};
 
 impl SledStore {
     /// The record of item `id`.
@@ -111,8 +112,21 @@ pub(super) async fn create(
         deleted: false,
     };
     let bytes = codec::encode(&record).map_err(backend)?;
-    let answer = record.clone();
-    let kept = keyed.map(|keyed| move |id| kept_entry(keyed, &item_of(id, answer)));
+    let kept = keyed.map(|keyed| {
+        // Kept as the item it created, rendered at replay as the route
+        // renders it (see `crate::store::idempotency`).
+        let (fingerprint, expires) = (keyed.key.fingerprint, keyed.key.expires);
+        let answer = record.clone();
+        let kept: KeptFor = Box::new(move |id| {
+            KeptRecord {
+                fingerprint,
+                expires,
+                answer: KeptAnswer::CreatedItem(item_of(id, answer)),
+            }
+            .encode_whole()
+        });
+        (keyed.key.key.as_str(), kept)
+    });
     let id = store.insert_new(Resource::Item, bytes, kept).await?;
     Ok(item_of(id, record))
 }

@@ -28,7 +28,7 @@ mod records;
 mod snapshot;
 mod transfer;
 
-use cart_writer::CartWriter;
+use cart_writer::{CartWriter, KeptFor};
 use durability::{Committer, DiskSync};
 use manifest::Ledger;
 use records::{KeptEntry, Records};
@@ -59,8 +59,9 @@ struct Inner {
     db: sled::Db,
     /// The items and carts, behind the write gate.
     records: Arc<Records>,
-    item_ids: IdGen,
-    cart_ids: IdGen,
+    /// Shared with the writer thread, which draws the ids of keyed creates.
+    item_ids: Arc<IdGen>,
+    cart_ids: Arc<IdGen>,
     disk: Arc<DiskSync>,
     ledger: Arc<Ledger>,
     durability: Durability,
@@ -146,7 +147,9 @@ impl SledStore {
                 resource,
             };
             let last = records.last_id(resource).map_err(database)?;
-            IdGen::open(last, home, floor).map_err(database)
+            IdGen::open(last, home, floor)
+                .map(Arc::new)
+                .map_err(database)
         };
         let item_ids = ids(Resource::Item, "next_item_id", opened.start.items.next)?;
         let cart_ids = ids(Resource::Cart, "next_cart_id", opened.start.carts.next)?;
@@ -194,30 +197,31 @@ impl SledStore {
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
-    /// (through the write gate; with the idempotency key `kept` renders
-    /// for the id, in one transaction in the writer thread's batch), notes
-    /// the write in the manifest and counts it, then waits until the write
-    /// is durable.
+    /// (through the write gate; with an idempotency key and the record
+    /// `kept` renders for the id, in one transaction in the writer
+    /// thread's batch), notes the write in the manifest and counts it,
+    /// then waits until the write is durable.
+    ///
+    /// Errors: with a key, [`StoreError::KeyTaken`] when a live answer is
+    /// kept under it; then no id is drawn (ids stay dense).
     async fn insert_new(
         &self,
         resource: Resource,
         bytes: Vec<u8>,
-        kept: Option<impl FnOnce(Id) -> KeptEntry>,
+        kept: Option<(&str, KeptFor)>,
     ) -> StoreResult<Id> {
         let inner = &*self.inner;
         let (ids, count) = match resource {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        if let Some(entry) = kept {
-            // An id, then the writer thread's transaction: an export opened
-            // in between leaves the new record out, as if it came later.
-            let id = ids.next()?;
-            let entry = entry(id);
+        if let Some((key, kept)) = kept {
+            // The writer looks at the key, draws the id and writes both.
             // Durable on return: in `sync` mode the writer syncs each batch.
-            inner
+            let key = key.as_bytes().to_vec();
+            let id = inner
                 .cart_writer
-                .put((resource, id), None, bytes, entry)
+                .create((resource, ids.clone()), bytes, key, kept)
                 .await?;
             inner.disk.touch();
             inner.ledger.stored(resource, id);

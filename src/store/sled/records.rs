@@ -36,7 +36,7 @@ use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{KeptRecord, StoreError, StoreResult};
 
 /// An idempotency key's bytes and its encoded record, to store with a
 /// write.
@@ -246,22 +246,25 @@ impl Records {
         change: impl Fn(&WriteTx<'_>) -> Result<R, ConflictableTransactionError<StoreError>>,
     ) -> Result<R, TransactionError<StoreError>> {
         let pass = self.pass();
+        // What the run that commits wrote, in order: the indexes are fed
+        // from it, with no read of the records back.
+        let written = std::cell::RefCell::new(Vec::with_capacity(touched.len()));
         let transaction = |upkeep: &mut Upkeep<'_>| {
             let outcome =
                 (&self.items, &self.carts, &self.kept).transaction(|(items, carts, kept)| {
+                    written.borrow_mut().clear();
                     change(&WriteTx {
                         items,
                         carts,
                         kept,
                         writable: touched,
+                        written: &written,
                     })
                 });
             if outcome.is_ok() {
-                // Committed: what the declared records hold now is what it wrote.
-                for &(resource, id) in touched {
-                    if let Some(bytes) = self.get(resource, id)? {
-                        upkeep.stored(resource, id, &bytes);
-                    }
+                // Committed: the declared records hold what it wrote last.
+                for (resource, id, bytes) in written.borrow().iter() {
+                    upkeep.stored(*resource, *id, bytes);
                 }
             }
             Ok(outcome)
@@ -316,6 +319,8 @@ pub(super) struct WriteTx<'a> {
     carts: &'a TransactionalTree,
     kept: &'a TransactionalTree,
     writable: &'a [(Resource, Id)],
+    /// Every record written, in order.
+    written: &'a std::cell::RefCell<Vec<(Resource, Id, IVec)>>,
 }
 
 impl WriteTx<'_> {
@@ -351,20 +356,61 @@ impl WriteTx<'_> {
             Resource::Item => self.items,
             Resource::Cart => self.carts,
         };
-        tree.insert(&codec::key(id), bytes)?;
+        let bytes = IVec::from(bytes);
+        tree.insert(&codec::key(id), bytes.clone())?;
+        self.written.borrow_mut().push((resource, id, bytes));
         Ok(())
     }
 
-    /// Keeps an idempotency key with the transaction's changes; whether
-    /// the key is new.
-    pub(super) fn put_kept(
+    /// Whether a live answer (at `now`) is kept under idempotency key
+    /// `key`, which a write with that key must then not change.
+    pub(super) fn key_taken(
         &self,
-        (key, record): &KeptEntry,
-    ) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        key: &[u8],
+        now: u64,
+    ) -> Result<bool, UnabortableTransactionError> {
         Ok(self
             .kept
-            .insert(key.as_slice(), record.as_slice())?
-            .is_none())
+            .get(key)?
+            .is_some_and(|old| KeptRecord::bytes_live_at(&old, now)))
+    }
+
+    /// Keeps an idempotency key with the transaction's changes, unless a
+    /// live answer (at `now`) is kept under it already: then the kept one
+    /// stays and the write with the key must change nothing.
+    pub(super) fn keep(
+        &self,
+        (key, record): &KeptEntry,
+        now: u64,
+    ) -> Result<Keep, UnabortableTransactionError> {
+        // One insert for a fresh key (nearly every one); a live one is put
+        // back as it was.
+        match self.kept.insert(key.as_slice(), record.as_slice())? {
+            None => Ok(Keep::Fresh),
+            Some(old) if KeptRecord::bytes_live_at(&old, now) => {
+                self.kept.insert(key.as_slice(), old)?;
+                Ok(Keep::Taken)
+            }
+            Some(_) => Ok(Keep::Expired),
+        }
+    }
+}
+
+/// What [`WriteTx::keep`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Kept a key not kept before.
+    Fresh,
+    /// Kept a key over its expired answer.
+    Expired,
+    /// Kept nothing: a live answer holds the key.
+    Taken,
+}
+
+impl Keep {
+    /// How many keys this adds to the count kept.
+    pub(super) fn counted(self) -> u64 {
+        u64::from(self == Keep::Fresh)
     }
 }
 

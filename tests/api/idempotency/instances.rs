@@ -185,7 +185,8 @@ async fn keys_kept_before_schema_version_4_still_replay_after_it() {
         assert!(replayed(&again), "{key}");
         assert_eq!(&answer_of(again).await, first, "{key}");
     }
-    // A new keyed create: the next id, replayed as answered.
+    // A new keyed create: a later id (the replays above may have drawn one
+    // each: PostgreSQL does not promise dense ids), replayed as answered.
     let cake = json!({"name": "Cake", "price": 4.0});
     let new = keyed(
         &after.client,
@@ -198,7 +199,7 @@ async fn keys_kept_before_schema_version_4_still_replay_after_it() {
     let new = answer_of(new).await;
     let first_id: Value = serde_json::from_str(&item.3).unwrap();
     let new_id: Value = serde_json::from_str(&new.3).unwrap();
-    assert_eq!(new_id["id"], first_id["id"].as_u64().unwrap() + 1);
+    assert!(new_id["id"].as_u64().unwrap() > first_id["id"].as_u64().unwrap());
     let again = keyed(
         &after.client,
         after.url("/item"),

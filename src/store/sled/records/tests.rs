@@ -2,6 +2,7 @@
 //! no other module reaches the trees.
 
 use super::*;
+use crate::store::{Kept, KeptAnswer};
 
 fn records() -> Records {
     let db = sled::Config::new().temporary(true).open().unwrap();
@@ -59,7 +60,7 @@ fn a_key_is_stored_with_its_change_or_not_at_all() {
     // A transaction that fails stores neither the change nor the key.
     let failed = records.transact(&declared, |tx| {
         tx.put(Resource::Item, 1, b"one")?;
-        tx.put_kept(&entry)?;
+        tx.keep(&entry, 0)?;
         tx.put(Resource::Item, 2, b"undeclared")
     });
     assert!(failed.is_err());
@@ -68,16 +69,45 @@ fn a_key_is_stored_with_its_change_or_not_at_all() {
     let fresh = records
         .transact(&declared, |tx| {
             tx.put(Resource::Item, 1, b"one")?;
-            tx.put_kept(&entry)
+            Ok(tx.keep(&entry, 0)?)
         })
         .unwrap();
-    assert!(fresh);
+    assert_eq!(fresh, Keep::Fresh);
     records.note_kept(1);
     assert_eq!(records.kept(b"k1").unwrap().unwrap(), &b"answer"[..]);
     assert_eq!(records.kept_count(), 1);
     let pruned = records.prune_kept(10, |value| value == b"answer").unwrap();
     assert_eq!((pruned.removed, records.kept_count()), (1, 0));
     assert_eq!(records.kept(b"k1").unwrap(), None);
+}
+
+#[test]
+fn a_live_key_is_not_kept_over_and_an_expired_one_is() {
+    let records = records();
+    let record = |expires, status| KeptRecord {
+        fingerprint: [1; 32],
+        expires,
+        answer: KeptAnswer::Sent(Kept {
+            status,
+            location: None,
+            etag: None,
+            body: Vec::new(),
+        }),
+    };
+    let first = (b"k".to_vec(), record(100, 201).encode());
+    let second = (b"k".to_vec(), record(300, 200).encode());
+    let keep = |entry: &KeptEntry, now| {
+        let declared: [(Resource, Id); 0] = [];
+        records
+            .transact(&declared, |tx| Ok(tx.keep(entry, now)?))
+            .unwrap()
+    };
+    assert_eq!(keep(&first, 50), Keep::Fresh);
+    assert_eq!(keep(&second, 99), Keep::Taken, "live until 100");
+    assert_eq!(records.kept(b"k").unwrap().unwrap(), first.1.as_slice());
+    assert_eq!(keep(&second, 100), Keep::Expired, "expired at 100");
+    assert_eq!(records.kept(b"k").unwrap().unwrap(), second.1.as_slice());
+    assert_eq!((Keep::Fresh.counted(), Keep::Expired.counted()), (1, 0));
 }
 
 #[test]
@@ -92,7 +122,7 @@ fn pruning_goes_on_where_it_stopped_past_live_keys() {
     records
         .transact(&declared, |tx| {
             for (key, value) in &keys {
-                tx.put_kept(&(key.clone(), value.to_vec()))?;
+                tx.keep(&(key.clone(), value.to_vec()), 0)?;
             }
             Ok(())
         })
