@@ -276,9 +276,11 @@ impl Inbox for Room {
     /// member here (its sender's own lines come back this way too).
     async fn deliver_stored(&self, line: Line, stall: Duration) {
         let _order = self.order.lock().await;
-        self.history.append_numbered(&self.kept, &line);
-        let members = Arc::clone(&lock(&self.members));
-        deliver(&members, &line, stall).await;
+        // A line the room holds already went out live here: not again.
+        if self.history.append_numbered(&self.kept, &line) {
+            let members = Arc::clone(&lock(&self.members));
+            deliver(&members, &line, stall).await;
+        }
         self.delivered
             .send_modify(|delivered| *delivered = (*delivered).max(line.offset()));
     }

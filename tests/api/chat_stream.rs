@@ -266,3 +266,38 @@ async fn with_three_replicas_the_history_outlives_a_nats_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_whose_store_timed_out_goes_out_live_once_and_is_not_delivered_again() {
+    let Some(binary) = nats_server("chat history in JetStream") else {
+        return;
+    };
+    let nats = Nats::start(&binary).await;
+    let app = spawn_on_bus(&nats.url()).await;
+    let (mut ann, _) = join_json(app.addr, "paused", "").await;
+    let (mut bob, _) = join_json(app.addr, "paused", "").await;
+    let first = say_json(&mut ann, "before").await;
+    assert_eq!(next_chat_line(&mut bob).await.2, "before");
+    // The server stops answering: storing the next line times out, so it
+    // goes out live; the server stores it once it runs again.
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &nats.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let during = say_json(&mut ann, "during").await;
+    let (offset, _, text) = next_chat_line(&mut bob).await;
+    assert_eq!((offset, text.as_str()), (during, "during"));
+    signal("-CONT");
+    let after = say_json(&mut ann, "after").await;
+    let (offset, _, text) = next_chat_line(&mut bob).await;
+    assert_eq!(
+        (offset, text.as_str()),
+        (after, "after"),
+        "the stored copy of the line that went out live is not delivered again"
+    );
+    assert_eq!((during, after), (first + 1, first + 2));
+}

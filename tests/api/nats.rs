@@ -113,6 +113,11 @@ impl Nats {
     }
 
     /// `nats://127.0.0.1:PORT`.
+    /// The server's process id (to pause it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -232,11 +232,27 @@ impl History {
     }
 
     /// Keeps `line`, numbered elsewhere (by the history stream of a chat
-    /// bus), as a line of `room`.
-    pub(crate) fn append_numbered(&self, room: &Mutex<RoomHistory>, line: &Line) {
+    /// bus), as a line of `room`; false, keeping nothing, when the room
+    /// holds that very line at that offset already. That happens when
+    /// storing a line timed out although the stream took it: the line
+    /// went out live under the same offset, and the stream then delivers
+    /// it again.
+    pub(crate) fn append_numbered(&self, room: &Mutex<RoomHistory>, line: &Line) -> bool {
         let mut guard = lock(room);
-        guard.latest = guard.latest.max(line.offset());
+        let offset = line.offset();
+        let held = offset <= guard.latest
+            && guard
+                .lines
+                .iter()
+                .rev()
+                .take_while(|kept| kept.offset() >= offset)
+                .any(|kept| kept.offset() == offset && kept.bytes() == line.bytes());
+        if held {
+            return false;
+        }
+        guard.latest = guard.latest.max(offset);
         self.keep(guard, line);
+        true
     }
 
     /// Keeps `line` in `room`, dropping the oldest lines over the bounds.

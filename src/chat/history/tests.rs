@@ -103,9 +103,12 @@ fn lines_numbered_by_the_bus_keep_their_offsets_and_a_gap_makes_a_resume_incompl
     let room = history.room(&"lobby".into());
     let stored = |offset: u64| Line::new("ann", &offset.to_string()).numbered(offset, None);
     history.restart(&room, Some("e1".into()), vec![stored(1), stored(2)]);
-    history.append_numbered(&room, &stored(3));
+    assert!(history.append_numbered(&room, &stored(3)));
     // Offset 4 went out live only while the stream could not keep it.
-    history.append_numbered(&room, &stored(5));
+    assert!(history.append_numbered(&room, &stored(5)));
+    // The stream delivering a line kept here already: kept once.
+    assert!(!history.append_numbered(&room, &stored(5)));
+    assert!(!history.append_numbered(&room, &stored(3)));
     let resume = |since| history.catch_up(&room, Since::Resume { since, epoch: "e1" });
     let ok = resume(5);
     assert!(ok.resumed, "nothing missed");
@@ -125,4 +128,21 @@ fn lines_numbered_by_the_bus_keep_their_offsets_and_a_gap_makes_a_resume_incompl
     // Unreadable: a fresh epoch nobody resumes under.
     history.restart(&room, None, Vec::new());
     assert_ne!(&*history.catch_up(&room, Since::Nothing).epoch, "e2");
+}
+
+#[test]
+fn a_line_the_stream_delivers_again_is_kept_once_and_another_under_its_offset_is_kept() {
+    let history = History::in_memory(HistoryLimits::default());
+    let room = history.room(&"lobby".into());
+    // Said while storing timed out: it went out live as offset 1.
+    let live = history.append(&room, Line::new("ann", "hi"), None);
+    assert_eq!(live.offset(), 1);
+    // The stream took it after all and delivers it under the same offset.
+    let stored = Line::new("ann", "hi").numbered(1, None);
+    assert!(!history.append_numbered(&room, &stored));
+    // Another instance's line under that offset (a gap while the stream
+    // was away) is another line: kept.
+    let other = Line::new("bob", "hi").numbered(1, None);
+    assert!(history.append_numbered(&room, &other));
+    assert_eq!(history.stats().lines, 2);
 }
