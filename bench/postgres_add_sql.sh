@@ -20,6 +20,12 @@
 #            update when marked already); the fold copies them to the
 #            carts' rows of marks untouched for a second
 #   marked_no_lock  `marked_totals` without the lock statement
+#   marked_cart_lock  `marked_totals` locking the cart only, not the item
+#   marked_advisory  `marked_totals` with an advisory lock on the cart's id
+#            instead of its row's lock
+#   marked_new_line_lock  `marked_totals` locking the item only when the
+#            add makes a new line (an existing line's cart is locked by a
+#            price change of its item already)
 #
 #   bench/postgres_add_sql.sh            # 3 rounds of 6 s, 16 connections
 #   ROUNDS=5 VARIANTS="before no_total" bench/postgres_add_sql.sh
@@ -49,6 +55,9 @@ psql_on postgres -c "CREATE DATABASE seeded"
 psql_on seeded -c "VACUUM ANALYZE"
 
 lock="SELECT (SELECT deleted FROM items WHERE id = :b FOR SHARE), EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);"
+lock_advisory="SELECT (SELECT deleted FROM items WHERE id = :b FOR SHARE), pg_advisory_xact_lock(:a);"
+lock_cart="SELECT EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);"
+lock_new_line="SELECT (SELECT deleted FROM items WHERE id = :b AND NOT EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :b) FOR SHARE), EXISTS (SELECT 1 FROM carts WHERE id = :a FOR UPDATE);"
 added="WITH added AS (INSERT INTO cart_lines (cart_id, item_id, quantity) SELECT :a, :b, 1 WHERE EXISTS (SELECT 1 FROM items WHERE id = :b AND NOT deleted) AND EXISTS (SELECT 1 FROM carts WHERE id = :a) AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = :a) < 1000 OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = :a AND item_id = :b)) ON CONFLICT (cart_id, item_id) DO UPDATE SET quantity = cart_lines.quantity + 1 RETURNING item_id, quantity, position), lines AS (SELECT l.item_id, l.quantity, l.position, TRUE AS changed, i.name, i.price, i.deleted FROM added l JOIN items i ON i.id = l.item_id UNION ALL SELECT l.item_id, l.quantity, l.position, FALSE, i.name, i.price, i.deleted FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = :a AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id))"
 totals=", totals AS (UPDATE carts SET price = 0::FLOAT8 + COALESCE((SELECT SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted) FROM lines l), 0), quantity = (SELECT COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l) WHERE id = :a AND EXISTS (SELECT 1 FROM added))"
 read=" SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position;"
@@ -65,7 +74,7 @@ setup() {
     case $1 in
         bands) echo "$band" ;;
         marks) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
-        marked_totals | marked_no_lock) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
+        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
     esac
 }
 
@@ -73,7 +82,7 @@ setup() {
 fold() {
     case $1 in
         marks) printf '%s\n' "$fold_marks" ;;
-        marked_totals | marked_no_lock) printf '%s\n' "$fold_totals" ;;
+        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) printf '%s\n' "$fold_totals" ;;
     esac
 }
 
@@ -97,6 +106,9 @@ script() {
         marks) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark" "$read_sum" ;;
         marked_totals) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$mark_totals" "$read" ;;
         marked_no_lock) printf '\\startpipeline\nBEGIN;\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$added" "$mark_totals" "$read" ;;
+        marked_advisory) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_advisory" "$added" "$mark_totals" "$read" ;;
+        marked_cart_lock) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_cart" "$added" "$mark_totals" "$read" ;;
+        marked_new_line_lock) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_new_line" "$added" "$mark_totals" "$read" ;;
         *) echo "unknown variant $1" >&2 && exit 1 ;;
     esac
 }
