@@ -255,10 +255,12 @@ impl Rooms {
         // let in; any other join beyond the limit is refused before it
         // joins, so it closes nobody else's connection.
         let full = inner.registry.stats().connections >= options.max_connections as u64;
-        let replaces = wanted
-            .as_deref()
-            .is_some_and(|name| inner.registry.has_member(&room_name, name));
-        if full && !replaces {
+        let replaces = || {
+            wanted
+                .as_deref()
+                .is_some_and(|name| inner.registry.has_member(&room_name, name))
+        };
+        if full && !replaces() {
             let reason = CloseReason::TRY_AGAIN_LATER;
             inner.registry.drops().count(reason);
             return handshake.accept(cap, spawn, move |socket| session::refuse(socket, reason));

@@ -330,14 +330,7 @@ fn the_token_never_reaches_the_logs_and_export_over_http_uses_it() {
         why.contains("401") && why.contains("is not that shopd's admin token"),
         "{why}"
     );
-    crate::process::sigterm(&shopd.child);
-    let output = std::mem::replace(
-        &mut shopd.child,
-        std::process::Command::new("true").spawn().unwrap(),
-    )
-    .wait_with_output()
-    .unwrap();
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = shopd.stop_for_logs();
     assert!(
         logs.contains("/admin/export"),
         "the access log saw the requests: {logs}"

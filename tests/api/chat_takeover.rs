@@ -7,28 +7,15 @@
 use bytes::{BufMut, BytesMut};
 use futures_util::StreamExt;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::chat::{GUARD, finish_close, join, next_line};
-use crate::chat_resume::client::{Welcome, join_json, next_chat_line, resume_query, say_json};
+use crate::chat::{GUARD, join, next_line};
+use crate::chat_resume::client::{
+    Welcome, close_frame, join_json, next_chat_line, resume_query, say_json,
+};
 use crate::nats::{Nats, nats_server, spawn_on_bus, subject};
 
 /// What a replaced connection is told.
 const REPLACED: &str = "replaced by a newer connection with the same resume token";
-
-/// The next frame, which must be a close: its code and reason.
-async fn close_frame(client: &mut crate::chat::Client) -> (u16, String) {
-    let frame = timeout(GUARD, client.next())
-        .await
-        .expect("a frame in time")
-        .expect("a frame")
-        .expect("a valid frame");
-    let Message::Close(Some(close)) = frame else {
-        panic!("expected a close frame, got {frame:?}");
-    };
-    finish_close(client).await;
-    (close.code.into(), close.reason.to_string())
-}
 
 /// A claim as another instance sends it: version 3, instance, join time
 /// (ns since the Unix epoch), name.

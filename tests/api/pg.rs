@@ -15,6 +15,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::TestApp;
 use rand::RngExt;
 
 /// A server this process may create databases on.
@@ -100,6 +101,15 @@ impl Drop for TestDatabase {
         });
         let _ = dropped.join();
     }
+}
+
+/// Two instances on one fresh database, or `None` to skip.
+pub async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
+    let database = fresh_database(test).await?;
+    let url = database.url.clone();
+    let a = TestApp::builder().postgres(database).spawn().await;
+    let b = TestApp::builder().shared_postgres(&url).spawn().await;
+    Some((a, b))
 }
 
 /// Connects, and drives the connection on a task of the current runtime.

@@ -11,16 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, detail, scratch, shopd_command, spawn_pg_app};
-use crate::pg::{fresh_database, schema_versions};
-
-/// Two instances on one fresh database, or `None` to skip.
-async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
-    let database = fresh_database(test).await?;
-    let url = database.url.clone();
-    let a = TestApp::builder().postgres(database).spawn().await;
-    let b = TestApp::builder().shared_postgres(&url).spawn().await;
-    Some((a, b))
-}
+use crate::pg::{fresh_database, schema_versions, two_instances};
 
 #[tokio::test]
 async fn what_one_instance_writes_the_other_reads_at_once() {

@@ -25,6 +25,17 @@ impl ShopdProcess {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// Stops shopd with SIGTERM, waits for it, and returns what it
+    /// logged (its stderr, which must have been piped).
+    pub fn stop_for_logs(&mut self) -> String {
+        sigterm(&self.child);
+        let placeholder = Command::new("true").spawn().expect("spawn true");
+        let output = std::mem::replace(&mut self.child, placeholder)
+            .wait_with_output()
+            .expect("shopd's output");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
 }
 
 impl Drop for ShopdProcess {

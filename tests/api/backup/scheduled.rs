@@ -299,14 +299,7 @@ fn a_backup_dir_that_cannot_be_made_counts_failures_logs_once_and_the_next_good_
     }
     let failures = sample(&scrape(), FAILURES).unwrap();
     assert!(failures >= 3.0);
-    crate::process::sigterm(&shopd.child);
-    let output = std::mem::replace(
-        &mut shopd.child,
-        std::process::Command::new("true").spawn().unwrap(),
-    )
-    .wait_with_output()
-    .unwrap();
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = shopd.stop_for_logs();
     let failed: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains("scheduled backup failed"))

@@ -104,6 +104,11 @@ pub(crate) async fn say_json(client: &mut Client, text: &str) -> u64 {
 
 /// The close code of the next frame, which must be a close.
 pub(crate) async fn closed_with(client: &mut Client) -> u16 {
+    close_frame(client).await.0
+}
+
+/// The next frame, which must be a close: its code and reason.
+pub(crate) async fn close_frame(client: &mut Client) -> (u16, String) {
     let frame = timeout(GUARD, client.next())
         .await
         .expect("a frame in time")
@@ -113,5 +118,5 @@ pub(crate) async fn closed_with(client: &mut Client) -> u16 {
         panic!("expected a close frame first, got {frame:?}");
     };
     finish_close(client).await;
-    close.code.into()
+    (close.code.into(), close.reason.to_string())
 }

@@ -6,18 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{keyed, replayed};
-use crate::pg::{fresh_database, schema_versions};
+use crate::pg::{fresh_database, schema_versions, two_instances};
 use crate::support::TestApp;
 use shopd::store::{Kept, KeptAnswer, KeptRecord};
-
-/// Two instances on one fresh database, or `None` to skip.
-async fn two_instances(test: &str) -> Option<(TestApp, TestApp)> {
-    let database = fresh_database(test).await?;
-    let url = database.url.clone();
-    let a = TestApp::builder().postgres(database).spawn().await;
-    let b = TestApp::builder().shared_postgres(&url).spawn().await;
-    Some((a, b))
-}
 
 #[tokio::test]
 async fn a_retry_on_the_other_instance_is_replayed() {
