@@ -26,6 +26,10 @@
 #   marked_new_line_lock  `marked_totals` locking the item only when the
 #            add makes a new line (an existing line's cart is locked by a
 #            price change of its item already)
+#   bare_one  one statement, no explicit transaction and no lock: the
+#            upsert, a bare mark (a counter bumped on every add: a HOT
+#            update when marked already) and the read back; the fold
+#            re-prices marked carts in SQL
 #
 #   bench/postgres_add_sql.sh            # 3 rounds of 6 s, 16 connections
 #   ROUNDS=5 VARIANTS="before no_total" bench/postgres_add_sql.sh
@@ -63,6 +67,7 @@ totals=", totals AS (UPDATE carts SET price = 0::FLOAT8 + COALESCE((SELECT SUM(l
 read=" SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position;"
 sums=", sums AS (SELECT 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0) AS price, COALESCE(SUM(l.quantity), 0)::BIGINT AS quantity FROM lines l)"
 mark=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT DO NOTHING)"
+mark_seq=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET seq = cart_dirty.seq + 1)"
 mark_totals=", marked AS (INSERT INTO cart_dirty (cart_id, price, quantity) SELECT :a, 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0), COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l HAVING EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, marked_at = EXCLUDED.marked_at)"
 read_sum=" SELECT changed, item_id, quantity, name, price, deleted, (SELECT price FROM sums) FROM lines ORDER BY position;"
 band="CREATE FUNCTION band(x FLOAT8) RETURNS INT IMMUTABLE LANGUAGE SQL RETURN CASE WHEN x = 0 THEN 0 ELSE sign(x)::INT * (1 + LEAST(4000, GREATEST(0, floor(4 * ln(abs(x)) / ln(2::FLOAT8) + 2000))))::INT END; ALTER TABLE carts SET (fillfactor = 50); DROP INDEX carts_by_price; DROP INDEX carts_by_quantity; ALTER TABLE carts ADD COLUMN price_band INT GENERATED ALWAYS AS (band(price)) STORED, ADD COLUMN quantity_band INT GENERATED ALWAYS AS (band(quantity::FLOAT8)) STORED; CREATE INDEX carts_by_price ON carts (price_band, id); CREATE INDEX carts_by_quantity ON carts (quantity_band, id); CLUSTER carts USING carts_pkey; ANALYZE carts"
@@ -74,6 +79,7 @@ setup() {
     case $1 in
         bands) echo "$band" ;;
         marks) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
+        bare_one) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 1, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
         marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
     esac
 }
@@ -81,7 +87,7 @@ setup() {
 # fold NAME: the background fold's pgbench script of variant NAME, if any.
 fold() {
     case $1 in
-        marks) printf '%s\n' "$fold_marks" ;;
+        marks | bare_one) printf '%s\n' "$fold_marks" ;;
         marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) printf '%s\n' "$fold_totals" ;;
     esac
 }
@@ -105,6 +111,7 @@ script() {
         bands) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$totals" "$read" ;;
         marks) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark" "$read_sum" ;;
         marked_totals) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$mark_totals" "$read" ;;
+        bare_one) printf '%s%s%s\n' "$added" "$mark_seq" "$read" ;;
         marked_no_lock) printf '\\startpipeline\nBEGIN;\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$added" "$mark_totals" "$read" ;;
         marked_advisory) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_advisory" "$added" "$mark_totals" "$read" ;;
         marked_cart_lock) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_cart" "$added" "$mark_totals" "$read" ;;

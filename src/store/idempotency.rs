@@ -276,6 +276,20 @@ impl KeptRecord {
         }
     }
 
+    /// The item a keyed create made, if `bytes` are the record of one
+    /// kept whole ([`KeptRecord::encode_whole`]); `None` for any other
+    /// record, or one that does not read.
+    #[must_use]
+    pub fn created_item(bytes: &[u8]) -> Option<Item> {
+        if bytes.first() != Some(&FORMAT_CREATED_ITEM_WHOLE) {
+            return None;
+        }
+        match KeptRecord::decode(bytes).ok()?.answer {
+            KeptAnswer::CreatedItem(item) => Some(item),
+            KeptAnswer::Sent(_) => None,
+        }
+    }
+
     /// Whether the record in `bytes` (as [`KeptRecord::encode`] wrote
     /// them) still holds at `now`, read from its head only (the
     /// fingerprint and the expiry, first in every format); a record that

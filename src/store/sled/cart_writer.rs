@@ -8,10 +8,12 @@
 //! answers, so an add needs no second hand-off to the flusher; while it
 //! syncs, the next batch gathers.
 //!
-//! Keyed writes of items and new carts (an `Idempotency-Key` kept with
-//! the change) go through the same thread for the same reason: each needs
-//! a transaction over the record's tree and the keys, and one transaction
-//! per batch costs a fraction of one per write. The transaction refuses a
+//! Keyed changes of items and keyed creates of carts (an
+//! `Idempotency-Key` kept with the change) go through the same thread for
+//! the same reason: each needs a transaction over the record's tree and
+//! the keys, and one transaction per batch costs a fraction of one per
+//! write. (A keyed create of an item needs none: see
+//! `Records::insert_new_keyed`.) The transaction refuses a
 //! write whose key holds a live answer ([`StoreError::KeyTaken`]); for a
 //! keyed create, the thread looks at the key before the transaction and
 //! draws the new id only when it is free, so a replay leaves no gap in the

@@ -84,6 +84,14 @@ impl IdGen {
         Ok(id)
     }
 
+    /// Gives back `id`, just drawn by [`IdGen::next`] and not used, if no
+    /// id was drawn since; else it stays a gap.
+    pub(super) fn give_back(&self, id: Id) {
+        let _ = self
+            .next
+            .compare_exchange(id + 1, id, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     /// The id the next [`IdGen::next`] would give.
     pub(super) fn peek(&self) -> Id {
         self.next.load(Ordering::Relaxed)

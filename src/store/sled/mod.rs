@@ -40,7 +40,9 @@ pub use open::{OnDamage, OpenError, check};
 
 use super::export::{ExportCounts, Snapshot};
 use super::stream::{Chunks, ExportMode};
-use super::{KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats};
+use super::{
+    KeptRecord, Keyed, Pruned, Scans, Store, StoreError, StoreResult, StoreStats, idempotency,
+};
 use crate::domain::{Cart, CartFilter, Id, Item, ItemFilter, ItemPatch, NewItem, Resource};
 
 /// Items and carts in sled. A cheap handle: clones share one database.
@@ -197,13 +199,16 @@ impl SledStore {
     }
 
     /// Stores `bytes` as a new record of `resource` under a fresh id
-    /// (through the write gate; with an idempotency key and the record
-    /// `kept` renders for the id, in one transaction in the writer
-    /// thread's batch), notes the write in the manifest and counts it,
-    /// then waits until the write is durable.
+    /// (through the write gate), notes the write in the manifest and
+    /// counts it, then waits until the write is durable. With an
+    /// idempotency key and the record `kept` renders for the id: an item
+    /// with its key as two writes, the key first
+    /// ([`Records::insert_new_keyed`]); a cart with its key in one
+    /// transaction in the writer thread's batch.
     ///
     /// Errors: with a key, [`StoreError::KeyTaken`] when a live answer is
-    /// kept under it; then no id is drawn (ids stay dense).
+    /// kept under it; then no id is used (ids stay dense, but for an
+    /// item's id drawn while another create drew the next).
     async fn insert_new(
         &self,
         resource: Resource,
@@ -215,18 +220,35 @@ impl SledStore {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        if let Some((key, kept)) = kept {
-            // The writer looks at the key, draws the id and writes both.
-            // Durable on return: in `sync` mode the writer syncs each batch.
-            let key = key.as_bytes().to_vec();
-            let id = inner
-                .cart_writer
-                .create((resource, ids.clone()), bytes, key, kept)
-                .await?;
-            inner.disk.touch();
-            inner.ledger.stored(resource, id);
-            count.fetch_add(1, Ordering::Relaxed);
-            return Ok(id);
+        match (kept, resource) {
+            (Some((key, kept)), Resource::Item) => {
+                // The key, then the item: see `Records::insert_new_keyed`.
+                let id = inner.records.insert_new_keyed(
+                    ids,
+                    &bytes,
+                    (key.as_bytes(), kept),
+                    idempotency::now(),
+                )?;
+                inner.ledger.stored(resource, id);
+                count.fetch_add(1, Ordering::Relaxed);
+                inner.committer.durable().await?;
+                return Ok(id);
+            }
+            (Some((key, kept)), Resource::Cart) => {
+                // The writer looks at the key, draws the id and writes both
+                // in one transaction. Durable on return: in `sync` mode the
+                // writer syncs each batch.
+                let key = key.as_bytes().to_vec();
+                let id = inner
+                    .cart_writer
+                    .create((resource, ids.clone()), bytes, key, kept)
+                    .await?;
+                inner.disk.touch();
+                inner.ledger.stored(resource, id);
+                count.fetch_add(1, Ordering::Relaxed);
+                return Ok(id);
+            }
+            (None, _) => {}
         }
         let id = inner.records.insert_new(resource, ids, &bytes)?;
         inner.ledger.stored(resource, id);
@@ -382,6 +404,7 @@ impl Store for SledStore {
         }
         self.inner.item_ids.close()?;
         self.inner.cart_ids.close()?;
+        open::settle_keys(&self.inner.db).map_err(backend)?;
         let disk = self.inner.disk.clone();
         // Requests are drained: what is stored now is final.
         tokio::task::spawn_blocking(move || disk.final_sync())

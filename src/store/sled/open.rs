@@ -169,6 +169,18 @@ fn hold_without_writing(dir: &Path) -> Result<Option<File>, OpenError> {
     }
 }
 
+/// The `meta` key that says the store was closed cleanly, so no keyed
+/// create can be half written (see `Records::insert_new_keyed`).
+const KEYS_SETTLED: &str = "keyed_creates_settled";
+
+/// Notes that the store is closing cleanly: no keyed create is half
+/// written, and the next open need not look (made durable by the final
+/// sync that follows).
+pub(super) fn settle_keys(db: &sled::Db) -> sled::Result<()> {
+    db.open_tree("meta")?.insert(KEYS_SETTLED, &[])?;
+    Ok(())
+}
+
 /// Opens sled in `dir/sled` and reads every record; damage that stops sled
 /// from opening comes back as [`OpenError::Damaged`].
 fn open_and_scan(
@@ -194,6 +206,17 @@ fn open_and_scan(
         );
         let meta = db.open_tree("meta")?;
         let started = std::time::Instant::now();
+        // Unless the last shutdown was clean: the keyed creates a crash
+        // cut short. The flag goes now, so a crash from here on leaves it
+        // gone (a later write is durable only after this removal is).
+        if meta.remove(KEYS_SETTLED)?.is_none() {
+            let rolled = records.roll_forward_creates().map_err(|err| {
+                sled::Error::Unsupported(format!("rolling keyed creates forward: {err}"))
+            })?;
+            if rolled > 0 {
+                db.flush()?;
+            }
+        }
         let scan = check::scan(&records, &meta);
         tracing::info!(
             items = scan.items.count,

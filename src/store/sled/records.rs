@@ -7,9 +7,12 @@
 //! an open export (see `snapshot.rs`), then writes. So a new write path
 //! cannot skip the before-image: there is no other way to reach a tree.
 //!
-//! Idempotency keys live in a third tree, `idempotency`, written only in
-//! a [`Records::transact`], the same sled transaction as the change they
-//! answer (the writer thread's batches, `cart_writer.rs`).
+//! Idempotency keys live in a third tree, `idempotency`, written in a
+//! [`Records::transact`], the same sled transaction as the change they
+//! answer (the writer thread's batches, `cart_writer.rs`), except for a
+//! keyed create of an item ([`Records::insert_new_keyed`]): its key,
+//! written first, holds the whole item, and is rolled forward at open
+//! when a crash lost the item's write.
 //!
 //! The same function keeps the in-memory indexes (`index.rs`) up to date:
 //! it holds their lock across the write and their update, so they follow
@@ -31,6 +34,7 @@ use sled::transaction::{
 };
 
 use super::backend;
+use super::cart_writer::KeptFor;
 use super::codec::{self, CartRecord, ItemRecord};
 use super::ids::IdGen;
 use super::index::Indexes;
@@ -191,6 +195,64 @@ impl Records {
                 .insert(codec::key(id), bytes)
                 .map_err(backend)?;
             upkeep.stored(resource, id, bytes);
+            Ok(id)
+        })
+    }
+
+    /// Stores `bytes` as a new item under a fresh id from `ids` with
+    /// idempotency key `key` and the record `kept` renders for the id
+    /// (which holds the whole item: [`KeptRecord::encode_whole`]), without
+    /// a transaction: the key, then the item, as two writes.
+    ///
+    /// That is as atomic as a transaction across a crash: sled recovers
+    /// its log in order up to the first write that did not reach the disk
+    /// whole, so the item is never there without its key, and a key whose
+    /// item is missing is rolled forward at open
+    /// ([`Records::roll_forward_creates`]). It costs one write less than a
+    /// transaction, which would also need the writer thread (see
+    /// `cart_writer.rs`): a keyed create is as cheap as a plain one plus
+    /// the key's write.
+    ///
+    /// The key is swapped in, not read first: [`StoreError::KeyTaken`]
+    /// when a live answer (at `now`) holds it. The id drawn for the create
+    /// is then given back, so a replay leaves no gap in the ids unless
+    /// another create drew the next id meanwhile.
+    pub(super) fn insert_new_keyed(
+        &self,
+        ids: &IdGen,
+        bytes: &[u8],
+        (key, kept): (&[u8], KeptFor),
+        now: u64,
+    ) -> StoreResult<Id> {
+        let pass = self.pass();
+        let id = ids.next()?;
+        let record = kept(id);
+        self.write(&pass, [(Resource::Item, id)], |upkeep| {
+            // One swap for a fresh key (nearly every one); an expired
+            // answer is swapped out.
+            let mut replaced: Option<IVec> = None;
+            loop {
+                match self
+                    .kept
+                    .compare_and_swap(key, replaced.as_ref(), Some(record.as_slice()))
+                    .map_err(backend)?
+                {
+                    Ok(()) => break,
+                    Err(found) => match found.current {
+                        Some(current) if KeptRecord::bytes_live_at(&current, now) => {
+                            // Still under the pass: no export saw the id.
+                            ids.give_back(id);
+                            return Err(StoreError::KeyTaken);
+                        }
+                        current => replaced = current,
+                    },
+                }
+            }
+            if replaced.is_none() {
+                self.note_kept(1);
+            }
+            self.items.insert(codec::key(id), bytes).map_err(backend)?;
+            upkeep.stored(Resource::Item, id, bytes);
             Ok(id)
         })
     }

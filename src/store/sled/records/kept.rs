@@ -1,5 +1,7 @@
-//! The idempotency keys behind the write gate: read, counted, pruned.
-//! They are written only in [`Records::transact`], with their change.
+//! The idempotency keys behind the write gate: read, counted, pruned, and
+//! keyed creates rolled forward at open. They are written in
+//! [`Records::transact`] with their change, or just before it
+//! ([`Records::insert_new_keyed`]).
 
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
@@ -7,6 +9,8 @@ use std::sync::atomic::Ordering;
 use sled::IVec;
 
 use super::{Records, backend};
+use crate::store::KeptRecord;
+use crate::store::sled::codec::{self, ItemRecord};
 use crate::store::{Pruned, StoreResult};
 
 impl Records {
@@ -64,6 +68,39 @@ impl Records {
             }
         }
         Ok(pruned)
+    }
+
+    /// Writes the item of every keyed create whose key was stored but
+    /// whose item was not: a crash between the two writes of
+    /// [`Records::insert_new_keyed`]. Such a create was never answered,
+    /// but its key says it ran, so a retry would be replayed: the item is
+    /// written as the key holds it. Runs at open, before the records are
+    /// read; how many items it wrote.
+    pub(in super::super) fn roll_forward_creates(&self) -> StoreResult<u64> {
+        let mut rolled = 0;
+        for entry in &self.kept {
+            let (_, value) = entry.map_err(backend)?;
+            let Some(item) = KeptRecord::created_item(&value) else {
+                continue;
+            };
+            let key = codec::key(item.id);
+            if self.items.contains_key(key).map_err(backend)? {
+                continue;
+            }
+            let record = ItemRecord {
+                name: item.name,
+                price: item.price,
+                deleted: false,
+            };
+            let bytes = codec::encode(&record).map_err(backend)?;
+            self.items.insert(key, bytes).map_err(backend)?;
+            tracing::info!(
+                id = item.id,
+                "rolled forward a keyed create a crash cut short"
+            );
+            rolled += 1;
+        }
+        Ok(rolled)
     }
 
     /// Counts `fresh` keys a committed [`Records::transact`] kept.
