@@ -26,6 +26,10 @@
 #   marked_new_line_lock  `marked_totals` locking the item only when the
 #            add makes a new line (an existing line's cart is locked by a
 #            price change of its item already)
+#   function  `marked_totals` in one call of a PL/pgSQL function (the lock,
+#            then the add in a fresh snapshot; `enable_seqscan` off as
+#            the function's own setting): one statement, no explicit
+#            transaction
 #   bare_one  one statement, no explicit transaction and no lock: the
 #            upsert, a bare mark (a counter bumped on every add: a HOT
 #            update when marked already) and the read back; the fold
@@ -69,6 +73,14 @@ sums=", sums AS (SELECT 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 OR
 mark=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT DO NOTHING)"
 mark_seq=", marked AS (INSERT INTO cart_dirty (cart_id) SELECT :a WHERE EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET seq = cart_dirty.seq + 1)"
 mark_totals=", marked AS (INSERT INTO cart_dirty (cart_id, price, quantity) SELECT :a, 0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT l.deleted), 0), COALESCE(SUM(l.quantity), 0)::BIGINT FROM lines l HAVING EXISTS (SELECT 1 FROM added) ON CONFLICT (cart_id) DO UPDATE SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, marked_at = EXCLUDED.marked_at)"
+add_function="CREATE FUNCTION shopd_add(p_cart BIGINT, p_item BIGINT, p_max BIGINT) RETURNS TABLE (item_deleted BOOLEAN, cart_exists BOOLEAN, changed BOOLEAN, item_id BIGINT, quantity BIGINT, name TEXT, price FLOAT8, deleted BOOLEAN) LANGUAGE plpgsql SET enable_seqscan = off AS \$\$
+#variable_conflict use_column
+DECLARE d BOOLEAN; e BOOLEAN;
+BEGIN
+SELECT (SELECT i.deleted FROM items i WHERE i.id = p_item FOR SHARE), EXISTS (SELECT 1 FROM carts c WHERE c.id = p_cart FOR UPDATE) INTO d, e;
+RETURN QUERY $(sed 's/:a/p_cart/g; s/:b/p_item/g; s/< 1000/< p_max/g' <<<"$added")$(sed 's/:a/p_cart/g' <<<"$mark_totals") SELECT d, e, l.changed, l.item_id, l.quantity, l.name, l.price, l.deleted FROM lines l ORDER BY l.position;
+IF NOT FOUND THEN RETURN QUERY SELECT d, e, NULL::BOOLEAN, NULL::BIGINT, NULL::BIGINT, NULL::TEXT, NULL::FLOAT8, NULL::BOOLEAN; END IF;
+END \$\$"
 read_sum=" SELECT changed, item_id, quantity, name, price, deleted, (SELECT price FROM sums) FROM lines ORDER BY position;"
 band="CREATE FUNCTION band(x FLOAT8) RETURNS INT IMMUTABLE LANGUAGE SQL RETURN CASE WHEN x = 0 THEN 0 ELSE sign(x)::INT * (1 + LEAST(4000, GREATEST(0, floor(4 * ln(abs(x)) / ln(2::FLOAT8) + 2000))))::INT END; ALTER TABLE carts SET (fillfactor = 50); DROP INDEX carts_by_price; DROP INDEX carts_by_quantity; ALTER TABLE carts ADD COLUMN price_band INT GENERATED ALWAYS AS (band(price)) STORED, ADD COLUMN quantity_band INT GENERATED ALWAYS AS (band(quantity::FLOAT8)) STORED; CREATE INDEX carts_by_price ON carts (price_band, id); CREATE INDEX carts_by_quantity ON carts (quantity_band, id); CLUSTER carts USING carts_pkey; ANALYZE carts"
 fold_marks="WITH locked AS (SELECT id FROM carts WHERE id IN (SELECT cart_id FROM cart_dirty LIMIT 100) ORDER BY id FOR UPDATE SKIP LOCKED), gone AS (DELETE FROM cart_dirty d USING locked WHERE d.cart_id = locked.id RETURNING d.cart_id) UPDATE carts c SET price = 0::FLOAT8 + COALESCE((SELECT SUM(i.price * l.quantity::FLOAT8 ORDER BY l.position) FILTER (WHERE NOT i.deleted) FROM cart_lines l JOIN items i ON i.id = l.item_id WHERE l.cart_id = c.id), 0), quantity = (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM cart_lines WHERE cart_id = c.id) FROM gone g WHERE c.id = g.cart_id;"
@@ -79,6 +91,7 @@ setup() {
     case $1 in
         bands) echo "$band" ;;
         marks) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
+        function) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50); $add_function" ;;
         bare_one) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 1, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
         marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
     esac
@@ -88,7 +101,7 @@ setup() {
 fold() {
     case $1 in
         marks | bare_one) printf '%s\n' "$fold_marks" ;;
-        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) printf '%s\n' "$fold_totals" ;;
+        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory | function) printf '%s\n' "$fold_totals" ;;
     esac
 }
 
@@ -112,6 +125,7 @@ script() {
         marks) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark" "$read_sum" ;;
         marked_totals) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$mark_totals" "$read" ;;
         bare_one) printf '%s%s%s\n' "$added" "$mark_seq" "$read" ;;
+        function) echo "SELECT * FROM shopd_add(:a, :b, 1000);" ;;
         marked_no_lock) printf '\\startpipeline\nBEGIN;\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$added" "$mark_totals" "$read" ;;
         marked_advisory) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_advisory" "$added" "$mark_totals" "$read" ;;
         marked_cart_lock) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_cart" "$added" "$mark_totals" "$read" ;;

@@ -1,12 +1,17 @@
-//! Add-to-cart in one round trip: `BEGIN`, the locks, one statement that
-//! adds the line, stores the cart's totals (in its mark: see `carts`) and
-//! reads the cart back, and `COMMIT` are sent together
-//! ([`PipelinedTx::run`]).
+//! Add-to-cart in one round trip and one statement: a call of
+//! `shopd_add_to_cart` (schema version 6, `schema.rs`), which locks the
+//! item and the cart, then adds the line, stores the cart's totals (in
+//! its mark: see `carts`) and reads the cart back, in a fresh snapshot
+//! that sees every change committed before it held the locks. No
+//! explicit transaction: the call is one, so nothing else goes to the
+//! server for it (a pipelined `BEGIN`, locks, add and `COMMIT` cost
+//! shopd and the server four more messages an add).
 //!
-//! Nothing has to wait for an answer before the `COMMIT` goes out: the
-//! statement writes nothing unless the item is live, the cart exists and
-//! has room (it checks them itself), and when it fails the `COMMIT` rolls
-//! back. Shopd then reads which case it was from the lock's answer.
+//! The function answers whether the item is deleted (`NULL`: no such
+//! item) and whether the cart exists on every row, with the cart's lines
+//! after the add (one row with no line when it has none), each with
+//! whether it is the one added (none is when nothing was). Shopd then
+//! reads which case it was.
 //!
 //! The price stored is computed by PostgreSQL, and is bit for bit the one
 //! [`crate::domain::cart_price`] computes from the lines read back (which
@@ -19,7 +24,8 @@
 //! a zero sum of `-0.0` prices, which the final `0 + sum` settles as Rust
 //! does. A sum that overflows is an error in PostgreSQL (Rust goes to
 //! infinity and caps it at the largest double): then the add runs again
-//! priced in Rust ([`add_priced_in_rust`]), in two round trips.
+//! priced in Rust ([`add_priced_in_rust`]), in two round trips, as a keyed
+//! add does (its key is stored with the reply).
 
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::{try_join, try_join3};
@@ -40,7 +46,7 @@ use crate::store::{Keyed, StoreError, StoreResult, priced_cart};
 const LOCK: &str = "SELECT (SELECT deleted FROM items WHERE id = $2 FOR SHARE),
         EXISTS (SELECT 1 FROM carts WHERE id = $1 FOR UPDATE)";
 
-/// The part of [`ADD_AND_READ`] and [`ADD_PRICE_AND_READ`] that adds one
+/// The part of [`ADD_AND_READ`] (and of `shopd_add_to_cart`) that adds one
 /// of item `$2` to cart `$1`: a new line only while the cart has fewer
 /// than `$3` lines, an existing line always, and only for a live item and
 /// an existing cart. It runs after [`LOCK`], so its snapshot sees every
@@ -70,40 +76,19 @@ macro_rules! add_and_lines {
     };
 }
 
-/// Adds (see [`add_and_lines`]), stores the cart's totals in its mark
-/// when it did (`cart_dirty`: see `carts`), and returns the cart's lines
-/// in order, each with whether it is the one added (none is when nothing
-/// was).
-///
-/// The totals go to the mark, not to the cart's row: the row's `price`
-/// and `quantity` are indexed, so updating them is never a HOT update
-/// and costs an entry in each of the carts' indexes, on every add. The
-/// mark has no index but its key: on a cart marked already, the upsert
-/// is a HOT update.
-pub const ADD_PRICE_AND_READ: &str = concat!(
-    add_and_lines!(),
-    ", marked AS (
-        INSERT INTO cart_dirty (cart_id, price, quantity)
-        SELECT $1,
-               0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position)
-                                    FILTER (WHERE NOT l.deleted), 0),
-               COALESCE(SUM(l.quantity), 0)::BIGINT
-        FROM lines l
-        HAVING EXISTS (SELECT 1 FROM added)
-        ON CONFLICT (cart_id) DO UPDATE
-        SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, marked_at = EXCLUDED.marked_at
-    )
-    SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position"
-);
+/// Adds one of item `$2` to cart `$1` with at most `$3` lines; see the
+/// module's documentation.
+const ADD: &str = "SELECT * FROM shopd_add_to_cart($1, $2, $3)";
 
-/// [`ADD_PRICE_AND_READ`] without storing the totals.
+/// The add of `shopd_add_to_cart` without storing the totals, for an add
+/// priced in Rust (after [`LOCK`], in an explicit transaction).
 const ADD_AND_READ: &str = concat!(
     add_and_lines!(),
     "
     SELECT changed, item_id, quantity, name, price, deleted FROM lines ORDER BY position"
 );
 
-/// Stores one cart's totals in its mark, as [`ADD_PRICE_AND_READ`] does
+/// Stores one cart's totals in its mark, as `shopd_add_to_cart` does
 /// (the cart is locked by the caller).
 const STORE_TOTALS: &str = "INSERT INTO cart_dirty (cart_id, price, quantity) VALUES ($1, $2, $3)
      ON CONFLICT (cart_id) DO UPDATE
@@ -162,22 +147,26 @@ pub(super) async fn add(
             // The key is stored with the reply, which needs the cart first.
             return add_priced_in_rust(&PipelinedTx::new(&client), keys, keyed).await;
         }
-        let statements = AddStatements::prepare(&client, ADD_PRICE_AND_READ).await?;
-        let tx = PipelinedTx::new(&client);
-        let rows = match tx.run(statements.send(&client, keys)).await {
+        let max_lines = i64::try_from(max_lines).unwrap_or(i64::MAX);
+        let statement = client.prepare_cached(ADD).await?;
+        let rows = match client
+            .query(&statement, &[&cart_key, &item_key, &max_lines])
+            .await
+        {
             Err(err) if err.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
                 // The price overflowed (or a quantity did, which fails again).
-                drop(tx);
                 return add_priced_in_rust(&PipelinedTx::new(&client), keys, None).await;
             }
             rows => rows?,
         };
-        added_cart(&rows, keys)
+        let first = rows.first().ok_or(StoreError::CartNotFound(cart))?;
+        let status = (first.try_get(0)?, first.try_get(1)?);
+        added_from(status, &rows, 2, keys)
     })
 }
 
-/// The statements of an add, prepared: the locks, then one of
-/// [`ADD_PRICE_AND_READ`] and [`ADD_AND_READ`].
+/// The statements of an add priced in Rust, prepared: the locks, then
+/// [`ADD_AND_READ`].
 pub(super) struct AddStatements {
     lock: Statement,
     add: Statement,
@@ -199,8 +188,7 @@ impl AddStatements {
     }
 
     /// Sends the add's queries on `client`, back to back, when first
-    /// polled: pass the future to [`PipelinedTx::run`] or
-    /// [`PipelinedTx::begin_with`] (with whatever else the transaction
+    /// polled: pass the future to [`PipelinedTx::begin_with`] (with whatever else the transaction
     /// needs), then read its answer with [`added_cart`].
     ///
     /// First, for this transaction, [`NO_TABLE_SCANS`].
@@ -224,9 +212,21 @@ impl AddStatements {
 /// The cart after an add, from what its statements answered; errors in
 /// the contract's order: no cart, no item, item deleted, cart full.
 pub(super) fn added_cart((lock, rows): &AddRows, keys: AddKeys) -> Result<Cart, Failure> {
+    let status = (lock.try_get(0)?, lock.try_get(1)?);
+    added_from(status, rows, 0, keys)
+}
+
+/// The cart after an add from whether its item is deleted (`None`: no
+/// such item) and whether its cart exists, and the rows of its lines
+/// from column `first` on: whether the line is the one added, then the
+/// line (none on a row without one).
+fn added_from(
+    (deleted, cart_exists): (Option<bool>, bool),
+    rows: &[Row],
+    first: usize,
+    keys: AddKeys,
+) -> Result<Cart, Failure> {
     let ((_, cart), (_, item)) = (keys.cart, keys.item);
-    let deleted: Option<bool> = lock.try_get(0)?;
-    let cart_exists: bool = lock.try_get(1)?;
     match (cart_exists, deleted) {
         (false, _) => return Err(StoreError::CartNotFound(cart).into()),
         (true, None) => return Err(StoreError::ItemNotFound(item).into()),
@@ -236,8 +236,8 @@ pub(super) fn added_cart((lock, rows): &AddRows, keys: AddKeys) -> Result<Cart, 
     let mut added = false;
     let mut lines = Vec::with_capacity(rows.len());
     for row in rows {
-        added |= row.try_get::<_, bool>(0)?;
-        lines.extend(line_of(row, 1)?);
+        added |= row.try_get::<_, bool>(first)?;
+        lines.extend(line_of(row, first + 1)?);
     }
     if !added {
         // Live item, existing cart, nothing added: the cart is full.

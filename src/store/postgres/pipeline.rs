@@ -2,7 +2,7 @@
 //! statements and `COMMIT` with the last ones (tokio-postgres sends the
 //! queries of futures polled together back to back, and the server runs
 //! them in order). A transaction whose statements need no answer before
-//! the next is sent is one round trip ([`PipelinedTx::run`]); a
+//! the next is sent is one round trip; a
 //! read-modify-write (lock and read, compute in Rust, write) is two.
 //!
 //! A statement that fails aborts the transaction, so everything sent
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use deadpool_postgres::ClientWrapper;
-use futures_util::future::{join, join3};
+use futures_util::future::join;
 
 /// A transaction on one pooled connection, begun or not.
 pub(super) struct PipelinedTx<'a> {
@@ -45,22 +45,6 @@ impl<'a> PipelinedTx<'a> {
     /// the queries polled after it, `COMMIT` included.
     pub(super) fn client(&self) -> &'a ClientWrapper {
         self.client
-    }
-
-    /// `BEGIN`, `work` and `COMMIT`, sent together; what `work` returns.
-    /// When `work` fails, the `COMMIT` rolls back.
-    pub(super) async fn run<T>(&self, work: impl Future<Output = Answer<T>>) -> Answer<T> {
-        self.open.store(true, Ordering::Relaxed);
-        let all = join3(
-            self.client.batch_execute("BEGIN"),
-            work,
-            self.client.batch_execute("COMMIT"),
-        );
-        let (begun, out, committed) = self.closing(all).await;
-        begun?;
-        let out = out?;
-        committed?;
-        Ok(out)
     }
 
     /// Sends `BEGIN` and then `first` together; what `first` returns.

@@ -99,6 +99,66 @@ const MIGRATIONS: &[&[Step]] = &[
             marked_at TIMESTAMPTZ NOT NULL DEFAULT now()
         ) WITH (fillfactor = 50);",
     )],
+    // 6: add-to-cart as one function call, one statement with no explicit
+    // transaction: it locks the item (shared) and then the cart, and then,
+    // in a fresh snapshot that sees every change committed before it held
+    // them, adds the line, stores the cart's totals in its mark and reads
+    // the cart back (see `add`). Its planner setting is its own: the
+    // statements inside are planned with lookups by key only, however
+    // small the tables were when a plan was cached.
+    &[Step::Sql(
+        "CREATE FUNCTION shopd_add_to_cart(p_cart BIGINT, p_item BIGINT, p_max_lines BIGINT)
+        RETURNS TABLE (
+            item_deleted BOOLEAN, cart_exists BOOLEAN, changed BOOLEAN,
+            item_id BIGINT, quantity BIGINT, name TEXT, price DOUBLE PRECISION, deleted BOOLEAN
+        )
+        LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $$
+        #variable_conflict use_column
+        DECLARE
+            v_deleted BOOLEAN;
+            v_exists BOOLEAN;
+        BEGIN
+            SELECT (SELECT i.deleted FROM items i WHERE i.id = p_item FOR SHARE),
+                   EXISTS (SELECT 1 FROM carts c WHERE c.id = p_cart FOR UPDATE)
+            INTO v_deleted, v_exists;
+            RETURN QUERY
+            WITH added AS (
+                INSERT INTO cart_lines (cart_id, item_id, quantity)
+                SELECT p_cart, p_item, 1
+                WHERE EXISTS (SELECT 1 FROM items WHERE id = p_item AND NOT deleted)
+                  AND EXISTS (SELECT 1 FROM carts WHERE id = p_cart)
+                  AND ((SELECT COUNT(*) FROM cart_lines WHERE cart_id = p_cart) < p_max_lines
+                       OR EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = p_cart AND item_id = p_item))
+                ON CONFLICT (cart_id, item_id)
+                DO UPDATE SET quantity = cart_lines.quantity + 1
+                RETURNING item_id, quantity, position
+            ), lines AS (
+                SELECT l.item_id, l.quantity, l.position, TRUE AS changed, i.name, i.price, i.deleted
+                FROM added l JOIN items i ON i.id = l.item_id
+                UNION ALL
+                SELECT l.item_id, l.quantity, l.position, FALSE, i.name, i.price, i.deleted
+                FROM cart_lines l JOIN items i ON i.id = l.item_id
+                WHERE l.cart_id = p_cart AND NOT EXISTS (SELECT 1 FROM added a WHERE a.item_id = l.item_id)
+            ), marked AS (
+                INSERT INTO cart_dirty (cart_id, price, quantity)
+                SELECT p_cart,
+                       0::FLOAT8 + COALESCE(SUM(l.price * l.quantity::FLOAT8 ORDER BY l.position)
+                                            FILTER (WHERE NOT l.deleted), 0),
+                       COALESCE(SUM(l.quantity), 0)::BIGINT
+                FROM lines l
+                HAVING EXISTS (SELECT 1 FROM added)
+                ON CONFLICT (cart_id) DO UPDATE
+                SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, marked_at = EXCLUDED.marked_at
+            )
+            SELECT v_deleted, v_exists, l.changed, l.item_id, l.quantity, l.name, l.price, l.deleted
+            FROM lines l ORDER BY l.position;
+            IF NOT FOUND THEN
+                RETURN QUERY SELECT v_deleted, v_exists, FALSE, NULL::BIGINT, NULL::BIGINT,
+                                    NULL::TEXT, NULL::DOUBLE PRECISION, NULL::BOOLEAN;
+            END IF;
+        END
+        $$;",
+    )],
 ];
 
 /// The schema version this binary needs.
