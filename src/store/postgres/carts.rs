@@ -258,6 +258,7 @@ async fn page(store: &PgStore, filter: &CartFilter) -> StoreResult<Vec<Cart>> {
 /// With `keyed`, as a keyed item create: the id drawn first, then the
 /// key and (only if it was stored) the cart in one statement.
 pub(super) async fn create(store: &PgStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
+    let sequence = store.sequences.carts;
     with_client!(store, |client| {
         let Some(keyed) = keyed else {
             let statement = client
@@ -267,9 +268,9 @@ pub(super) async fn create(store: &PgStore, keyed: Option<&Keyed<Id>>) -> StoreR
             return Ok(api_id(row.try_get(0)?));
         };
         let next = client
-            .prepare_cached("SELECT nextval(pg_get_serial_sequence('carts', 'id'))")
+            .prepare_cached("SELECT nextval($1::oid::regclass)")
             .await?;
-        let id: i64 = client.query_one(&next, &[]).await?.try_get(0)?;
+        let id: i64 = client.query_one(&next, &[&sequence]).await?.try_get(0)?;
         let statement = client.prepare_cached(&CREATE_KEYED).await?;
         let (expires, now) = kept::times(keyed);
         let record = keyed.record(&api_id(id)).encode();

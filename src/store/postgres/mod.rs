@@ -111,6 +111,35 @@ pub struct PgStore {
     /// Stops this instance's fold of carts' marks (`fold`) when the last
     /// clone is dropped (closing the pool stops it too).
     _fold: std::sync::Arc<tokio_util::sync::DropGuard>,
+    /// The id sequences, for statements that draw an id themselves.
+    sequences: Sequences,
+}
+
+/// The OIDs of the items' and carts' id sequences (their identity
+/// columns'), looked up once at start-up: `pg_get_serial_sequence` in a
+/// statement searches the catalog on every call, which cost a keyed
+/// create about 8% of its rate at the database alone.
+#[derive(Debug, Clone, Copy)]
+struct Sequences {
+    items: u32,
+    carts: u32,
+}
+
+impl Sequences {
+    /// Looks them up.
+    async fn of(client: &deadpool_postgres::Client) -> Result<Sequences, tokio_postgres::Error> {
+        let row = client
+            .query_one(
+                "SELECT pg_get_serial_sequence('items', 'id')::regclass::oid,
+                        pg_get_serial_sequence('carts', 'id')::regclass::oid",
+                &[],
+            )
+            .await?;
+        Ok(Sequences {
+            items: row.try_get(0)?,
+            carts: row.try_get(1)?,
+        })
+    }
 }
 
 impl PgStore {
@@ -160,6 +189,12 @@ impl PgStore {
                 target: target.clone(),
                 source,
             })?;
+        let sequences = Sequences::of(&client)
+            .await
+            .map_err(|err| PgOpenError::Unreachable {
+                target: target.clone(),
+                source: Failure::from(err).into_store_error(),
+            })?;
         drop(client);
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(fold::run(pool.clone(), stop.clone()));
@@ -168,6 +203,7 @@ impl PgStore {
             outage: std::sync::Arc::default(),
             scans: Scans::default(),
             _fold: std::sync::Arc::new(stop.drop_guard()),
+            sequences,
         })
     }
 
