@@ -30,6 +30,9 @@
 #            then the add in a fresh snapshot; `enable_seqscan` off as
 #            the function's own setting): one statement, no explicit
 #            transaction
+#   function_no_set  `function` without its `enable_seqscan` setting
+#   function_new_line_lock  `function` locking the item only for a new
+#            line, as `marked_new_line_lock`
 #   bare_one  one statement, no explicit transaction and no lock: the
 #            upsert, a bare mark (a counter bumped on every add: a HOT
 #            update when marked already) and the read back; the fold
@@ -92,6 +95,8 @@ setup() {
         bands) echo "$band" ;;
         marks) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY)" ;;
         function) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50); $add_function" ;;
+        function_no_set) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50); ${add_function/ SET enable_seqscan = off/}" ;;
+        function_new_line_lock) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50); ${add_function/WHERE i.id = p_item FOR SHARE/WHERE i.id = p_item AND NOT EXISTS (SELECT 1 FROM cart_lines WHERE cart_id = p_cart AND item_id = p_item) FOR SHARE}" ;;
         bare_one) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 1, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
         marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory) echo "DROP TABLE IF EXISTS cart_dirty; CREATE TABLE cart_dirty (cart_id BIGINT PRIMARY KEY, price FLOAT8 NOT NULL, quantity BIGINT NOT NULL, marked_at TIMESTAMPTZ NOT NULL DEFAULT now()) WITH (fillfactor = 50)" ;;
     esac
@@ -101,7 +106,7 @@ setup() {
 fold() {
     case $1 in
         marks | bare_one) printf '%s\n' "$fold_marks" ;;
-        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory | function) printf '%s\n' "$fold_totals" ;;
+        marked_totals | marked_no_lock | marked_cart_lock | marked_new_line_lock | marked_advisory | function*) printf '%s\n' "$fold_totals" ;;
     esac
 }
 
@@ -125,7 +130,7 @@ script() {
         marks) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$sums" "$mark" "$read_sum" ;;
         marked_totals) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock" "$added" "$mark_totals" "$read" ;;
         bare_one) printf '%s%s%s\n' "$added" "$mark_seq" "$read" ;;
-        function) echo "SELECT * FROM shopd_add(:a, :b, 1000);" ;;
+        function*) echo "SELECT * FROM shopd_add(:a, :b, 1000);" ;;
         marked_no_lock) printf '\\startpipeline\nBEGIN;\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$added" "$mark_totals" "$read" ;;
         marked_advisory) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_advisory" "$added" "$mark_totals" "$read" ;;
         marked_cart_lock) printf '\\startpipeline\nBEGIN;\n%s\n%s%s%s\nCOMMIT;\n\\endpipeline\n' "$lock_cart" "$added" "$mark_totals" "$read" ;;
