@@ -128,9 +128,16 @@ impl Nats {
         reqwest::get(url).await.ok()?.json().await.ok()
     }
 
+    /// Until clients can connect: nats-server answers on its monitoring
+    /// port before its client port listens, so both are asked. (Not
+    /// `healthz`'s status: a node of a cluster reports unhealthy until
+    /// the other nodes are up.)
     async fn wait_ready(&self) {
         poll("nats-server to answer", || async {
             self.monitor("healthz").await.is_some()
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
         })
         .await;
     }
