@@ -5,12 +5,15 @@
 //! whose item (written after its key) a crash lost is rolled forward at
 //! restart.
 
+use std::collections::HashMap;
+
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{keyed, replayed};
 use crate::helpers::backend_tests;
+use crate::pg::TestDatabase;
 use crate::process::{ShopdProcess, spawn_process};
 use crate::support::Backend;
 
@@ -19,13 +22,70 @@ const ADDS: usize = 60;
 /// Answers awaited before the kill.
 const BEFORE_KILL: usize = 8;
 
-/// A shopd child process on `backend`'s store: the data directory `data`,
-/// or the database.
-fn start(cwd: &std::path::Path, data: &std::path::Path, url: Option<&str>) -> ShopdProcess {
-    match url {
-        Some(url) => spawn_process(cwd, data, &["--database-url", url]),
-        None => spawn_process(cwd, data, &[]),
+/// A store for shopd child processes: a data directory, or a database.
+struct Store {
+    cwd: tempfile::TempDir,
+    data: tempfile::TempDir,
+    /// Kept for as long as the store is used.
+    database: Option<TestDatabase>,
+}
+
+impl Store {
+    fn new(backend: Backend) -> Store {
+        Store {
+            cwd: tempfile::tempdir().unwrap(),
+            data: tempfile::tempdir().unwrap(),
+            database: match backend {
+                Backend::Postgres(database) => Some(database),
+                Backend::Sled => None,
+            },
+        }
     }
+
+    /// A shopd child process on this store.
+    fn start(&self) -> ShopdProcess {
+        match &self.database {
+            Some(database) => spawn_process(
+                self.cwd.path(),
+                self.data.path(),
+                &["--database-url", &database.url],
+            ),
+            None => spawn_process(self.cwd.path(), self.data.path(), &[]),
+        }
+    }
+}
+
+/// Sends every request of `requests` at once (`n`: its answer, if it was
+/// one worth waiting for), kills `shopd` with SIGKILL once
+/// [`BEFORE_KILL`] have such an answer, and returns every such answer,
+/// by `n`, including those that came after the kill was sent.
+async fn kill_in_the_middle<T: Send + 'static>(
+    shopd: &mut ShopdProcess,
+    requests: impl IntoIterator<Item = impl Future<Output = Option<T>> + Send + 'static>,
+) -> HashMap<usize, T> {
+    let (answers, mut answered) = mpsc::unbounded_channel();
+    for (n, request) in requests.into_iter().enumerate() {
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            let _ = answers.send((n, request.await));
+        });
+    }
+    drop(answers);
+    let mut acked = HashMap::new();
+    while acked.len() < BEFORE_KILL {
+        let (n, answer) = answered.recv().await.expect("answers");
+        if let Some(answer) = answer {
+            acked.insert(n, answer);
+        }
+    }
+    shopd.child.kill().expect("kill -9");
+    shopd.child.wait().expect("reaped");
+    while let Some((n, answer)) = answered.recv().await {
+        if let Some(answer) = answer {
+            acked.insert(n, answer);
+        }
+    }
+    acked
 }
 
 async fn create(client: &reqwest::Client, url: String, body: Option<Value>) -> u64 {
@@ -42,14 +102,8 @@ async fn create(client: &reqwest::Client, url: String, body: Option<Value>) -> u
 
 backend_tests! {
     async fn after_a_kill_9_every_retried_key_counts_once(backend) {
-        let cwd = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let database = match backend {
-            Backend::Postgres(database) => Some(database),
-            Backend::Sled => None,
-        };
-        let url = database.as_ref().map(|database| database.url.clone());
-        let mut shopd = start(cwd.path(), data.path(), url.as_deref());
+        let store = Store::new(backend);
+        let mut shopd = store.start();
         let client = reqwest::Client::new();
         let item = create(
             &client,
@@ -60,124 +114,79 @@ backend_tests! {
         let cart = create(&client, shopd.url("/cart"), None).await;
         let path = format!("/cart/{cart}/add/{item}");
 
-        let (answers, mut answered) = mpsc::unbounded_channel();
-        for n in 0..ADDS {
-            let (client, url, answers) = (client.clone(), shopd.url(&path), answers.clone());
-            tokio::spawn(async move {
+        let adds: Vec<_> = (0..ADDS).map(|n| {
+            let (client, url) = (client.clone(), shopd.url(&path));
+            async move {
                 let sent = client
                     .post(url)
                     .header("Idempotency-Key", format!("crash-{n}"))
                     .send()
                     .await;
-                let status = sent.map(|response| response.status().as_u16()).ok();
-                let _ = answers.send((n, status));
-            });
-        }
-        drop(answers);
-        let mut acked = Vec::new();
-        while acked.len() < BEFORE_KILL {
-            let (n, status) = answered.recv().await.expect("answers");
-            if status == Some(200) {
-                acked.push(n);
+                sent.is_ok_and(|response| response.status() == 200).then_some(())
             }
-        }
-        shopd.child.kill().expect("kill -9");
-        shopd.child.wait().expect("reaped");
-        while let Some((n, status)) = answered.recv().await {
-            if status == Some(200) {
-                acked.push(n);
-            }
-        }
+        }).collect();
+        let acked = kill_in_the_middle(&mut shopd, adds).await;
 
-        let shopd = start(cwd.path(), data.path(), url.as_deref());
+        let shopd = store.start();
         for n in 0..ADDS {
             let key = format!("crash-{n}");
             let response = keyed(&client, shopd.url(&path), Method::POST, &key, None).await;
             assert_eq!(response.status(), 200, "{key}");
-            if acked.contains(&n) {
+            if acked.contains_key(&n) {
                 assert!(replayed(&response), "{key} was answered before the kill");
             }
         }
-        let cart: Value = client
-            .get(shopd.url(&format!("/cart/{cart}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let cart = get_json(&client, &shopd, &format!("/cart/{cart}")).await;
         assert_eq!(
             cart["items"][0]["quantity"], ADDS,
             "each key counted exactly once"
         );
         drop(shopd);
-        drop(database);
+        drop(store);
     }
+}
+
+/// `GET path` on `shopd`, as JSON.
+async fn get_json(client: &reqwest::Client, shopd: &ShopdProcess, path: &str) -> Value {
+    let response = client.get(shopd.url(path)).send().await.expect("get");
+    response.json().await.expect("a JSON answer")
 }
 
 /// How many items named `name` the store at `shopd` holds.
 async fn named(client: &reqwest::Client, shopd: &ShopdProcess, name: &str) -> usize {
-    let items: Vec<Value> = client
-        .get(shopd.url("/item?limit=100&show_deleted=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    items.iter().filter(|item| item["name"] == name).count()
+    let items = get_json(client, shopd, "/item?limit=100&show_deleted=true").await;
+    items
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|item| item["name"] == name)
+        .count()
 }
 
 backend_tests! {
     async fn after_a_kill_9_every_retried_keyed_create_makes_one_item(backend) {
-        let cwd = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let database = match backend {
-            Backend::Postgres(database) => Some(database),
-            Backend::Sled => None,
-        };
-        let url = database.as_ref().map(|database| database.url.clone());
-        let mut shopd = start(cwd.path(), data.path(), url.as_deref());
+        let store = Store::new(backend);
+        let mut shopd = store.start();
         let client = reqwest::Client::new();
         let body = |n: usize| serde_json::json!({"name": format!("crash-{n}"), "price": 1.0});
 
-        let (answers, mut answered) = mpsc::unbounded_channel();
-        for n in 0..ADDS {
-            let (client, url, answers) = (client.clone(), shopd.url("/item"), answers.clone());
-            let body = body(n);
-            tokio::spawn(async move {
-                let sent = client
+        let creates: Vec<_> = (0..ADDS).map(|n| {
+            let (client, url, body) = (client.clone(), shopd.url("/item"), body(n));
+            async move {
+                let response = client
                     .post(url)
                     .header("Idempotency-Key", format!("create-{n}"))
                     .json(&body)
                     .send()
-                    .await;
-                let id = match sent {
-                    Ok(response) if response.status() == 201 => {
-                        response.json::<Value>().await.ok().and_then(|item| item["id"].as_u64())
-                    }
-                    _ => None,
-                };
-                let _ = answers.send((n, id));
-            });
-        }
-        drop(answers);
-        let mut acked = std::collections::HashMap::new();
-        while acked.len() < BEFORE_KILL {
-            let (n, id) = answered.recv().await.expect("answers");
-            if let Some(id) = id {
-                acked.insert(n, id);
+                    .await
+                    .ok()
+                    .filter(|response| response.status() == 201)?;
+                response.json::<Value>().await.ok()?["id"].as_u64()
             }
-        }
-        shopd.child.kill().expect("kill -9");
-        shopd.child.wait().expect("reaped");
-        while let Some((n, id)) = answered.recv().await {
-            if let Some(id) = id {
-                acked.insert(n, id);
-            }
-        }
+        }).collect();
+        let acked = kill_in_the_middle(&mut shopd, creates).await;
 
-        let shopd = start(cwd.path(), data.path(), url.as_deref());
+        let shopd = store.start();
         for n in 0..ADDS {
             let key = format!("create-{n}");
             let response = keyed(&client, shopd.url("/item"), Method::POST, &key, Some(&body(n))).await;
@@ -191,7 +200,7 @@ backend_tests! {
             assert_eq!(named(&client, &shopd, &format!("crash-{n}")).await, 1, "{key} made one item");
         }
         drop(shopd);
-        drop(database);
+        drop(store);
     }
 }
 
@@ -201,19 +210,20 @@ backend_tests! {
 /// and a retry is replayed with it.
 #[tokio::test]
 async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
-    let cwd = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut shopd = start(cwd.path(), data.path(), None);
+    let store = Store::new(Backend::Sled);
+    let mut shopd = store.start();
     let client = reqwest::Client::new();
     let body = serde_json::json!({"name": "Rolled", "price": 2.5});
-    let first = keyed(
-        &client,
-        shopd.url("/item"),
-        Method::POST,
-        "torn",
-        Some(&body),
-    )
-    .await;
+    let create_torn = |shopd: &ShopdProcess| {
+        keyed(
+            &client,
+            shopd.url("/item"),
+            Method::POST,
+            "torn",
+            Some(&body),
+        )
+    };
+    let first = create_torn(&shopd).await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     let id = first["id"].as_u64().unwrap();
@@ -221,7 +231,7 @@ async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
     shopd.child.wait().expect("reaped");
 
     {
-        let db = sled::open(data.path().join("sled")).expect("the killed store opens");
+        let db = sled::open(store.data.path().join("sled")).expect("the killed store opens");
         let items = db.open_tree("items").unwrap();
         let removed = items.remove(id.to_be_bytes()).unwrap();
         assert!(removed.is_some(), "item {id} was stored under its id");
@@ -234,24 +244,10 @@ async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
         db.flush().unwrap();
     }
 
-    let shopd = start(cwd.path(), data.path(), None);
-    let item: Value = client
-        .get(shopd.url(&format!("/item/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shopd = store.start();
+    let item = get_json(&client, &shopd, &format!("/item/{id}")).await;
     assert_eq!(item, first, "the item is back as it was created");
-    let retry = keyed(
-        &client,
-        shopd.url("/item"),
-        Method::POST,
-        "torn",
-        Some(&body),
-    )
-    .await;
+    let retry = create_torn(&shopd).await;
     assert_eq!(retry.status(), 201);
     assert!(replayed(&retry));
     assert_eq!(retry.json::<Value>().await.unwrap(), first);
