@@ -248,10 +248,17 @@ impl Records {
                     },
                 }
             }
+            if let Err(err) = self.items.insert(codec::key(id), bytes) {
+                // The key must not answer for an item that is not there;
+                // were the undo lost too, the next open rolls forward.
+                let _ = self
+                    .kept
+                    .compare_and_swap(key, Some(record.as_slice()), replaced);
+                return Err(backend(err));
+            }
             if replaced.is_none() {
                 self.note_kept(1);
             }
-            self.items.insert(codec::key(id), bytes).map_err(backend)?;
             upkeep.stored(Resource::Item, id, bytes);
             Ok(id)
         })
