@@ -14,7 +14,7 @@ use crate::store::{Kept, Store};
 
 /// The answer to `POST /cart`: 201, the new id and its `Location`.
 #[allow(clippy::trivially_copy_pass_by_ref)] // every answer is `fn(&T) -> Kept`
-fn created(id: &Id) -> Kept {
+pub(in crate::http) fn created(id: &Id) -> Kept {
     let mut kept = answer(StatusCode::CREATED, &NewCart { id: *id });
     kept.location = Some(format!("/cart/{id}"));
     kept

@@ -13,7 +13,10 @@
 //! with the function that rendered the first answer. The embedded store
 //! keeps it that way too, id included ([`KeptRecord::encode_whole`]): a
 //! keyed create then renders nothing for its key, and keeps about a fifth
-//! of the bytes.
+//! of the bytes. It keeps a created cart as its id
+//! ([`KeptAnswer::CreatedCart`]) the same way: a record that holds the
+//! whole created record can bring it back should a crash lose it (see
+//! `sled::records::insert_new_keyed`).
 
 use std::time::Duration;
 
@@ -35,6 +38,9 @@ const FORMAT_CREATED_ITEM: u8 = 2;
 /// Version 3: fingerprint, expiry and a created item's id, name and price,
 /// for a store that keeps nothing beside the record (the embedded one).
 const FORMAT_CREATED_ITEM_WHOLE: u8 = 3;
+/// Version 4: fingerprint, expiry and a created cart's id (the embedded
+/// store).
+const FORMAT_CREATED_CART: u8 = 4;
 
 /// An answer as kept for replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +126,9 @@ pub enum KeptAnswer {
     /// The answer to `POST /item` that created this item, rendered at
     /// replay as the route rendered it.
     CreatedItem(Item),
+    /// The answer to `POST /cart` that created the cart with this id,
+    /// rendered at replay as the route rendered it.
+    CreatedCart(Id),
 }
 
 /// Format 1 as stored.
@@ -137,6 +146,14 @@ struct CreatedItemV2 {
     expires: u64,
     name: String,
     price: f64,
+}
+
+/// Format 4 as stored.
+#[derive(Serialize, Deserialize)]
+struct CreatedCartV4 {
+    fingerprint: [u8; 32],
+    expires: u64,
+    id: Id,
 }
 
 /// Format 3 as stored (`S`: the name, borrowed to write, owned to read).
@@ -180,6 +197,16 @@ impl KeptRecord {
                     expires: self.expires,
                     name: item.name.clone(),
                     price: item.price,
+                };
+                let _ = bincode::serde::encode_into_std_write(&stored, &mut out, config);
+                out
+            }
+            KeptAnswer::CreatedCart(id) => {
+                let mut out = vec![FORMAT_CREATED_CART];
+                let stored = CreatedCartV4 {
+                    fingerprint: self.fingerprint,
+                    expires: self.expires,
+                    id: *id,
                 };
                 let _ = bincode::serde::encode_into_std_write(&stored, &mut out, config);
                 out
@@ -271,23 +298,29 @@ impl KeptRecord {
                     }),
                 })
             }
+            Some((&FORMAT_CREATED_CART, rest)) => {
+                let (stored, _): (CreatedCartV4, usize) =
+                    bincode::serde::decode_from_slice(rest, config).map_err(unread)?;
+                Ok(KeptRecord {
+                    fingerprint: stored.fingerprint,
+                    expires: stored.expires,
+                    answer: KeptAnswer::CreatedCart(stored.id),
+                })
+            }
             Some((version, _)) => Err(KeptCodecError(format!("unknown format {version}"))),
             None => Err(KeptCodecError("empty".into())),
         }
     }
 
-    /// The item a keyed create made, if `bytes` are the record of one
-    /// kept whole ([`KeptRecord::encode_whole`]); `None` for any other
-    /// record, or one that does not read.
+    /// Whether `bytes` are the record of a create kept whole (a created
+    /// item's in format 3, a created cart's), read from their first byte
+    /// only: such a record holds all of the record the create wrote.
     #[must_use]
-    pub fn created_item(bytes: &[u8]) -> Option<Item> {
-        if bytes.first() != Some(&FORMAT_CREATED_ITEM_WHOLE) {
-            return None;
-        }
-        match KeptRecord::decode(bytes).ok()?.answer {
-            KeptAnswer::CreatedItem(item) => Some(item),
-            KeptAnswer::Sent(_) => None,
-        }
+    pub fn holds_a_create(bytes: &[u8]) -> bool {
+        matches!(
+            bytes.first(),
+            Some(&(FORMAT_CREATED_ITEM_WHOLE | FORMAT_CREATED_CART))
+        )
     }
 
     /// Whether the record in `bytes` (as [`KeptRecord::encode`] wrote
@@ -296,8 +329,10 @@ impl KeptRecord {
     /// does not read holds nothing.
     #[must_use]
     pub fn bytes_live_at(bytes: &[u8], now: u64) -> bool {
-        let Some((&(FORMAT_V1 | FORMAT_CREATED_ITEM | FORMAT_CREATED_ITEM_WHOLE), rest)) =
-            bytes.split_first()
+        let Some((
+            &(FORMAT_V1 | FORMAT_CREATED_ITEM | FORMAT_CREATED_ITEM_WHOLE | FORMAT_CREATED_CART),
+            rest,
+        )) = bytes.split_first()
         else {
             return false;
         };
@@ -401,13 +436,55 @@ mod tests {
             }),
             ..sent.clone()
         };
-        for bytes in [sent.encode(), created.encode(), created.encode_whole()] {
+        let cart = KeptRecord {
+            answer: KeptAnswer::CreatedCart(4),
+            ..sent.clone()
+        };
+        for bytes in [
+            sent.encode(),
+            created.encode(),
+            created.encode_whole(),
+            cart.encode(),
+        ] {
             assert!(KeptRecord::bytes_live_at(&bytes, 1_899_999_999));
             assert!(!KeptRecord::bytes_live_at(&bytes, 1_900_000_000));
             assert!(!KeptRecord::bytes_live_at(&bytes[..20], 0), "cut short");
         }
         assert!(!KeptRecord::bytes_live_at(&[], 0));
         assert!(!KeptRecord::bytes_live_at(&[9; 64], 0), "unknown format");
+    }
+
+    #[test]
+    fn a_created_cart_reads_back_with_its_id_and_counts_as_a_create_kept_whole() {
+        let record = KeptRecord {
+            fingerprint: [3; 32],
+            expires: 1_900_000_000,
+            answer: KeptAnswer::CreatedCart(42),
+        };
+        let bytes = record.encode();
+        assert_eq!(bytes[0], FORMAT_CREATED_CART);
+        assert_eq!(record.encode_whole(), bytes);
+        assert_eq!(KeptRecord::decode(&bytes).unwrap(), record);
+        assert!(KeptRecord::holds_a_create(&bytes));
+        let item = KeptRecord {
+            answer: KeptAnswer::CreatedItem(Item {
+                id: 1,
+                name: "Tea".into(),
+                price: 2.5,
+                deleted: false,
+            }),
+            ..record.clone()
+        };
+        assert!(KeptRecord::holds_a_create(&item.encode_whole()));
+        assert!(
+            !KeptRecord::holds_a_create(&item.encode()),
+            "its id is beside it"
+        );
+        let sent = KeptRecord {
+            answer: KeptAnswer::Sent(Kept::not_modified()),
+            ..record
+        };
+        assert!(!KeptRecord::holds_a_create(&sent.encode()));
     }
 
     #[test]

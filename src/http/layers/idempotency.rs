@@ -195,6 +195,7 @@ impl Idempotency {
             KeptAnswer::Sent(answer) => answer,
             // Rendered as the route rendered its first answer.
             KeptAnswer::CreatedItem(item) => crate::http::items::created(&item),
+            KeptAnswer::CreatedCart(id) => crate::http::carts::created(&id),
         };
         let mut response = sent(answer);
         response.headers_mut().insert(

@@ -4,7 +4,6 @@
 //! its transaction, the carts that hold the item (see `carts`).
 
 use tokio_postgres::Row;
-
 use tokio_postgres::error::SqlState;
 
 use super::errors::Failure;

@@ -8,16 +8,12 @@
 //! answers, so an add needs no second hand-off to the flusher; while it
 //! syncs, the next batch gathers.
 //!
-//! Keyed changes of items and keyed creates of carts (an
-//! `Idempotency-Key` kept with the change) go through the same thread for
-//! the same reason: each needs a transaction over the record's tree and
-//! the keys, and one transaction per batch costs a fraction of one per
-//! write. (A keyed create of an item needs none: see
-//! `Records::insert_new_keyed`.) The transaction refuses a
-//! write whose key holds a live answer ([`StoreError::KeyTaken`]); for a
-//! keyed create, the thread looks at the key before the transaction and
-//! draws the new id only when it is free, so a replay leaves no gap in the
-//! ids (and the async threads never wait on a transaction to read a key).
+//! Keyed changes of items (an `Idempotency-Key` kept with the change) go
+//! through the same thread for the same reason: each needs a transaction
+//! over the items and the keys, and one transaction per batch costs a
+//! fraction of one per write. (A keyed create needs none: see
+//! `Records::insert_new_keyed`.) The transaction refuses a write whose
+//! key holds a live answer ([`StoreError::KeyTaken`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
@@ -27,13 +23,10 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, CartRecord, ItemRecord, LineRecord};
 use super::durability::DiskSync;
-use super::ids::IdGen;
 use super::kept_entry;
 use super::records::{Keep, KeptEntry, Records, WriteTx};
 use crate::domain::{Cart, Id, Resource};
-use crate::store::{
-    KeptRecord, Keyed, LineState, StoreError, StoreResult, idempotency, priced_cart,
-};
+use crate::store::{Keyed, LineState, StoreError, StoreResult, idempotency, priced_cart};
 
 /// The most adds applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -59,45 +52,16 @@ struct Put {
     reply: oneshot::Sender<StoreResult<bool>>,
 }
 
-/// The record of an idempotency key, rendered for the id of the record it
-/// answers.
-pub(super) type KeptFor = Box<dyn FnOnce(Id) -> Vec<u8> + Send>;
-
-/// A new record written with the idempotency key that answers it. The
-/// writer looks at the key first and draws the record's id only when no
-/// live answer holds the key, so a replay leaves no gap in the ids.
-struct Create {
-    resource: Resource,
-    ids: Arc<IdGen>,
-    new: Vec<u8>,
-    key: Vec<u8>,
-    /// Taken when the id is drawn.
-    kept: Option<KeptFor>,
-    reply: oneshot::Sender<StoreResult<Id>>,
-}
-
 /// What the writer thread applies.
 enum Job {
     Add(Add),
     Put(Put),
-    Create(Create),
 }
 
 /// A job's outcome.
 enum Done {
     Add(StoreResult<Added>),
     Put(StoreResult<bool>),
-    Create(StoreResult<Id>),
-}
-
-/// A create as the writer readied it before its transaction.
-enum Ready {
-    /// Not a create.
-    Other,
-    /// Refused before any id was drawn (a live key), or failed.
-    Refused(StoreError),
-    /// Its id and key entry, to write in the transaction.
-    New(Id, KeptEntry),
 }
 
 /// The cart as an add left it, and, for a keyed add, the cart priced in
@@ -160,34 +124,6 @@ impl CartWriter {
         answer.await.map_err(|_| gone())?
     }
 
-    /// Writes `new` as a new record of `resource` under an id from `ids`,
-    /// with idempotency key `key` and the record `kept` renders for the
-    /// id, in one transaction; [`StoreError::KeyTaken`] (and no id drawn)
-    /// when a live answer is kept under the key. Resolves as
-    /// [`CartWriter::add`], with the id.
-    pub(super) async fn create(
-        &self,
-        (resource, ids): (Resource, Arc<IdGen>),
-        new: Vec<u8>,
-        key: Vec<u8>,
-        kept: KeptFor,
-    ) -> StoreResult<Id> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::backend(std::io::Error::other("the writer stopped"));
-        let queue = self.queue.as_ref().ok_or_else(gone)?;
-        queue
-            .send(Job::Create(Create {
-                resource,
-                ids,
-                new,
-                key,
-                kept: Some(kept),
-                reply,
-            }))
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-
     /// Writes `new` as record `id` of `resource` if it still holds `old`
     /// (`None`: the record is new), with the idempotency key `kept`, in
     /// one transaction; `false` when another writer changed the record
@@ -222,23 +158,10 @@ fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) 
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let now = idempotency::now();
-        let mut ready: Vec<Ready> = batch
-            .iter_mut()
-            .map(|job| match job {
-                Job::Create(create) => ready(records, create, now),
-                Job::Add(_) | Job::Put(_) => Ready::Other,
-            })
-            .collect();
         // Through the gate for the transaction only, not for the sync.
-        let applied = apply(records, &batch, &ready, now)
-            .map(|(mut outcomes, fresh)| {
+        let applied = apply(records, &batch, now)
+            .map(|(outcomes, fresh)| {
                 records.note_kept(fresh);
-                // The creates refused before the transaction: their reasons.
-                for (outcome, ready) in outcomes.iter_mut().zip(&mut ready) {
-                    if let Ready::Refused(err) = std::mem::replace(ready, Ready::Other) {
-                        *outcome = Done::Create(Err(err));
-                    }
-                }
                 outcomes
             })
             .map_err(|err| crate::error_chain(&err));
@@ -258,9 +181,6 @@ fn writer(rx: &mpsc::Receiver<Job>, records: &Records, disk: Option<&DiskSync>) 
                         }
                         (Job::Put(put), Done::Put(outcome)) => {
                             let _ = put.reply.send(outcome);
-                        }
-                        (Job::Create(create), Done::Create(outcome)) => {
-                            let _ = create.reply.send(outcome);
                         }
                         (job, _) => fail(job, "a job got another job's outcome"),
                     }
@@ -286,34 +206,6 @@ fn fail(job: Job, message: &str) {
         Job::Put(put) => {
             let _ = put.reply.send(Err(err()));
         }
-        Job::Create(create) => {
-            let _ = create.reply.send(Err(err()));
-        }
-    }
-}
-
-/// Readies `create` for its transaction: refused when a live answer is
-/// kept under its key (no id drawn then); else its id, drawn now (an id,
-/// then the transaction: an export opened in between leaves the new
-/// record out, as if it came later), and its key's entry for that id.
-/// The key stays free until the transaction: this process runs one
-/// request per key at a time, and only this thread keeps keys.
-fn ready(records: &Records, create: &mut Create, now: u64) -> Ready {
-    let taken = match records.kept(&create.key) {
-        Ok(old) => old.is_some_and(|old| KeptRecord::bytes_live_at(&old, now)),
-        Err(err) => return Ready::Refused(err),
-    };
-    if taken {
-        return Ready::Refused(StoreError::KeyTaken);
-    }
-    let Some(kept) = create.kept.take() else {
-        return Ready::Refused(StoreError::backend(std::io::Error::other(
-            "a create readied twice",
-        )));
-    };
-    match create.ids.next() {
-        Ok(id) => Ready::New(id, (create.key.clone(), kept(id))),
-        Err(err) => Ready::Refused(err),
     }
 }
 
@@ -346,27 +238,6 @@ fn priced_in(tx: &WriteTx<'_>, id: Id, record: &CartRecord) -> Result<Cart, TxEr
     Ok(priced_cart(id, lines))
 }
 
-/// Writes `create` as `ready` readied it (a placeholder outcome when it
-/// was refused before); its outcome and how many keys it newly kept.
-fn write_new(
-    tx: &WriteTx<'_>,
-    create: &Create,
-    ready: &Ready,
-    now: u64,
-) -> Result<(Done, u64), TxError> {
-    let Ready::New(id, kept) = ready else {
-        return Ok((Done::Create(Err(StoreError::KeyTaken)), 0));
-    };
-    Ok(match tx.keep(kept, now)? {
-        kept @ (Keep::Fresh | Keep::Expired) => {
-            tx.put(create.resource, *id, &create.new)?;
-            (Done::Create(Ok(*id)), kept.counted())
-        }
-        // Not after `ready` found it free (see there).
-        Keep::Taken => (Done::Create(Err(StoreError::KeyTaken)), 0),
-    })
-}
-
 /// Writes `put` if its record still holds what it read and its key is
 /// free; its outcome and how many keys it newly kept.
 fn write_put(tx: &WriteTx<'_>, put: &Put, now: u64) -> Result<(Done, u64), TxError> {
@@ -383,23 +254,17 @@ fn write_put(tx: &WriteTx<'_>, put: &Put, now: u64) -> Result<(Done, u64), TxErr
     })
 }
 
-/// Applies the jobs in order in one transaction, the creates as `ready`
-/// says (one entry per job); each gets its outcome (a create refused
-/// before gets a placeholder).
+/// Applies the jobs in order in one transaction; each gets its outcome.
 fn apply(
     records: &Records,
     jobs: &[Job],
-    ready: &[Ready],
     now: u64,
 ) -> Result<Applied, TransactionError<StoreError>> {
     let mut touched: Vec<(Resource, Id)> = jobs
         .iter()
-        .zip(ready)
-        .filter_map(|(job, ready)| match (job, ready) {
-            (Job::Add(add), _) => Some((Resource::Cart, add.cart)),
-            (Job::Put(put), _) => Some((put.resource, put.id)),
-            (Job::Create(create), Ready::New(id, _)) => Some((create.resource, *id)),
-            (Job::Create(_), _) => None,
+        .map(|job| match job {
+            Job::Add(add) => (Resource::Cart, add.cart),
+            Job::Put(put) => (put.resource, put.id),
         })
         .collect();
     touched.sort_unstable();
@@ -410,18 +275,11 @@ fn apply(
         let mut changed: HashMap<Id, (CartRecord, bool)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut fresh = 0;
-        for (job, ready) in jobs.iter().zip(ready) {
+        for job in jobs {
             let add = match job {
                 Job::Add(add) => add,
-                // Carts this batch changed are written at its end: a create
-                // or a put is of an item, or of a cart no add has seen (a new
-                // one).
-                Job::Create(create) => {
-                    let (done, kept) = write_new(tx, create, ready, now)?;
-                    outcomes.push(done);
-                    fresh += kept;
-                    continue;
-                }
+                // Carts this batch changed are written at its end: a put is
+                // of an item.
                 Job::Put(put) => {
                     let (done, kept) = write_put(tx, put, now)?;
                     outcomes.push(done);

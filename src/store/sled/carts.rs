@@ -2,12 +2,14 @@
 //! (one transaction per batch), and every read prices the cart with its
 //! items' current state.
 
-use super::cart_writer::KeptFor;
 use super::codec::{self, CartRecord};
 use super::index::{self, Candidates};
+use super::records::KeptFor;
 use super::{BIG_CART, SledStore, backend};
 use crate::domain::{Cart, CartFilter, Id, PriceRange, Resource};
-use crate::store::{Keyed, LineState, StoreError, StoreResult, page, priced_cart};
+use crate::store::{
+    KeptAnswer, KeptRecord, Keyed, LineState, StoreError, StoreResult, page, priced_cart,
+};
 
 impl SledStore {
     /// The cart as `record` holds it, with its items' current state.
@@ -51,8 +53,17 @@ impl SledStore {
 pub(super) async fn create(store: &SledStore, keyed: Option<&Keyed<Id>>) -> StoreResult<Id> {
     let bytes = codec::encode(&CartRecord::default()).map_err(backend)?;
     let kept = keyed.map(|keyed| {
-        let owned = keyed.clone();
-        let kept: KeptFor = Box::new(move |id| owned.record(&id).encode());
+        // Kept as the id it created, rendered at replay as the route
+        // renders it (see `crate::store::idempotency`).
+        let (fingerprint, expires) = (keyed.key.fingerprint, keyed.key.expires);
+        let kept: KeptFor = Box::new(move |id| {
+            KeptRecord {
+                fingerprint,
+                expires,
+                answer: KeptAnswer::CreatedCart(id),
+            }
+            .encode()
+        });
         (keyed.key.key.as_str(), kept)
     });
     store.insert_new(Resource::Cart, bytes, kept).await

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::cart_writer::KeptFor;
 use super::codec::{self, ItemRecord};
 use super::index::{self, Candidates};
+use super::records::KeptFor;
 use super::{SledStore, backend};
 use crate::domain::etag::{self, Condition};
 use crate::domain::{Id, Item, ItemFilter, ItemPatch, NewItem, PriceRange, Resource};

@@ -28,10 +28,10 @@ mod records;
 mod snapshot;
 mod transfer;
 
-use cart_writer::{CartWriter, KeptFor};
+use cart_writer::CartWriter;
 use durability::{Committer, DiskSync};
 use manifest::Ledger;
-use records::{KeptEntry, Records};
+use records::{KeptEntry, KeptFor, Records};
 
 pub use check::{CheckReport, ManifestState, Scan, Tally};
 pub use durability::Durability;
@@ -61,9 +61,8 @@ struct Inner {
     db: sled::Db,
     /// The items and carts, behind the write gate.
     records: Arc<Records>,
-    /// Shared with the writer thread, which draws the ids of keyed creates.
-    item_ids: Arc<IdGen>,
-    cart_ids: Arc<IdGen>,
+    item_ids: IdGen,
+    cart_ids: IdGen,
     disk: Arc<DiskSync>,
     ledger: Arc<Ledger>,
     durability: Durability,
@@ -149,9 +148,7 @@ impl SledStore {
                 resource,
             };
             let last = records.last_id(resource).map_err(database)?;
-            IdGen::open(last, home, floor)
-                .map(Arc::new)
-                .map_err(database)
+            IdGen::open(last, home, floor).map_err(database)
         };
         let item_ids = ids(Resource::Item, "next_item_id", opened.start.items.next)?;
         let cart_ids = ids(Resource::Cart, "next_cart_id", opened.start.carts.next)?;
@@ -201,14 +198,12 @@ impl SledStore {
     /// Stores `bytes` as a new record of `resource` under a fresh id
     /// (through the write gate), notes the write in the manifest and
     /// counts it, then waits until the write is durable. With an
-    /// idempotency key and the record `kept` renders for the id: an item
-    /// with its key as two writes, the key first
-    /// ([`Records::insert_new_keyed`]); a cart with its key in one
-    /// transaction in the writer thread's batch.
+    /// idempotency key and the record `kept` renders for the id: the key,
+    /// then the record, as two writes ([`Records::insert_new_keyed`]).
     ///
     /// Errors: with a key, [`StoreError::KeyTaken`] when a live answer is
-    /// kept under it; then no id is used (ids stay dense, but for an
-    /// item's id drawn while another create drew the next).
+    /// kept under it; then no id is used (ids stay dense, but for an id
+    /// drawn while another create drew the next).
     async fn insert_new(
         &self,
         resource: Resource,
@@ -220,35 +215,18 @@ impl SledStore {
             Resource::Item => (&inner.item_ids, &inner.live_items),
             Resource::Cart => (&inner.cart_ids, &inner.cart_count),
         };
-        match (kept, resource) {
-            (Some((key, kept)), Resource::Item) => {
-                // The key, then the item: see `Records::insert_new_keyed`.
-                let id = inner.records.insert_new_keyed(
-                    ids,
-                    &bytes,
-                    (key.as_bytes(), kept),
-                    idempotency::now(),
-                )?;
-                inner.ledger.stored(resource, id);
-                count.fetch_add(1, Ordering::Relaxed);
-                inner.committer.durable().await?;
-                return Ok(id);
-            }
-            (Some((key, kept)), Resource::Cart) => {
-                // The writer looks at the key, draws the id and writes both
-                // in one transaction. Durable on return: in `sync` mode the
-                // writer syncs each batch.
-                let key = key.as_bytes().to_vec();
-                let id = inner
-                    .cart_writer
-                    .create((resource, ids.clone()), bytes, key, kept)
-                    .await?;
-                inner.disk.touch();
-                inner.ledger.stored(resource, id);
-                count.fetch_add(1, Ordering::Relaxed);
-                return Ok(id);
-            }
-            (None, _) => {}
+        if let Some((key, kept)) = kept {
+            // The key, then the record: see `Records::insert_new_keyed`.
+            let id = inner.records.insert_new_keyed(
+                (resource, ids),
+                &bytes,
+                (key.as_bytes(), kept),
+                idempotency::now(),
+            )?;
+            inner.ledger.stored(resource, id);
+            count.fetch_add(1, Ordering::Relaxed);
+            inner.committer.durable().await?;
+            return Ok(id);
         }
         let id = inner.records.insert_new(resource, ids, &bytes)?;
         inner.ledger.stored(resource, id);

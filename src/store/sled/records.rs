@@ -10,9 +10,9 @@
 //! Idempotency keys live in a third tree, `idempotency`, written in a
 //! [`Records::transact`], the same sled transaction as the change they
 //! answer (the writer thread's batches, `cart_writer.rs`), except for a
-//! keyed create of an item ([`Records::insert_new_keyed`]): its key,
-//! written first, holds the whole item, and is rolled forward at open
-//! when a crash lost the item's write.
+//! keyed create ([`Records::insert_new_keyed`]): its key, written first,
+//! holds the whole new record, and is rolled forward at open when a crash
+//! lost the record's write.
 //!
 //! The same function keeps the in-memory indexes (`index.rs`) up to date:
 //! it holds their lock across the write and their update, so they follow
@@ -34,13 +34,16 @@ use sled::transaction::{
 };
 
 use super::backend;
-use super::cart_writer::KeptFor;
 use super::codec::{self, CartRecord, ItemRecord};
 use super::ids::IdGen;
 use super::index::Indexes;
 use super::snapshot::Capture;
 use crate::domain::{Id, Resource};
 use crate::store::{KeptRecord, StoreError, StoreResult};
+
+/// The record of an idempotency key, rendered for the id of the record it
+/// answers.
+pub(super) type KeptFor = Box<dyn FnOnce(Id) -> Vec<u8> + Send>;
 
 /// An idempotency key's bytes and its encoded record, to store with a
 /// write.
@@ -199,15 +202,16 @@ impl Records {
         })
     }
 
-    /// Stores `bytes` as a new item under a fresh id from `ids` with
-    /// idempotency key `key` and the record `kept` renders for the id
-    /// (which holds the whole item: [`KeptRecord::encode_whole`]), without
-    /// a transaction: the key, then the item, as two writes.
+    /// Stores `bytes` as a new record of `resource` under a fresh id from
+    /// `ids` with idempotency key `key` and the record `kept` renders for
+    /// the id (which holds the whole new record:
+    /// [`KeptRecord::holds_a_create`]), without a transaction: the key,
+    /// then the record, as two writes.
     ///
     /// That is as atomic as a transaction across a crash: sled recovers
     /// its log in order up to the first write that did not reach the disk
-    /// whole, so the item is never there without its key, and a key whose
-    /// item is missing is rolled forward at open
+    /// whole, so the record is never there without its key, and a key
+    /// whose record is missing is rolled forward at open
     /// ([`Records::roll_forward_creates`]). It costs one write less than a
     /// transaction, which would also need the writer thread (see
     /// `cart_writer.rs`): a keyed create is as cheap as a plain one plus
@@ -219,7 +223,7 @@ impl Records {
     /// another create drew the next id meanwhile.
     pub(super) fn insert_new_keyed(
         &self,
-        ids: &IdGen,
+        (resource, ids): (Resource, &IdGen),
         bytes: &[u8],
         (key, kept): (&[u8], KeptFor),
         now: u64,
@@ -227,7 +231,7 @@ impl Records {
         let pass = self.pass();
         let id = ids.next()?;
         let record = kept(id);
-        self.write(&pass, [(Resource::Item, id)], |upkeep| {
+        self.write(&pass, [(resource, id)], |upkeep| {
             // One swap for a fresh key (nearly every one); an expired
             // answer is swapped out.
             let mut replaced: Option<IVec> = None;
@@ -248,8 +252,8 @@ impl Records {
                     },
                 }
             }
-            if let Err(err) = self.items.insert(codec::key(id), bytes) {
-                // The key must not answer for an item that is not there;
+            if let Err(err) = self.tree(resource).insert(codec::key(id), bytes) {
+                // The key must not answer for a record that is not there;
                 // were the undo lost too, the next open rolls forward.
                 let _ = self
                     .kept
@@ -259,7 +263,7 @@ impl Records {
             if replaced.is_none() {
                 self.note_kept(1);
             }
-            upkeep.stored(Resource::Item, id, bytes);
+            upkeep.stored(resource, id, bytes);
             Ok(id)
         })
     }

@@ -205,11 +205,11 @@ backend_tests! {
 }
 
 /// The crash between a keyed create's two writes on the embedded store
-/// (the key stored, the item not), made by removing the item from a
-/// killed store's files: the restart writes the item back from its key,
-/// and a retry is replayed with it.
+/// (the key stored, the record not), made by removing an item and a cart
+/// from a killed store's files: the restart writes them back from their
+/// keys, and retries are replayed with them.
 #[tokio::test]
-async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
+async fn a_keyed_create_whose_record_a_crash_lost_is_rolled_forward_at_restart() {
     let store = Store::new(Backend::Sled);
     let mut shopd = store.start();
     let client = reqwest::Client::new();
@@ -227,6 +227,12 @@ async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     let id = first["id"].as_u64().unwrap();
+    let create_torn_cart =
+        |shopd: &ShopdProcess| keyed(&client, shopd.url("/cart"), Method::POST, "torn-cart", None);
+    let cart = create_torn_cart(&shopd).await;
+    assert_eq!(cart.status(), 201);
+    let cart: Value = cart.json().await.unwrap();
+    let cart_id = cart["id"].as_u64().unwrap();
     shopd.child.kill().expect("kill -9");
     shopd.child.wait().expect("reaped");
 
@@ -235,6 +241,9 @@ async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
         let items = db.open_tree("items").unwrap();
         let removed = items.remove(id.to_be_bytes()).unwrap();
         assert!(removed.is_some(), "item {id} was stored under its id");
+        let carts = db.open_tree("carts").unwrap();
+        let removed = carts.remove(cart_id.to_be_bytes()).unwrap();
+        assert!(removed.is_some(), "cart {cart_id} was stored under its id");
         assert!(
             db.open_tree("idempotency")
                 .unwrap()
@@ -251,6 +260,13 @@ async fn a_keyed_create_whose_item_a_crash_lost_is_rolled_forward_at_restart() {
     assert_eq!(retry.status(), 201);
     assert!(replayed(&retry));
     assert_eq!(retry.json::<Value>().await.unwrap(), first);
+    let cart_back = get_json(&client, &shopd, &format!("/cart/{cart_id}")).await;
+    assert_eq!(cart_back["id"], cart_id, "the cart is back, empty");
+    assert_eq!(cart_back["items"], serde_json::json!([]));
+    let retry = create_torn_cart(&shopd).await;
+    assert_eq!(retry.status(), 201);
+    assert!(replayed(&retry));
+    assert_eq!(retry.json::<Value>().await.unwrap(), cart);
     let next = create(
         &client,
         shopd.url("/item"),

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 use sled::IVec;
 
 use super::{Records, backend};
-use crate::store::KeptRecord;
-use crate::store::sled::codec::{self, ItemRecord};
+use crate::domain::Resource;
+use crate::store::sled::codec::{self, CartRecord, ItemRecord};
+use crate::store::{KeptAnswer, KeptRecord};
 use crate::store::{Pruned, StoreResult};
 
 impl Records {
@@ -70,32 +71,45 @@ impl Records {
         Ok(pruned)
     }
 
-    /// Writes the item of every keyed create whose key was stored but
-    /// whose item was not: a crash between the two writes of
+    /// Writes the record of every keyed create whose key was stored but
+    /// whose record was not: a crash between the two writes of
     /// [`Records::insert_new_keyed`]. Such a create was never answered,
-    /// but its key says it ran, so a retry would be replayed: the item is
-    /// written as the key holds it. Runs at open, before the records are
-    /// read; how many items it wrote.
+    /// but its key says it ran, so a retry would be replayed: the record
+    /// is written as the key holds it. Runs at open, before the records
+    /// are read; how many records it wrote.
     pub(in super::super) fn roll_forward_creates(&self) -> StoreResult<u64> {
         let mut rolled = 0;
         for entry in &self.kept {
             let (_, value) = entry.map_err(backend)?;
-            let Some(item) = KeptRecord::created_item(&value) else {
-                continue;
-            };
-            let key = codec::key(item.id);
-            if self.items.contains_key(key).map_err(backend)? {
+            if !KeptRecord::holds_a_create(&value) {
                 continue;
             }
-            let record = ItemRecord {
-                name: item.name,
-                price: item.price,
-                deleted: false,
+            let Ok(kept) = KeptRecord::decode(&value) else {
+                continue;
             };
-            let bytes = codec::encode(&record).map_err(backend)?;
-            self.items.insert(key, bytes).map_err(backend)?;
+            let (resource, id, bytes) = match kept.answer {
+                KeptAnswer::CreatedItem(item) => {
+                    let record = ItemRecord {
+                        name: item.name,
+                        price: item.price,
+                        deleted: false,
+                    };
+                    (Resource::Item, item.id, codec::encode(&record))
+                }
+                KeptAnswer::CreatedCart(id) => {
+                    (Resource::Cart, id, codec::encode(&CartRecord::default()))
+                }
+                KeptAnswer::Sent(_) => continue,
+            };
+            let tree = self.tree(resource);
+            if tree.contains_key(codec::key(id)).map_err(backend)? {
+                continue;
+            }
+            tree.insert(codec::key(id), bytes.map_err(backend)?)
+                .map_err(backend)?;
             tracing::info!(
-                id = item.id,
+                ?resource,
+                id,
                 "rolled forward a keyed create a crash cut short"
             );
             rolled += 1;
